@@ -1,0 +1,3 @@
+module github.com/ocisigner/ocisigner
+
+go 1.26
