@@ -1,0 +1,97 @@
+package signer
+
+import (
+	"sort"
+	"strings"
+)
+
+// DefaultRealm is the realm OCI tooling assumes for a region it does not know.
+const DefaultRealm = "oc1"
+
+// Region is a resolved OCI region.
+type Region struct {
+	ID     string // us-phoenix-1
+	Realm  string // oc1
+	Domain string // oraclecloud.com
+	Known  bool   // false when the region is not in the table and oc1 was assumed
+}
+
+var (
+	regionByID    = map[string]region{}
+	regionByShort = map[string]region{}
+)
+
+func init() {
+	for _, r := range regions {
+		regionByID[r.id] = r
+		if r.short != "" {
+			regionByShort[r.short] = r
+		}
+	}
+}
+
+// ResolveRegion accepts a region identifier (us-phoenix-1) or its short code
+// (phx), case-insensitively, and returns its realm and domain. A region the
+// table does not know is assumed to be in oc1, as the SDKs do, so that new
+// commercial regions work before the table learns them.
+func ResolveRegion(s string) Region {
+	s = strings.ToLower(strings.TrimSpace(s))
+	r, ok := regionByID[s]
+	if !ok {
+		r, ok = regionByShort[s]
+	}
+	if !ok {
+		return Region{ID: s, Realm: DefaultRealm, Domain: realmDomains[DefaultRealm]}
+	}
+	return Region{ID: r.id, Realm: r.realm, Domain: realmDomains[r.realm], Known: true}
+}
+
+// Endpoint returns the host of an OCI service in this region, such as
+// objectstorage.us-phoenix-1.oraclecloud.com.
+func (r Region) Endpoint(service string) string {
+	return service + "." + r.ID + "." + r.Domain
+}
+
+// RealmDomains returns every realm's second-level domain, sorted and without
+// duplicates (oc2 and oc3 share one).
+func RealmDomains() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range realmDomains {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// IsRealmHost reports whether host (with or without a port) lies under one of
+// the OCI realm domains, which covers both <service>.<region>.<domain> and
+// <service>.<region>.oci.<domain>. The bare domain itself is not an API host.
+func IsRealmHost(host string) bool {
+	host = strings.ToLower(stripPort(host))
+	host = strings.TrimSuffix(host, ".")
+	for _, d := range realmDomains {
+		if len(host) > len(d)+1 && strings.HasSuffix(host, d) && host[len(host)-len(d)-1] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+// stripPort removes a trailing :port, leaving IPv6 literals in brackets intact.
+func stripPort(host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.IndexByte(host[i:], ']') >= 0 {
+		return host
+	}
+	if strings.HasPrefix(host, "[") {
+		return host[:i]
+	}
+	if strings.Count(host, ":") > 1 { // bare IPv6 literal without brackets
+		return host
+	}
+	return host[:i]
+}
