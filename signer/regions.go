@@ -95,3 +95,15 @@ func stripPort(host string) string {
 	}
 	return host[:i]
 }
+
+// KnownRegions lists the region identifiers of the table.
+func KnownRegions() []string {
+	out := make([]string, 0, len(regions))
+	for _, r := range regions {
+		out = append(out, r.id)
+	}
+	return out
+}
+
+// RegionShortCode returns a region's short code (phx for us-phoenix-1), or "".
+func RegionShortCode(id string) string { return regionByID[id].short }

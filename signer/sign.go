@@ -67,7 +67,7 @@ func DigestOf(body []byte) Digest {
 
 // Request is what a signature covers.
 type Request struct {
-	Method string // GET, POST, ...; case-insensitive
+	Method string // GET, POST, ...; case-sensitive as on the wire
 	Host   string // the Host that goes upstream, with its port only if the request carries one
 	Target string // path and query exactly as sent on the wire
 	Header Header // the request's headers; may be nil
@@ -119,11 +119,12 @@ var ErrInvalidRequest = errors.New("invalid request")
 // its signature. POST, PUT and PATCH are body-signed except Object Storage
 // PutObject and UploadPart, whose body is left out so that uploads can
 // stream: for those a caller need not buffer or hash the body at all.
+// Methods are case-sensitive, as in HTTP and in the SDK.
 func BodySigned(method, target string) bool {
-	switch {
-	case strings.EqualFold(method, http.MethodPost), strings.EqualFold(method, http.MethodPatch):
+	switch method {
+	case http.MethodPost, http.MethodPatch:
 		return true
-	case strings.EqualFold(method, http.MethodPut):
+	case http.MethodPut:
 		return !isObjectUpload(target)
 	}
 	return false
@@ -176,6 +177,9 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 	}
 	if r.Method == "" || r.Host == "" || r.Target == "" {
 		return nil, fmt.Errorf("%w: method, host and target are required (got %q %q %q)", ErrInvalidRequest, r.Method, r.Host, r.Target)
+	}
+	if !isToken(r.Method) {
+		return nil, fmt.Errorf("%w: method %q is not an HTTP token", ErrInvalidRequest, r.Method)
 	}
 	if strings.ContainsAny(r.Target, " \r\n") || strings.ContainsAny(r.Host, " \r\n/") {
 		return nil, fmt.Errorf("%w: target or host contains a space or line break", ErrInvalidRequest)
@@ -248,6 +252,17 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 	}
 	out.Headers = append(out.Headers, Field{HeaderAuthorization, authorization(out.SignedHeaders, c.KeyID, sig)})
 	return out, nil
+}
+
+// isToken reports whether s is an RFC 9110 token, as a method must be.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func get(h Header, name string) (string, bool) {

@@ -42,6 +42,9 @@ func ParseToken(raw string) (*Token, error) {
 	if _, _, err := p.ParseUnverified(raw, c); err != nil {
 		return nil, &Error{Kind: ErrTokenMalformed, Detail: "security token is not a JWT", Err: err}
 	}
+	if err := checkSignatureLength(raw); err != nil {
+		return nil, &Error{Kind: ErrTokenMalformed, Detail: "security token is truncated", Err: err}
+	}
 	exp, err := c.GetExpirationTime()
 	if err != nil || exp == nil {
 		return nil, &Error{Kind: ErrTokenMalformed, Detail: "security token has no readable exp claim", Err: err}
@@ -62,6 +65,36 @@ func ParseToken(raw string) (*Token, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkSignatureLength rejects an RS256/PS256 token whose signature is not
+// a whole RSA signature. The signature is not verified here, so without this
+// a token file read while `oci session refresh` rewrites it in place could
+// parse fine with its signature cut short, and every request would get a 401.
+func checkSignatureLength(raw string) error {
+	i := strings.LastIndexByte(raw, '.')
+	if i < 0 {
+		return fmt.Errorf("no signature")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(raw[i+1:], "="))
+	if err != nil {
+		return err
+	}
+	header, _, _ := strings.Cut(raw, ".")
+	hb, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(header, "="))
+	if err != nil {
+		return err
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return err
+	}
+	if (strings.HasPrefix(h.Alg, "RS") || strings.HasPrefix(h.Alg, "PS")) && (len(sig) < 128 || len(sig)%64 != 0) {
+		return fmt.Errorf("%s signature of %d bytes is not a whole RSA signature", h.Alg, len(sig))
+	}
+	return nil
 }
 
 // parseSessExp accepts the date string OCI writes ("Sat, 08 Nov 2025

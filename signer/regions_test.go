@@ -1,0 +1,86 @@
+package signer_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/oracle/oci-go-sdk/v65/common"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// The spec's realm list (oci-signing.md), which the table must cover.
+var specRealmDomains = []string{
+	"oraclecloud.com", "oraclegovcloud.com", "oraclegovcloud.uk", "oraclecloud8.com", "oraclecloud9.com",
+	"oraclecloud10.com", "oraclecloud14.com", "oraclecloud15.com", "oraclecloud.eu", "oraclecloud20.com",
+	"oraclecloud21.com", "oraclecloud23.com", "oraclecloud24.com", "oraclecloud26.com", "oraclecloud29.com",
+	"oraclecloud35.com", "oraclecloud42.com", "oraclecloud51.com", "oraclecloud52.com",
+}
+
+func TestRegionTableMatchesSDK(t *testing.T) {
+	for _, id := range signer.KnownRegions() {
+		r := signer.ResolveRegion(id)
+		sdk := common.StringToRegion(id)
+		realm, err := sdk.RealmID()
+		if err != nil {
+			t.Errorf("%s: SDK does not know it: %v", id, err)
+			continue
+		}
+		if r.Realm != realm || r.Domain != sdk.SecondLevelDomain() {
+			t.Errorf("%s: ours %s/%s, SDK %s/%s", id, r.Realm, r.Domain, realm, sdk.SecondLevelDomain())
+		}
+		if short := signer.RegionShortCode(id); short != "" {
+			if got := common.StringToRegion(short); string(got) != id {
+				t.Errorf("short code %s: SDK says %s, we say %s", short, got, id)
+			}
+			if got := signer.ResolveRegion(strings.ToUpper(short)); got.ID != id {
+				t.Errorf("short code %s resolves to %s", short, got.ID)
+			}
+		}
+	}
+	got := strings.Join(signer.RealmDomains(), ",")
+	for _, d := range specRealmDomains {
+		if !strings.Contains(","+got+",", ","+d+",") {
+			t.Errorf("realm domain %s missing", d)
+		}
+	}
+}
+
+func TestResolveRegion(t *testing.T) {
+	for _, tc := range []struct{ in, id, realm, endpoint string }{
+		{"us-phoenix-1", "us-phoenix-1", "oc1", "objectstorage.us-phoenix-1.oraclecloud.com"},
+		{"phx", "us-phoenix-1", "oc1", "objectstorage.us-phoenix-1.oraclecloud.com"},
+		{"IAD", "us-ashburn-1", "oc1", "objectstorage.us-ashburn-1.oraclecloud.com"},
+		{"us-langley-1", "us-langley-1", "oc2", "objectstorage.us-langley-1.oraclegovcloud.com"},
+		{"uk-gov-london-1", "uk-gov-london-1", "oc4", "objectstorage.uk-gov-london-1.oraclegovcloud.uk"},
+		{"eu-frankfurt-2", "eu-frankfurt-2", "oc19", "objectstorage.eu-frankfurt-2.oraclecloud.eu"},
+		{"xx-future-1", "xx-future-1", "oc1", "objectstorage.xx-future-1.oraclecloud.com"}, // unknown: oc1, as the SDKs do
+	} {
+		r := signer.ResolveRegion(tc.in)
+		if r.ID != tc.id || r.Realm != tc.realm || r.Endpoint("objectstorage") != tc.endpoint {
+			t.Errorf("%s: %+v %s", tc.in, r, r.Endpoint("objectstorage"))
+		}
+	}
+}
+
+func TestIsRealmHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"iaas.us-phoenix-1.oraclecloud.com":             true,
+		"generativeai.us-chicago-1.oci.oraclecloud.com": true,
+		"objectstorage.eu-frankfurt-2.oraclecloud.eu":   true,
+		"identity.us-langley-1.oraclegovcloud.com:443":  true,
+		"IAAS.US-PHOENIX-1.ORACLECLOUD.COM.":            true,
+		"x.uk-gov-london-1.oraclegovcloud.uk":           true,
+		"x.region.oraclecloud52.com":                    true,
+		"oraclecloud.com":                               false, // the bare domain is no API
+		"evil-oraclecloud.com":                          false,
+		"oraclecloud.com.evil.example":                  false,
+		"example.com":                                   false,
+		"127.0.0.1:8080":                                false,
+		"[::1]:443":                                     false,
+	} {
+		if got := signer.IsRealmHost(host); got != want {
+			t.Errorf("IsRealmHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
