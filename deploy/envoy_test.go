@@ -1,0 +1,951 @@
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	dfpclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
+	dfpfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/anypb"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ocisigner/ocisigner/signer"
+
+	// Extensions named only by a typed_config "@type" in envoy.yaml: linked in
+	// so their Any resolves (an unresolvable Any fails the load).
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+)
+
+const (
+	extProcFilterName = "envoy.filters.http.ext_proc"
+	dfpFilterName     = "envoy.filters.http.dynamic_forward_proxy"
+	routerFilterName  = "envoy.filters.http.router"
+	httpOptionsKey    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+	signerClusterName = "signer"
+	signerPort        = 50051
+	ociClusterName    = "oci"
+	listenerPort      = 10000
+
+	// maxSignedBody is the signer's --max-body-bytes default: Envoy must buffer
+	// exactly this much for the OCI routes.
+	maxSignedBody = 32 << 20
+
+	systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+	// The route pattern operators copy to pin a profile.
+	exampleRouteHeader = "x-oci-route"
+	exampleRouteValue  = "example"
+	profileMetadataKey = "x-oci-profile"
+	exampleProfile     = "EXAMPLE"
+)
+
+// realms is the realm table of shared/docs/oci-signing.md ("Regions, realms,
+// the namespace probe"). TestRealmTableMatchesDoc and
+// TestGatewayDomainsMatchSigner keep it honest.
+var realms = []struct{ realm, domain string }{
+	{"oc1", "oraclecloud.com"},
+	{"oc2", "oraclegovcloud.com"},
+	{"oc3", "oraclegovcloud.com"},
+	{"oc4", "oraclegovcloud.uk"},
+	{"oc8", "oraclecloud8.com"},
+	{"oc9", "oraclecloud9.com"},
+	{"oc10", "oraclecloud10.com"},
+	{"oc14", "oraclecloud14.com"},
+	{"oc15", "oraclecloud15.com"},
+	{"oc19", "oraclecloud.eu"},
+	{"oc20", "oraclecloud20.com"},
+	{"oc21", "oraclecloud21.com"},
+	{"oc23", "oraclecloud23.com"},
+	{"oc24", "oraclecloud24.com"},
+	{"oc26", "oraclecloud26.com"},
+	{"oc29", "oraclecloud29.com"},
+	{"oc35", "oraclecloud35.com"},
+	{"oc42", "oraclecloud42.com"},
+	{"oc51", "oraclecloud51.com"},
+	{"oc52", "oraclecloud52.com"},
+}
+
+// realmDomainSet returns the unique realm domains, sorted.
+func realmDomainSet() []string {
+	var out []string
+	for _, r := range realms {
+		if !slices.Contains(out, r.domain) {
+			out = append(out, r.domain)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// wantOCIDomains is the OCI virtual host's domain list: one suffix wildcard per
+// realm domain, which also covers <service>.<region>.oci.<domain>.
+func wantOCIDomains() []string {
+	var out []string
+	for _, d := range realmDomainSet() {
+		out = append(out, "*."+d)
+	}
+	return out
+}
+
+// Headers that are (or may be) part of the signature, or that carry it: no
+// route may add or remove them after the signer ran.
+var signedHeaders = []string{
+	"authorization", "date", "x-date", "host", ":authority", ":path", ":method",
+	"content-length", "content-type", "x-content-sha256",
+	"opc-obo-token", "x-cross-tenancy-request", "x-subscription",
+}
+
+func processingMode(requestBody extprocv3.ProcessingMode_BodySendMode) *extprocv3.ProcessingMode {
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+		RequestBodyMode:     requestBody,
+		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+}
+
+// envoyConfig is envoy.yaml decoded, validated, and cut into the pieces the
+// checks look at.
+type envoyConfig struct {
+	bs          *bootstrapv3.Bootstrap
+	hcm         *hcmv3.HttpConnectionManager
+	filterNames []string
+	extProc     *extprocv3.ExternalProcessor
+	dfpFilter   *dfpfilterv3.FilterConfig
+	routes      *routev3.RouteConfiguration
+	ociHosts    []*routev3.VirtualHost // every virtual host but the catch-all
+	catchAll    *routev3.VirtualHost   // domains ["*"]
+	clusters    map[string]*clusterv3.Cluster
+}
+
+// parseEnvoy decodes envoy.yaml the strict way: YAML to JSON, protojson into
+// the v3 Bootstrap with unknown fields rejected, Envoy's validation rules on
+// the bootstrap and on every typed Any inside it, and no deprecated field or
+// enum value anywhere.
+func parseEnvoy(data string) (*envoyConfig, error) {
+	js, err := yaml.YAMLToJSON([]byte(data))
+	if err != nil {
+		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	bs := &bootstrapv3.Bootstrap{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(js, bs); err != nil {
+		return nil, fmt.Errorf("decode Bootstrap: %w", err)
+	}
+	if err := bs.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("validate Bootstrap: %w", err)
+	}
+	if errs := checkTree(bs.ProtoReflect(), "bootstrap"); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cutEnvoy(bs)
+}
+
+type validatorAll interface{ ValidateAll() error }
+
+// checkTree walks every set field of m. Each google.protobuf.Any is unpacked
+// (its type must be linked in), validated with its own rules (the parent's
+// ValidateAll does not look inside an Any) and walked in turn.
+func checkTree(m protoreflect.Message, path string) []error {
+	var errs []error
+	if len(m.GetUnknown()) > 0 {
+		errs = append(errs, fmt.Errorf("%s: unknown fields", path))
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		p := path + "." + string(fd.Name())
+		if opts, ok := fd.Options().(*descriptorpb.FieldOptions); ok && opts.GetDeprecated() {
+			errs = append(errs, fmt.Errorf("%s: deprecated field %s", p, fd.FullName()))
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				errs = append(errs, checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", p, i))...)
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				errs = append(errs, checkValue(fd.MapValue(), mv, fmt.Sprintf("%s[%s]", p, k.String()))...)
+				return true
+			})
+		default:
+			errs = append(errs, checkValue(fd, v, p)...)
+		}
+		return true
+	})
+	return errs
+}
+
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) []error {
+	switch fd.Kind() {
+	case protoreflect.EnumKind:
+		ev := fd.Enum().Values().ByNumber(v.Enum())
+		if ev == nil {
+			return []error{fmt.Errorf("%s: unknown %s value %d", path, fd.Enum().FullName(), v.Enum())}
+		}
+		if opts, ok := ev.Options().(*descriptorpb.EnumValueOptions); ok && opts.GetDeprecated() {
+			return []error{fmt.Errorf("%s: deprecated enum value %s", path, ev.FullName())}
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		msg := v.Message()
+		if msg.Descriptor().FullName() != "google.protobuf.Any" {
+			return checkTree(msg, path)
+		}
+		a, ok := msg.Interface().(*anypb.Any)
+		if !ok {
+			return []error{fmt.Errorf("%s: Any of Go type %T", path, msg.Interface())}
+		}
+		inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+		if err != nil {
+			return []error{fmt.Errorf("%s: unpack %s: %w", path, a.GetTypeUrl(), err)}
+		}
+		p := fmt.Sprintf("%s<%s>", path, inner.ProtoReflect().Descriptor().FullName())
+		vi, ok := inner.(validatorAll)
+		if !ok {
+			return []error{fmt.Errorf("%s: no validation rules linked for this type", p)}
+		}
+		var errs []error
+		if err := vi.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+		return append(errs, checkTree(inner.ProtoReflect(), p)...)
+	}
+	return nil
+}
+
+func unpack[T proto.Message](a *anypb.Any, into T) (T, error) {
+	if a == nil {
+		return into, errors.New("typed_config missing")
+	}
+	if err := a.UnmarshalTo(into); err != nil {
+		return into, fmt.Errorf("typed_config %s: %w", a.GetTypeUrl(), err)
+	}
+	return into, nil
+}
+
+func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
+	c := &envoyConfig{bs: bs, clusters: map[string]*clusterv3.Cluster{}}
+	for _, cl := range bs.GetStaticResources().GetClusters() {
+		c.clusters[cl.GetName()] = cl
+	}
+	ls := bs.GetStaticResources().GetListeners()
+	if len(ls) != 1 {
+		return nil, fmt.Errorf("want exactly one listener, have %d", len(ls))
+	}
+	fcs := ls[0].GetFilterChains()
+	if len(fcs) != 1 || len(fcs[0].GetFilters()) != 1 {
+		return nil, errors.New("want one filter chain with one network filter (the HTTP connection manager)")
+	}
+	hcm, err := unpack(fcs[0].GetFilters()[0].GetTypedConfig(), &hcmv3.HttpConnectionManager{})
+	if err != nil {
+		return nil, err
+	}
+	c.hcm = hcm
+	for _, f := range hcm.GetHttpFilters() {
+		c.filterNames = append(c.filterNames, f.GetName())
+		switch f.GetName() {
+		case extProcFilterName:
+			if c.extProc, err = unpack(f.GetTypedConfig(), &extprocv3.ExternalProcessor{}); err != nil {
+				return nil, err
+			}
+		case dfpFilterName:
+			if c.dfpFilter, err = unpack(f.GetTypedConfig(), &dfpfilterv3.FilterConfig{}); err != nil {
+				return nil, err
+			}
+		case routerFilterName:
+			if _, err = unpack(f.GetTypedConfig(), &routerv3.Router{}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.extProc == nil || c.dfpFilter == nil {
+		return nil, fmt.Errorf("http filters %v: ext_proc and dynamic_forward_proxy are required", c.filterNames)
+	}
+	c.routes = hcm.GetRouteConfig()
+	if c.routes == nil {
+		return nil, errors.New("route_config must be inline (no RDS): the test has to see every route")
+	}
+	for _, vh := range c.routes.GetVirtualHosts() {
+		if slices.Equal(vh.GetDomains(), []string{"*"}) {
+			if c.catchAll != nil {
+				return nil, errors.New("two catch-all virtual hosts")
+			}
+			c.catchAll = vh
+			continue
+		}
+		c.ociHosts = append(c.ociHosts, vh)
+	}
+	return c, nil
+}
+
+// extProcPerRoute returns the ext_proc per-filter config in m, if any.
+func extProcPerRoute(m map[string]*anypb.Any) (*extprocv3.ExtProcPerRoute, error) {
+	a, ok := m[extProcFilterName]
+	if !ok {
+		return nil, nil
+	}
+	return unpack(a, &extprocv3.ExtProcPerRoute{})
+}
+
+func headerTouches(p *problems, where string, add []*corev3.HeaderValueOption, remove []string) {
+	for _, h := range add {
+		if slices.Contains(signedHeaders, strings.ToLower(h.GetHeader().GetKey())) {
+			p.addf("%s adds signed header %q after signing", where, h.GetHeader().GetKey())
+		}
+	}
+	for _, h := range remove {
+		if slices.Contains(signedHeaders, strings.ToLower(h)) {
+			p.addf("%s removes signed header %q after signing", where, h)
+		}
+	}
+}
+
+// envoyChecks are the assertions over envoy.yaml, by name. The mutation test
+// below proves each of them fails when the file regresses.
+var envoyChecks = []namedCheck[*envoyConfig]{
+	{"listener", func(c *envoyConfig) error {
+		var p problems
+		sa := c.bs.GetStaticResources().GetListeners()[0].GetAddress().GetSocketAddress()
+		if sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != listenerPort {
+			p.addf("listener on %s:%d, want 0.0.0.0:%d", sa.GetAddress(), sa.GetPortValue(), listenerPort)
+		}
+		return p.err()
+	}},
+	{"connection manager keeps host and path as signed", func(c *envoyConfig) error {
+		var p problems
+		if !c.hcm.GetStripAnyHostPort() {
+			p.addf("strip_any_host_port must be true: the signed host is the one forwarded")
+		}
+		if np := c.hcm.GetNormalizePath(); np == nil || np.GetValue() {
+			p.addf("normalize_path must be explicitly false")
+		}
+		if c.hcm.GetMergeSlashes() {
+			p.addf("merge_slashes must be false")
+		}
+		if a := c.hcm.GetPathWithEscapedSlashesAction(); a != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
+			p.addf("path_with_escaped_slashes_action = %v, want KEEP_UNCHANGED", a)
+		}
+		return p.err()
+	}},
+	{"http filter order", func(c *envoyConfig) error {
+		want := []string{extProcFilterName, dfpFilterName, routerFilterName}
+		if !slices.Equal(c.filterNames, want) {
+			return fmt.Errorf("http_filters = %v, want %v", c.filterNames, want)
+		}
+		return nil
+	}},
+	{"ext_proc fails closed", func(c *envoyConfig) error {
+		var p problems
+		ep := c.extProc
+		if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != signerClusterName {
+			p.addf("grpc_service.envoy_grpc.cluster_name = %q, want %q", got, signerClusterName)
+		}
+		if ep.GetHttpService() != nil {
+			p.addf("http_service must not be set")
+		}
+		if ep.GetFailureModeAllow() {
+			p.addf("failure_mode_allow must be false: an unsigned request must not go upstream")
+		}
+		if got := ep.GetStatusOnError().GetCode(); got != typev3.StatusCode_InternalServerError {
+			p.addf("status_on_error = %v (%d), want 500", got, got)
+		}
+		if !ep.GetMutationRules().GetDisallowIsError().GetValue() {
+			p.addf("mutation_rules.disallow_is_error must be true")
+		}
+		if ep.GetObservabilityMode() {
+			p.addf("observability_mode ignores the signer's answers")
+		}
+		if ep.GetDisableImmediateResponse() {
+			p.addf("disable_immediate_response would drop the signer's error replies")
+		}
+		if ep.GetSendBodyWithoutWaitingForHeaderResponse() {
+			p.addf("send_body_without_waiting_for_header_response disables mode overrides")
+		}
+		return p.err()
+	}},
+	{"ext_proc processing mode", func(c *envoyConfig) error {
+		want := processingMode(extprocv3.ProcessingMode_BUFFERED)
+		if got := c.extProc.GetProcessingMode(); !proto.Equal(got, want) {
+			return fmt.Errorf("processing_mode = {%v}, want {%v} (request headers + buffered body, no response processing)", got, want)
+		}
+		return nil
+	}},
+	{"ext_proc mode override", func(c *envoyConfig) error {
+		var p problems
+		if !c.extProc.GetAllowModeOverride() {
+			p.addf("allow_mode_override must be true (Object Storage uploads stream)")
+		}
+		want := []*extprocv3.ProcessingMode{
+			processingMode(extprocv3.ProcessingMode_BUFFERED),
+			processingMode(extprocv3.ProcessingMode_NONE),
+		}
+		got := c.extProc.GetAllowedOverrideModes()
+		if len(got) != len(want) {
+			p.addf("allowed_override_modes has %d entries, want %d", len(got), len(want))
+		}
+		for _, w := range want {
+			if !slices.ContainsFunc(got, func(g *extprocv3.ProcessingMode) bool { return proto.Equal(g, w) }) {
+				p.addf("allowed_override_modes lacks the fully explicit mode {%v}", w)
+			}
+		}
+		return p.err()
+	}},
+	{"ext_proc timeouts", func(c *envoyConfig) error {
+		var p problems
+		ep := c.extProc
+		msg := ep.GetMessageTimeout().AsDuration() // nil-safe: 0 when unset
+		if msg < time.Second {
+			p.addf("message_timeout = %v, want >= 1s (RSA signature plus credential refresh)", msg)
+		}
+		if m := ep.GetMaxMessageTimeout(); m != nil && m.AsDuration() < msg {
+			p.addf("max_message_timeout %v < message_timeout %v", m.AsDuration(), msg)
+		}
+		if g := ep.GetGrpcService().GetTimeout(); g == nil || g.AsDuration() < msg {
+			p.addf("grpc_service.timeout must be set and >= message_timeout")
+		}
+		return p.err()
+	}},
+	{"OCI virtual host domains", func(c *envoyConfig) error {
+		if len(c.ociHosts) != 1 {
+			return fmt.Errorf("want one OCI virtual host besides the catch-all, have %d", len(c.ociHosts))
+		}
+		got := slices.Clone(c.ociHosts[0].GetDomains())
+		sort.Strings(got)
+		if want := wantOCIDomains(); !slices.Equal(got, want) {
+			return fmt.Errorf("OCI domains = %v, want %v", got, want)
+		}
+		return nil
+	}},
+	{"OCI routes go to the signing path unmodified", func(c *envoyConfig) error {
+		var p problems
+		headerTouches(&p, "route_config", c.routes.GetRequestHeadersToAdd(), c.routes.GetRequestHeadersToRemove())
+		for _, vh := range c.ociHosts {
+			headerTouches(&p, "virtual host "+vh.GetName(), vh.GetRequestHeadersToAdd(), vh.GetRequestHeadersToRemove())
+			if pr, err := extProcPerRoute(vh.GetTypedPerFilterConfig()); err != nil || pr.GetDisabled() {
+				p.addf("virtual host %s: ext_proc disabled or unreadable (%v)", vh.GetName(), err)
+			}
+			if _, ok := vh.GetTypedPerFilterConfig()[dfpFilterName]; ok {
+				p.addf("virtual host %s: dynamic_forward_proxy per-route config (host rewrite) not allowed", vh.GetName())
+			}
+			if len(vh.GetRoutes()) == 0 {
+				p.addf("virtual host %s has no routes", vh.GetName())
+			}
+			for _, r := range vh.GetRoutes() {
+				where := fmt.Sprintf("route %s/%s", vh.GetName(), r.GetName())
+				a := r.GetRoute()
+				if a == nil {
+					p.addf("%s: not a forwarding route (redirect/direct_response)", where)
+					continue
+				}
+				if a.GetCluster() != ociClusterName {
+					p.addf("%s: cluster %q, want %q", where, a.GetCluster(), ociClusterName)
+				}
+				if a.GetHostRewriteSpecifier() != nil || a.GetPrefixRewrite() != "" || a.GetRegexRewrite() != nil ||
+					a.GetPathRewritePolicy() != nil || a.GetInternalRedirectPolicy() != nil {
+					p.addf("%s: rewrites run after ext_proc and break the signature", where)
+				}
+				headerTouches(&p, where, r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove())
+				if pr, err := extProcPerRoute(r.GetTypedPerFilterConfig()); err != nil || pr.GetDisabled() {
+					p.addf("%s: ext_proc disabled or unreadable (%v)", where, err)
+				}
+				if _, ok := r.GetTypedPerFilterConfig()[dfpFilterName]; ok {
+					p.addf("%s: dynamic_forward_proxy per-route config (host rewrite) not allowed", where)
+				}
+			}
+		}
+		return p.err()
+	}},
+	{"OCI body buffer limit", func(c *envoyConfig) error {
+		var p problems
+		for _, vh := range c.ociHosts {
+			if got := vh.GetRequestBodyBufferLimit().GetValue(); got != maxSignedBody {
+				p.addf("virtual host %s: request_body_buffer_limit = %d, want %d (32 MiB)", vh.GetName(), got, maxSignedBody)
+			}
+			for _, r := range vh.GetRoutes() {
+				if l := r.GetRequestBodyBufferLimit(); l != nil && l.GetValue() != maxSignedBody {
+					p.addf("route %s: request_body_buffer_limit = %d, want %d", r.GetName(), l.GetValue(), maxSignedBody)
+				}
+			}
+		}
+		return p.err()
+	}},
+	{"example route pins a profile", func(c *envoyConfig) error {
+		var p problems
+		if len(c.ociHosts) == 0 {
+			return errors.New("no OCI virtual host")
+		}
+		routes := c.ociHosts[0].GetRoutes()
+		example := slices.IndexFunc(routes, func(r *routev3.Route) bool {
+			return slices.ContainsFunc(r.GetMatch().GetHeaders(), func(h *routev3.HeaderMatcher) bool {
+				return h.GetName() == exampleRouteHeader && h.GetStringMatch().GetExact() == exampleRouteValue
+			})
+		})
+		if example < 0 {
+			return fmt.Errorf("no route matching header %s: %s", exampleRouteHeader, exampleRouteValue)
+		}
+		if example == len(routes)-1 {
+			p.addf("the example route must come before the general route")
+		}
+		pr, err := extProcPerRoute(routes[example].GetTypedPerFilterConfig())
+		switch {
+		case err != nil:
+			p.addf("example route: %v", err)
+		case pr == nil:
+			p.addf("example route has no %s typed_per_filter_config", extProcFilterName)
+		case pr.GetDisabled():
+			p.addf("example route disables ext_proc")
+		case !slices.ContainsFunc(pr.GetOverrides().GetGrpcInitialMetadata(), func(h *corev3.HeaderValue) bool {
+			return h.GetKey() == profileMetadataKey && h.GetValue() == exampleProfile
+		}):
+			p.addf("example route: overrides.grpc_initial_metadata lacks %s: %s", profileMetadataKey, exampleProfile)
+		}
+		last := routes[len(routes)-1]
+		if last.GetMatch().GetPrefix() != "/" || len(last.GetMatch().GetHeaders()) > 0 {
+			p.addf("the last OCI route must be the general one (prefix \"/\", no header match)")
+		}
+		return p.err()
+	}},
+	{"catch-all refuses other hosts", func(c *envoyConfig) error {
+		var p problems
+		vh := c.catchAll
+		if vh == nil {
+			return errors.New(`no virtual host with domains ["*"]`)
+		}
+		vhOff := false
+		if pr, err := extProcPerRoute(vh.GetTypedPerFilterConfig()); err == nil && pr.GetDisabled() {
+			vhOff = true
+		}
+		if len(vh.GetRoutes()) == 0 {
+			p.addf("catch-all has no routes")
+		}
+		for _, r := range vh.GetRoutes() {
+			dr := r.GetDirectResponse()
+			if dr == nil || r.GetRoute() != nil {
+				p.addf("catch-all route %q must be a direct_response, never forwarded", r.GetName())
+				continue
+			}
+			if dr.GetStatus() != 403 {
+				p.addf("catch-all status = %d, want 403", dr.GetStatus())
+			}
+			var body struct{ Code, Message string }
+			if err := json.Unmarshal([]byte(dr.GetBody().GetInlineString()), &body); err != nil || body.Code == "" || body.Message == "" {
+				p.addf("catch-all body %q is not OCI's {code, message} JSON (%v)", dr.GetBody().GetInlineString(), err)
+			}
+			hdrs := append(slices.Clone(r.GetResponseHeadersToAdd()), vh.GetResponseHeadersToAdd()...)
+			if !slices.ContainsFunc(hdrs, func(h *corev3.HeaderValueOption) bool {
+				return strings.EqualFold(h.GetHeader().GetKey(), "content-type") && h.GetHeader().GetValue() == "application/json"
+			}) {
+				p.addf("catch-all reply lacks content-type: application/json")
+			}
+			pr, err := extProcPerRoute(r.GetTypedPerFilterConfig())
+			if !(vhOff || (err == nil && pr.GetDisabled())) {
+				p.addf("ext_proc must be disabled for the catch-all (ExtProcPerRoute{disabled: true})")
+			}
+		}
+		return p.err()
+	}},
+	{"signer cluster", func(c *envoyConfig) error {
+		var p problems
+		cl := c.clusters[signerClusterName]
+		if cl == nil {
+			return fmt.Errorf("no cluster %q", signerClusterName)
+		}
+		if cl.GetType() != clusterv3.Cluster_STRICT_DNS {
+			p.addf("type = %v, want STRICT_DNS", cl.GetType())
+		}
+		var addrs []string
+		for _, e := range cl.GetLoadAssignment().GetEndpoints() {
+			for _, lb := range e.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				addrs = append(addrs, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
+			}
+		}
+		if want := []string{fmt.Sprintf("signer:%d", signerPort)}; !slices.Equal(addrs, want) {
+			p.addf("endpoints = %v, want %v", addrs, want)
+		}
+		if cl.GetTransportSocket() != nil {
+			p.addf("the signer serves plaintext HTTP/2: no transport_socket")
+		}
+		opts, err := unpack(cl.GetTypedExtensionProtocolOptions()[httpOptionsKey], &httpv3.HttpProtocolOptions{})
+		if err != nil {
+			p.addf("%s: %v", httpOptionsKey, err)
+		} else {
+			h2 := opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions()
+			if h2 == nil {
+				p.addf("explicit_http_config.http2_protocol_options missing: gRPC needs HTTP/2")
+			}
+			if ka := h2.GetConnectionKeepalive(); ka.GetInterval().AsDuration() <= 0 || ka.GetTimeout().AsDuration() <= 0 {
+				p.addf("http2 connection_keepalive interval and timeout must be set")
+			}
+		}
+		if !slices.ContainsFunc(cl.GetHealthChecks(), func(h *corev3.HealthCheck) bool { return h.GetGrpcHealthCheck() != nil }) {
+			p.addf("no grpc_health_check")
+		}
+		const raised = 10000 // Envoy's default is 1024
+		i := slices.IndexFunc(cl.GetCircuitBreakers().GetThresholds(), func(t *clusterv3.CircuitBreakers_Thresholds) bool {
+			return t.GetPriority() == corev3.RoutingPriority_DEFAULT
+		})
+		if i < 0 {
+			p.addf("no DEFAULT circuit breaker thresholds")
+		} else {
+			t := cl.GetCircuitBreakers().GetThresholds()[i]
+			if t.GetMaxRequests().GetValue() < raised || t.GetMaxPendingRequests().GetValue() < raised {
+				p.addf("circuit breakers max_requests=%d max_pending_requests=%d, want >= %d",
+					t.GetMaxRequests().GetValue(), t.GetMaxPendingRequests().GetValue(), raised)
+			}
+		}
+		return p.err()
+	}},
+	{"OCI cluster verifies TLS", func(c *envoyConfig) error {
+		var p problems
+		cl := c.clusters[ociClusterName]
+		if cl == nil {
+			return fmt.Errorf("no cluster %q", ociClusterName)
+		}
+		if cl.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
+			p.addf("lb_policy = %v, want CLUSTER_PROVIDED", cl.GetLbPolicy())
+		}
+		ct := cl.GetClusterType()
+		if ct.GetName() != "envoy.clusters.dynamic_forward_proxy" {
+			p.addf("cluster_type = %q, want envoy.clusters.dynamic_forward_proxy", ct.GetName())
+		}
+		if cc, err := unpack(ct.GetTypedConfig(), &dfpclusterv3.ClusterConfig{}); err != nil {
+			p.addf("cluster_type: %v", err)
+		} else {
+			if cc.GetAllowInsecureClusterOptions() {
+				p.addf("allow_insecure_cluster_options must be false")
+			}
+			if cc.GetDnsCacheConfig().GetName() == "" || !proto.Equal(cc.GetDnsCacheConfig(), c.dfpFilter.GetDnsCacheConfig()) {
+				p.addf("cluster and filter dns_cache_config differ: {%v} vs {%v}", cc.GetDnsCacheConfig(), c.dfpFilter.GetDnsCacheConfig())
+			}
+		}
+		ts := cl.GetTransportSocket()
+		if tls, err := unpack(ts.GetTypedConfig(), &tlsv3.UpstreamTlsContext{}); err != nil {
+			p.addf("transport_socket must be UpstreamTlsContext: %v", err)
+		} else {
+			vc := tls.GetCommonTlsContext().GetValidationContext()
+			if got := vc.GetTrustedCa().GetFilename(); got != systemCABundle {
+				p.addf("trusted_ca = %q, want %s: without it Envoy does not verify OCI's certificate", got, systemCABundle)
+			}
+			if vc.GetTrustChainVerification() != tlsv3.CertificateValidationContext_VERIFY_TRUST_CHAIN {
+				p.addf("trust_chain_verification must be VERIFY_TRUST_CHAIN")
+			}
+			if tls.GetSni() != "" {
+				p.addf("a fixed sni %q would break auto_sni", tls.GetSni())
+			}
+		}
+		opts, err := unpack(cl.GetTypedExtensionProtocolOptions()[httpOptionsKey], &httpv3.HttpProtocolOptions{})
+		if err != nil {
+			p.addf("%s: %v", httpOptionsKey, err)
+		} else if u := opts.GetUpstreamHttpProtocolOptions(); !u.GetAutoSni() || !u.GetAutoSanValidation() {
+			p.addf("upstream_http_protocol_options auto_sni=%v auto_san_validation=%v, want both true", u.GetAutoSni(), u.GetAutoSanValidation())
+		}
+		return p.err()
+	}},
+	{"admin on loopback", func(c *envoyConfig) error {
+		sa := c.bs.GetAdmin().GetAddress().GetSocketAddress()
+		ip, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil || !ip.IsLoopback() {
+			return fmt.Errorf("admin address %q must be a loopback IP", sa.GetAddress())
+		}
+		return nil
+	}},
+}
+
+func loadEnvoy(t *testing.T) *envoyConfig {
+	t.Helper()
+	c, err := parseEnvoy(readRepoFile(t, "envoy.yaml"))
+	if err != nil {
+		t.Fatalf("envoy.yaml: %v", err)
+	}
+	return c
+}
+
+// TestEnvoyConfig decodes and validates envoy.yaml and runs every check.
+func TestEnvoyConfig(t *testing.T) {
+	t.Parallel()
+	runChecks(t, envoyChecks, loadEnvoy(t), true)
+}
+
+// TestEnvoyConfigValidatesEveryTypedConfig makes sure the recursive walk
+// really reached the typed configs, so "validated" means something.
+func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
+	t.Parallel()
+	c := loadEnvoy(t)
+	seen := map[string]bool{}
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			visit := func(v protoreflect.Value) {
+				if fd.Kind() != protoreflect.MessageKind {
+					return
+				}
+				msg := v.Message()
+				if a, ok := msg.Interface().(*anypb.Any); ok {
+					inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					seen[string(inner.ProtoReflect().Descriptor().FullName())] = true
+					walk(inner.ProtoReflect())
+					return
+				}
+				walk(msg)
+			}
+			switch {
+			case fd.IsList():
+				for i := range v.List().Len() {
+					visit(v.List().Get(i))
+				}
+			case fd.IsMap():
+				fd = fd.MapValue()
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool { visit(mv); return true })
+			default:
+				visit(v)
+			}
+			return true
+		})
+	}
+	walk(c.bs.ProtoReflect())
+	for _, want := range []string{
+		"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+		"envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+		"envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
+		"envoy.extensions.filters.http.router.v3.Router",
+		"envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
+		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+	} {
+		if !seen[want] {
+			t.Errorf("typed config %s not reached by the walk (seen %v)", want, seen)
+		}
+	}
+}
+
+// swapFilters moves the dynamic_forward_proxy filter before ext_proc.
+func swapFilters(s string) (string, error) {
+	const indent = "                  - name: "
+	a := strings.Index(s, indent+extProcFilterName+"\n")
+	b := strings.Index(s, indent+dfpFilterName+"\n")
+	c := strings.Index(s, indent+routerFilterName+"\n")
+	if a < 0 || b < a || c < b {
+		return "", errors.New("http filter blocks not found in the expected order")
+	}
+	return s[:a] + s[b:c] + s[a:b] + s[c:], nil
+}
+
+var envoyMutations = []mutation{
+	// The file must not load at all.
+	{"unknown field", replaceFirst("suppress_envoy_headers: true", "suppress_envoy_header: true"), ""},
+	{"unresolvable typed_config", replaceFirst("http.router.v3.Router", "http.router.v3.Routr"), ""},
+	{"validation rule in the bootstrap", replaceFirst("connect_timeout: 1s", "connect_timeout: 0s"), ""},
+	{"validation rule inside nested Anys", replaceFirst("message_timeout: 5s", "message_timeout: 7200s"), ""},
+	{"validation rule inside a per-route Any", replaceFirst("- key: x-oci-profile", "- key: \"\""), ""},
+	{"deprecated field", replaceFirst("      type: STRICT_DNS\n", "      type: STRICT_DNS\n      dns_refresh_rate: 5s\n"), ""},
+	{"YAML syntax", replaceFirst("static_resources:", "static_resources: ["), ""},
+
+	{"listener port", replaceFirst("port_value: 10000", "port_value: 10001"), "listener"},
+	{"host port kept", replaceFirst("strip_any_host_port: true", "strip_matching_host_port: true"), "connection manager keeps host and path as signed"},
+	{"slashes merged", replaceFirst("merge_slashes: false", "merge_slashes: true"), "connection manager keeps host and path as signed"},
+	{"path normalised", replaceFirst("normalize_path: false", "normalize_path: true"), "connection manager keeps host and path as signed"},
+	{"escaped slashes unescaped", replaceFirst("KEEP_UNCHANGED", "UNESCAPE_AND_FORWARD"), "connection manager keeps host and path as signed"},
+	{"filter order", swapFilters, "http filter order"},
+	{"fail open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
+	{"status_on_error", replaceFirst("code: InternalServerError", "code: OK"), "ext_proc fails closed"},
+	{"disallowed mutation ignored", replaceFirst("disallow_is_error: true", "disallow_is_error: false"), "ext_proc fails closed"},
+	{"wrong ext_proc cluster", replaceFirst("cluster_name: signer", "cluster_name: oci"), "ext_proc fails closed"},
+	{"streamed body", replaceFirst("request_body_mode: BUFFERED", "request_body_mode: STREAMED"), "ext_proc processing mode"},
+	{"response headers sent", replaceFirst("response_header_mode: SKIP", "response_header_mode: SEND"), "ext_proc processing mode"},
+	{"response body sent", replaceFirst("response_body_mode: NONE", "response_body_mode: BUFFERED"), "ext_proc processing mode"},
+	{"trailer mode left DEFAULT", replaceFirst("request_trailer_mode: SKIP", "request_trailer_mode: DEFAULT"), "ext_proc processing mode"},
+	{"no mode override", replaceFirst("allow_mode_override: true", "allow_mode_override: false"), "ext_proc mode override"},
+	{"NONE override missing", replaceFirst("request_body_mode: NONE", "request_body_mode: STREAMED"), "ext_proc mode override"},
+	{"override not fully explicit", replaceLast("                          response_trailer_mode: SKIP\n", ""), "ext_proc mode override"},
+	{"message timeout too short", replaceFirst("message_timeout: 5s", "message_timeout: 0.2s"), "ext_proc timeouts"},
+	{"grpc timeout shorter than a message", replaceFirst("timeout: 300s", "timeout: 1s"), "ext_proc timeouts"},
+	{"realm missing", replaceFirst("- \"*.oraclecloud52.com\"", "- \"oraclecloud52.com\""), "OCI virtual host domains"},
+	{"extra domain", replaceFirst("- \"*.oraclecloud.eu\"       # oc19\n", "- \"*.oraclecloud.eu\"\n                        - \"*.example.com\"\n"), "OCI virtual host domains"},
+	{"prefix rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            prefix_rewrite: /v2/\n"), "OCI routes go to the signing path unmodified"},
+	{"host rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            host_rewrite_literal: example.com\n"), "OCI routes go to the signing path unmodified"},
+	{"signed header removed after signing", replaceFirst("request_headers_to_remove: [x-oci-route]", "request_headers_to_remove: [x-content-sha256]"), "OCI routes go to the signing path unmodified"},
+	{"route to the signer", replaceLast("cluster: oci\n", "cluster: signer\n"), "OCI routes go to the signing path unmodified"},
+	{"buffer limit", replaceFirst("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
+	{"example profile key", replaceFirst("- key: x-oci-profile", "- key: x-profile"), "example route pins a profile"},
+	{"example route last", replaceFirst("                        - name: oci\n                          match: { prefix: \"/\" }", "                        - name: oci\n                          match: { prefix: \"/x\" }"), "example route pins a profile"},
+	{"example matcher", replaceFirst("string_match: { exact: example }", "string_match: { exact: sample }"), "example route pins a profile"},
+	{"catch-all allows", replaceFirst("status: 403", "status: 200"), "catch-all refuses other hosts"},
+	{"catch-all signs", replaceFirst("disabled: true", "overrides: { grpc_initial_metadata: [{ key: x-oci-profile, value: DEFAULT }] }"), "catch-all refuses other hosts"},
+	{"catch-all disabled: false", replaceFirst("disabled: true", "disabled: false"), ""},
+	{"catch-all body", replaceFirst(`'{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}'`, `forbidden`), "catch-all refuses other hosts"},
+	{"catch-all content type", replaceFirst("value: application/json", "value: text/plain"), "catch-all refuses other hosts"},
+	{"no catch-all", replaceFirst(`domains: ["*"]`, `domains: ["*.example.com"]`), "catch-all refuses other hosts"},
+	{"signer port", replaceFirst("port_value: 50051", "port_value: 50052"), "signer cluster"},
+	{"signer protocol not explicit", replaceFirst("explicit_http_config:\n            http2_protocol_options:", "use_downstream_protocol_config:\n            http2_protocol_options:"), "signer cluster"},
+	{"signer keepalive", replaceFirst("                interval: 30s\n", ""), "signer cluster"},
+	{"signer health check", replaceFirst("grpc_health_check: {}", "tcp_health_check: {}"), "signer cluster"},
+	{"signer circuit breakers", replaceFirst("max_requests: 16384", "max_requests: 1024"), "signer cluster"},
+	{"dns cache mismatch", replaceLast("name: oci_dns_cache", "name: other_cache"), "OCI cluster verifies TLS"},
+	{"no trusted CA", replaceFirst("trusted_ca:", "crl:"), "OCI cluster verifies TLS"},
+	{"untrusted chain accepted", replaceFirst("              trusted_ca:\n", "              trust_chain_verification: ACCEPT_UNTRUSTED\n              trusted_ca:\n"), "OCI cluster verifies TLS"},
+	{"auto_san_validation off", replaceFirst("auto_san_validation: true", "auto_san_validation: false"), "OCI cluster verifies TLS"},
+	{"auto_sni off", replaceFirst("auto_sni: true", "auto_sni: false"), "OCI cluster verifies TLS"},
+	{"lb policy", replaceFirst("lb_policy: CLUSTER_PROVIDED", "lb_policy: ROUND_ROBIN"), "OCI cluster verifies TLS"},
+	{"admin exposed", replaceFirst("address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901"), "admin on loopback"},
+}
+
+// TestEnvoyChecksCatchRegressions applies each mutation to envoy.yaml and
+// requires the named check (or, for want == "", the load itself) to fail.
+// Every check must be proved by at least one mutation.
+func TestEnvoyChecksCatchRegressions(t *testing.T) {
+	t.Parallel()
+	names := checkNamesUnique(t, envoyChecks)
+	orig := readRepoFile(t, "envoy.yaml")
+	covered := map[string]bool{}
+	for _, m := range envoyMutations {
+		if m.want != "" && !names[m.want] {
+			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
+		}
+		covered[m.want] = true
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			mutated, err := m.apply(orig)
+			if err != nil {
+				t.Fatalf("mutation no longer applies to envoy.yaml: %v", err)
+			}
+			c, err := parseEnvoy(mutated)
+			if m.want == "" {
+				if err == nil {
+					t.Fatal("mutated envoy.yaml still loads and validates")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("mutated envoy.yaml should load (only check %q should fail): %v", m.want, err)
+			}
+			failed := runChecks(t, envoyChecks, c, false)
+			if _, ok := failed[m.want]; !ok {
+				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
+			}
+		})
+	}
+	for n := range names {
+		if !covered[n] {
+			t.Errorf("check %q has no mutation proving it can fail", n)
+		}
+	}
+}
+
+// envoyHostMatches reports whether Envoy would select a virtual host with
+// these domains for host, for the forms used here: exact names and suffix
+// wildcards ("*.example.com" needs at least one character before the suffix).
+func envoyHostMatches(domains []string, host string) bool {
+	host = strings.ToLower(host)
+	for _, d := range domains {
+		if suffix, ok := strings.CutPrefix(d, "*"); ok {
+			if len(host) > len(suffix) && strings.HasSuffix(host, suffix) {
+				return true
+			}
+		} else if host == d {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGatewayDomainsMatchSigner: the hosts Envoy sends to the signer are
+// exactly the hosts the signer accepts as OCI endpoints, for every realm.
+func TestGatewayDomainsMatchSigner(t *testing.T) {
+	t.Parallel()
+	if got, want := signer.RealmDomains(), realmDomainSet(); !slices.Equal(got, want) {
+		t.Errorf("signer.RealmDomains() = %v, test realm table = %v", got, want)
+	}
+	c := loadEnvoy(t)
+	if len(c.ociHosts) != 1 {
+		t.Fatalf("want one OCI virtual host, have %d", len(c.ociHosts))
+	}
+	domains := c.ociHosts[0].GetDomains()
+	type hostCase struct {
+		host string
+		want bool
+	}
+	cases := []hostCase{{"example.com", false}, {"oraclecloud.com.example.com", false}, {"localhost", false}}
+	for _, r := range realms {
+		cases = append(cases,
+			hostCase{"objectstorage.us-phoenix-1." + r.domain, true},
+			hostCase{"generativeai.us-chicago-1.oci." + r.domain, true},
+			hostCase{"AUTH.US-ASHBURN-1." + strings.ToUpper(r.domain), true},
+			hostCase{r.domain, false},
+			hostCase{"evil" + r.domain, false},
+			hostCase{r.domain + ".evil.example", false},
+		)
+	}
+	for _, tc := range cases {
+		if got := envoyHostMatches(domains, tc.host); got != tc.want {
+			t.Errorf("envoy OCI virtual host matches %q = %v, want %v", tc.host, got, tc.want)
+		}
+		if got := signer.IsRealmHost(tc.host); got != tc.want {
+			t.Errorf("signer.IsRealmHost(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+}
+
+// TestRealmTableMatchesDoc cross-checks the realm table above with the shared
+// doc it was copied from, when the doc is there (it sits outside the repo).
+func TestRealmTableMatchesDoc(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "..", "shared", "docs", "oci-signing.md"))
+	if err != nil {
+		t.Skipf("shared/docs/oci-signing.md not beside the repo: %v", err)
+	}
+	text := strings.Join(strings.Fields(string(doc)), " ")
+	_, after, ok := strings.Cut(text, "Realm domains:")
+	if !ok {
+		t.Fatal(`doc has no "Realm domains:" paragraph`)
+	}
+	para, _, _ := strings.Cut(after, ". ")
+	entry := regexp.MustCompile(`^((?:oc\d+,? )+)([a-z0-9.-]+\.[a-z]+)$`)
+	got := map[string]string{}
+	for _, e := range strings.Split(para, ";") {
+		m := entry.FindStringSubmatch(strings.TrimSpace(e))
+		if m == nil {
+			t.Fatalf("cannot read realm entry %q", e)
+		}
+		for _, realm := range strings.Fields(strings.ReplaceAll(m[1], ",", " ")) {
+			got[realm] = m[2]
+		}
+	}
+	want := map[string]string{}
+	for _, r := range realms {
+		want[r.realm] = r.domain
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("doc realms %v\ntest realms %v", got, want)
+	}
+}
