@@ -1,0 +1,74 @@
+// Command ocisigner signs Oracle Cloud Infrastructure API requests for Envoy.
+//
+//	ocisigner serve    the ext_proc service Envoy calls (the container's default)
+//	ocisigner probe    a signed GET /n/ to Object Storage: do these credentials work?
+//	ocisigner token    what a profile's session token says, masked
+//	ocisigner version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes, documented in the README.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // an unexpected answer, or an internal error
+	exitUsage       = 2 // bad flags or arguments
+	exitConfig      = 3 // configuration: profile, config file, key file unusable
+	exitCredentials = 4 // credentials: expired or rejected by OCI (401)
+	exitNetwork     = 5 // the endpoint could not be reached
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+// run is main without the process: tests call it with their own
+// arguments, output and environment.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr, getenv)
+	case "probe":
+		return runProbe(ctx, args[1:], stdout, stderr, getenv)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "ocisigner", version)
+		return exitOK
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "ocisigner: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: ocisigner <command> [flags]
+
+commands:
+  serve     run the Envoy ext_proc service that signs OCI requests
+  probe     sign a GET /n/ to Object Storage and report whether OCI accepts it
+  token     show a profile's session token metadata (the token itself masked)
+  version   print the version
+
+Run "ocisigner <command> -h" for a command's flags.
+`)
+}

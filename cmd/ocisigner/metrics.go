@@ -1,0 +1,119 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// metrics are ocisigner's Prometheus metrics, on a registry of their own so
+// tests can read them.
+type metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	signing     prometheus.Histogram
+	bodyBytes   prometheus.Counter
+	tokenExpiry *prometheus.GaugeVec
+	probeOK     prometheus.Gauge
+	probeTime   prometheus.Gauge
+	profiles    func() []string // profile names a label may carry
+
+	mu    sync.Mutex
+	known map[string]bool
+	at    time.Time
+}
+
+func newMetrics(profiles func() []string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ocisigner_requests_total",
+			Help: "Requests handled, by profile, method and outcome (signed, or the refusal code).",
+		}, []string{"profile", "method", "outcome"}),
+		signing: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ocisigner_signing_duration_seconds",
+			Help:    "Time to compute one signature (RSA dominates).",
+			Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .025, .05, .1},
+		}),
+		bodyBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ocisigner_body_bytes_hashed_total",
+			Help: "Request body bytes hashed into signatures.",
+		}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ocisigner_token_expiry_timestamp_seconds",
+			Help: "When each profile's security token expires, as a Unix timestamp.",
+		}, []string{"profile"}),
+		probeOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ocisigner_probe_success",
+			Help: "1 if the last namespace probe got a 200, else 0.",
+		}),
+		probeTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ocisigner_probe_timestamp_seconds",
+			Help: "When the last namespace probe ran, as a Unix timestamp.",
+		}),
+		profiles: profiles,
+		known:    map[string]bool{},
+	}
+	m.reg.MustRegister(m.requests, m.signing, m.bodyBytes, m.tokenExpiry, m.probeOK, m.probeTime,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "ocisigner_build_info",
+			Help:        "Always 1; the version is a label.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }))
+	return m
+}
+
+// Observe implements extproc.Observer.
+func (m *metrics) Observe(ev extproc.Event) {
+	m.requests.WithLabelValues(m.profileLabel(ev.Profile), ev.Method, ev.Outcome).Inc()
+	if ev.Outcome == "signed" {
+		m.signing.Observe(ev.SignDuration.Seconds())
+		m.bodyBytes.Add(float64(ev.BodyBytes))
+		if !ev.Expiry.IsZero() {
+			m.tokenExpiry.WithLabelValues(ev.Profile).Set(float64(ev.Expiry.Unix()))
+		}
+	}
+}
+
+// setTokenExpiry records the expiry of a profile's credentials, if they expire.
+func (m *metrics) setTokenExpiry(profile string, c *signer.Credentials) {
+	if c != nil && !c.Expiry().IsZero() {
+		m.tokenExpiry.WithLabelValues(profile).Set(float64(c.Expiry().Unix()))
+	}
+}
+
+func (m *metrics) recordProbe(r probeResult) {
+	ok := 0.0
+	if r.OK {
+		ok = 1
+	}
+	m.probeOK.Set(ok)
+	m.probeTime.Set(float64(r.At.Unix()))
+}
+
+// profileLabel keeps label values to the profiles the config has: a client
+// naming profiles at random must not grow the metric without bound.
+func (m *metrics) profileLabel(p string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.known[p] {
+		return p
+	}
+	if time.Since(m.at) > time.Second {
+		m.at = time.Now()
+		m.known = map[string]bool{}
+		for _, n := range m.profiles() {
+			m.known[n] = true
+		}
+		if m.known[p] {
+			return p
+		}
+	}
+	return "(unknown)"
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// probeResult is what a namespace probe found. The JSON form is stable:
+// scripts read it.
+type probeResult struct {
+	Profile   string     `json:"profile"`
+	Principal string     `json:"principal,omitempty"`
+	Region    string     `json:"region,omitempty"`
+	Endpoint  string     `json:"endpoint"`
+	Via       string     `json:"via,omitempty"`
+	Status    int        `json:"status,omitempty"`
+	Namespace string     `json:"namespace,omitempty"`
+	RequestID string     `json:"opc_request_id,omitempty"`
+	LatencyMS float64    `json:"latency_ms"`
+	OK        bool       `json:"ok"`
+	ErrorCode string     `json:"error_code,omitempty"`
+	Error     string     `json:"error,omitempty"`
+	Token     *tokenInfo `json:"token,omitempty"`
+	At        time.Time  `json:"at"`
+	exit      int
+}
+
+// tokenInfo is the timing of a security token, never the token itself.
+type tokenInfo struct {
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	Remaining string    `json:"remaining"`
+	// SessionEnd is when the session can no longer be refreshed (sess_exp).
+	SessionEnd *time.Time `json:"session_end,omitempty"`
+	// LastRefresh is when ocisigner last refreshed or renewed the token, if it did.
+	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+}
+
+func newTokenInfo(c *signer.Credentials, now time.Time) *tokenInfo {
+	if c == nil || c.Token == nil {
+		return nil
+	}
+	ti := &tokenInfo{Created: c.Token.IssuedAt.UTC(), Expires: c.Token.Expiry.UTC(), Remaining: c.Token.Expiry.Sub(now).Truncate(time.Second).String()}
+	if !c.Token.SessionEnd.IsZero() {
+		se := c.Token.SessionEnd.UTC()
+		ti.SessionEnd = &se
+	}
+	if !c.Refreshed.IsZero() {
+		lr := c.Refreshed.UTC()
+		ti.LastRefresh = &lr
+	}
+	return ti
+}
+
+// probeParams say what to probe and how.
+type probeParams struct {
+	profile  string
+	src      signer.Source // credentials of the profile; unused with via
+	region   string        // --region, else the profile's
+	endpoint string        // --endpoint: base URL instead of https://objectstorage.<region>.<domain>
+	via      string        // --via: send unsigned through this gateway
+	client   *http.Client
+	now      func() time.Time
+}
+
+// probe runs the namespace probe: a signed GET /n/ to Object Storage. It
+// needs no IAM policy, so a 200 proves the credentials.
+func probe(ctx context.Context, p probeParams) probeResult {
+	res := probeResult{Profile: p.profile, Via: p.via, At: p.now().UTC()}
+	var creds *signer.Credentials
+	if p.via == "" {
+		c, err := p.src.Credentials(ctx)
+		if err != nil {
+			res.Error, res.exit = err.Error(), credentialExit(err)
+			return res
+		}
+		creds = c
+		res.Principal = string(c.Kind)
+		res.Token = newTokenInfo(c, p.now())
+		if p.region == "" {
+			p.region = c.Region
+		}
+	}
+	base := p.endpoint
+	if base == "" {
+		if p.region == "" {
+			res.Error, res.exit = "no region: the profile has none; pass --region", exitConfig
+			return res
+		}
+		r := signer.ResolveRegion(p.region)
+		res.Region = r.ID
+		base = "https://" + r.Endpoint("objectstorage")
+	} else if p.region != "" {
+		res.Region = signer.ResolveRegion(p.region).ID
+	}
+	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/n/")
+	if err != nil || u.Host == "" {
+		res.Error, res.exit = fmt.Sprintf("--endpoint %q is not a URL", p.endpoint), exitUsage
+		return res
+	}
+	res.Endpoint = u.Scheme + "://" + u.Host
+	var req *http.Request
+	if p.via != "" {
+		// Through the gateway: it signs. Host names the real endpoint so
+		// the gateway routes and signs for it.
+		vu, err := url.Parse(strings.TrimSuffix(p.via, "/") + "/n/")
+		if err != nil || vu.Host == "" {
+			res.Error, res.exit = fmt.Sprintf("--via %q is not a URL", p.via), exitUsage
+			return res
+		}
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, vu.String(), nil)
+		req.Host = u.Host
+		if p.profile != "" {
+			req.Header.Set(extproc.DefaultProfileHeader, p.profile)
+		}
+	} else {
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		s, err := signer.Sign(&signer.Request{Method: http.MethodGet, Host: u.Host, Target: u.RequestURI()}, creds, p.now())
+		if err != nil {
+			res.Error, res.exit = err.Error(), exitFailure
+			return res
+		}
+		for _, f := range s.Headers {
+			req.Header.Set(f.Name, f.Value)
+		}
+	}
+	req.Header.Set("User-Agent", "ocisigner-probe/"+version)
+	start := time.Now()
+	resp, err := p.client.Do(req)
+	res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		res.Error, res.exit = "cannot reach "+req.URL.Host+": "+err.Error(), exitNetwork
+		return res
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	res.Status = resp.StatusCode
+	res.RequestID = resp.Header.Get("opc-request-id")
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &res.Namespace); err != nil {
+			res.Error, res.exit = "200 without a namespace in the body: "+truncate(string(body), 200), exitFailure
+			return res
+		}
+		res.OK, res.exit = true, exitOK
+		return res
+	}
+	var oe struct{ Code, Message string }
+	_ = json.Unmarshal(body, &oe)
+	res.ErrorCode = oe.Code
+	res.Error = fmt.Sprintf("%s: %s", resp.Status, firstNonEmpty(oe.Message, truncate(strings.TrimSpace(string(body)), 200)))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		res.exit = exitCredentials
+	case oe.Code == extproc.CodeUnknownProfile:
+		res.exit = exitConfig
+	default:
+		res.exit = exitFailure
+	}
+	return res
+}
+
+// credentialExit sorts a credential error into the documented exit codes.
+func credentialExit(err error) int {
+	switch {
+	case errors.Is(err, signer.ErrTokenExpired):
+		return exitCredentials
+	case errors.Is(err, signer.ErrAuthService):
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return exitNetwork
+		}
+		return exitCredentials
+	}
+	var se *signer.Error
+	if errors.As(err, &se) {
+		return exitConfig
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return exitNetwork
+	}
+	return exitFailure
+}
+
+func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf                    credentialFlags
+		region, endpoint, via string
+		asJSON                bool
+		timeout               time.Duration
+	)
+	cf.register(fs)
+	fs.StringVar(&region, "region", "", "region to probe (identifier or short code, e.g. us-phoenix-1 or phx); default: the profile's")
+	fs.StringVar(&endpoint, "endpoint", "", "base URL instead of https://objectstorage.<region>.<realm domain>")
+	fs.StringVar(&via, "via", "", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
+	fs.Usage = usageWithEnv(fs, stderr, "ocisigner probe [flags]")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "ocisigner probe:", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	p := probeParams{profile: cf.profileName(getenv), region: region, endpoint: endpoint, via: via,
+		client: &http.Client{Timeout: timeout}, now: time.Now}
+	if via == "" {
+		creds, err := cf.open(getenv, discardLogger())
+		if err != nil {
+			res := probeResult{Profile: p.profile, Error: err.Error(), exit: credentialExit(err), At: time.Now().UTC()}
+			return printProbe(stdout, res, asJSON)
+		}
+		p.src = creds.Source(p.profile)
+	} else if region == "" && endpoint == "" {
+		// Through a gateway the local credentials are not needed, only the
+		// profile's region, when the config is at hand.
+		if prof, err := signer.ReadProfile(cf.configPath(getenv), p.profile); err == nil {
+			p.region = prof.Get("region")
+		}
+	}
+	return printProbe(stdout, probe(ctx, p), asJSON)
+}
+
+func printProbe(w io.Writer, r probeResult, asJSON bool) int {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return r.exit
+	}
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%-15s %s\n", k+":", v)
+		}
+	}
+	verdict := "FAILED"
+	if r.OK {
+		verdict = "OK"
+	}
+	line("result", verdict)
+	line("profile", r.Profile)
+	line("principal", r.Principal)
+	line("region", r.Region)
+	line("endpoint", r.Endpoint)
+	line("via", r.Via)
+	if r.Status != 0 {
+		line("http status", fmt.Sprint(r.Status))
+		line("latency", fmt.Sprintf("%.1f ms", r.LatencyMS))
+	}
+	line("namespace", r.Namespace)
+	line("opc-request-id", r.RequestID)
+	if t := r.Token; t != nil {
+		line("token created", t.Created.Format(time.RFC3339))
+		line("token expires", t.Expires.Format(time.RFC3339))
+		line("remaining", t.Remaining)
+		if t.SessionEnd != nil {
+			line("session ends", t.SessionEnd.Format(time.RFC3339))
+		}
+		if t.LastRefresh != nil {
+			line("last refresh", t.LastRefresh.Format(time.RFC3339))
+		}
+	}
+	line("error code", r.ErrorCode)
+	line("error", r.Error)
+	return r.exit
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// DefaultAdmin is the admin HTTP address: not Envoy's 9901, so both fit in
+// one pod or network namespace.
+const DefaultAdmin = ":9465"
+
+type serveOptions struct {
+	creds          credentialFlags
+	listen         string
+	admin          string
+	allowHosts     stringList
+	profileHeader  string
+	maxBodyBytes   int64
+	logLevel       string
+	logFormat      string
+	probeInterval  time.Duration
+	probeEndpoint  string
+	drainTimeout   time.Duration
+	healthInterval time.Duration
+
+	clock func() time.Time // tests only: the time credentials are judged by
+}
+
+func (o *serveOptions) register(fs *flag.FlagSet) {
+	o.creds.register(fs)
+	fs.StringVar(&o.listen, "listen", ":50051", "ext_proc gRPC address: host:port, or unix:/path/to.sock")
+	fs.StringVar(&o.admin, "admin", DefaultAdmin, "admin HTTP address for /healthz, /readyz and /metrics; empty disables it")
+	fs.Var(&o.allowHosts, "allow-host", "also sign for hosts matching this pattern (host, host:port or *.domain); repeatable")
+	fs.StringVar(&o.profileHeader, "profile-header", extproc.DefaultProfileHeader, "request header (and gRPC metadata key) that selects a profile per request")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body signed; larger ones get 413")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.probeInterval, "probe-interval", 0, "run the namespace probe this often and report it in /readyz and metrics; 0 disables")
+	fs.StringVar(&o.probeEndpoint, "probe-endpoint", "", "base URL the periodic probe uses instead of https://objectstorage.<region>.<realm domain>")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.DurationVar(&o.healthInterval, "health-interval", time.Second, "how often the default profile's credentials are checked for the gRPC health status")
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o serveOptions
+	o.register(fs)
+	fs.Usage = usageWithEnv(fs, stderr, "ocisigner serve [flags]")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
+	if _, err := extproc.NewHostPolicy(o.allowHosts); err != nil {
+		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
+	svc, err := newService(o, log, getenv)
+	if err != nil {
+		log.Error("cannot start", "error", err.Error())
+		var se *signer.Error
+		if errors.As(err, &se) {
+			return exitConfig
+		}
+		return exitFailure
+	}
+	errc := svc.start()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "timeout", o.drainTimeout)
+		svc.shutdown(o.drainTimeout)
+		return exitOK
+	case err := <-errc:
+		log.Error("server failed", "error", err.Error())
+		svc.shutdown(0)
+		return exitFailure
+	}
+}
+
+// service is a running ocisigner: the ext_proc gRPC server, its health
+// status, and the admin HTTP server.
+type service struct {
+	opts    serveOptions
+	log     *slog.Logger
+	profile string
+	creds   extproc.Credentials
+	names   func() []string
+	ext     *extproc.Server
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *metrics
+	lis     net.Listener
+	adminL  net.Listener
+	admin   *http.Server
+	probe   func(context.Context) probeResult
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	lastProb *probeResult
+	draining bool
+}
+
+func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*service, error) {
+	s := &service{opts: o, log: log, profile: o.creds.profileName(getenv), stop: make(chan struct{})}
+	sopts := []signer.Option{signer.WithLogger(log)}
+	if o.clock != nil {
+		sopts = append(sopts, signer.WithClock(o.clock))
+	}
+	cfg, err := signer.OpenConfig(o.creds.configPath(getenv), sopts...)
+	if err != nil {
+		return nil, err
+	}
+	s.creds, s.names = cfg, cfg.Names
+	hosts, err := extproc.NewHostPolicy(o.allowHosts)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = newMetrics(s.names)
+	s.ext, err = extproc.New(extproc.Config{
+		Credentials:    s.creds,
+		DefaultProfile: s.profile,
+		ProfileHeader:  o.profileHeader,
+		Hosts:          hosts,
+		MaxBodyBytes:   o.maxBodyBytes,
+		Logger:         log,
+		Clock:          o.clock,
+		Observer:       s.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(extproc.Codec()),
+		grpc.MaxRecvMsgSize(s.ext.MaxRecvMsgSize()),
+		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
+		// answers those pings with GOAWAY too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	)
+	s.ext.Register(s.grpc)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.probe = func(ctx context.Context) probeResult {
+		return probe(ctx, probeParams{profile: s.profile, src: s.creds.Source(s.profile), endpoint: o.probeEndpoint,
+			client: &http.Client{Timeout: 15 * time.Second}, now: time.Now})
+	}
+
+	if s.lis, err = listen(o.listen); err != nil {
+		return nil, err
+	}
+	if o.admin != "" {
+		if s.adminL, err = net.Listen("tcp", o.admin); err != nil {
+			s.lis.Close()
+			return nil, fmt.Errorf("admin listener %s: %w", o.admin, err)
+		}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return s, nil
+}
+
+// listen opens the gRPC listener: TCP, or a unix socket with "unix:".
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// A socket left by a previous run would make bind fail.
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		return l, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// start serves until shutdown; the channel reports a server that failed.
+func (s *service) start() <-chan error {
+	errc := make(chan error, 2)
+	s.checkHealth()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.healthLoop()
+	}()
+	if s.opts.probeInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.probeLoop()
+		}()
+	}
+	go func() {
+		if err := s.grpc.Serve(s.lis); err != nil {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	if s.admin != nil {
+		go func() {
+			if err := s.admin.Serve(s.adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version}
+	if s.adminL != nil {
+		attrs = append(attrs, "admin", s.adminL.Addr().String())
+	}
+	s.log.Info("ocisigner serving", attrs...)
+	return errc
+}
+
+// shutdown drains: health goes NOT_SERVING so Envoy stops sending new
+// streams, in-flight ones finish (up to timeout), then everything stops.
+func (s *service) shutdown(timeout time.Duration) {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.log.Warn("drain timeout: stopping with requests in flight; Envoy answers them with its status_on_error")
+		s.grpc.Stop()
+		<-done
+	}
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.admin.Shutdown(ctx)
+		cancel()
+	}
+	s.wg.Wait()
+}
+
+// checkHealth sets the gRPC health status from the default profile: Envoy
+// stops routing to a signer that cannot sign.
+func (s *service) checkHealth() {
+	st := healthpb.HealthCheckResponse_SERVING
+	c, err := s.creds.Source(s.profile).Credentials(context.Background())
+	if err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.metrics.setTokenExpiry(s.profile, c)
+	prev, _ := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if prev == nil || prev.Status != st {
+		if err != nil {
+			s.log.Warn("default profile cannot sign: health NOT_SERVING", "profile", s.profile, "error", err.Error())
+		} else {
+			s.log.Info("default profile can sign: health SERVING", "profile", s.profile, "kind", string(c.Kind))
+		}
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(extprocServiceName, st)
+}
+
+const extprocServiceName = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+func (s *service) healthLoop() {
+	t := time.NewTicker(s.opts.healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.checkHealth()
+		}
+	}
+}
+
+func (s *service) probeLoop() {
+	t := time.NewTicker(s.opts.probeInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r := s.probe(ctx)
+		cancel()
+		s.recordProbe(r)
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *service) recordProbe(r probeResult) {
+	s.mu.Lock()
+	s.lastProb = &r
+	s.mu.Unlock()
+	s.metrics.recordProbe(r)
+	if r.OK {
+		s.log.Info("namespace probe ok", "profile", r.Profile, "endpoint", r.Endpoint, "namespace", r.Namespace, "latency_ms", r.LatencyMS)
+	} else {
+		s.log.Warn("namespace probe failed", "profile", r.Profile, "endpoint", r.Endpoint, "status", r.Status, "error", r.Error)
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// clock is a settable time for credentials' expiry.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock          { c := &clock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func (c *clock) now() time.Time { return time.Unix(0, c.ns.Load()) }
+func (c *clock) add(d time.Duration) {
+	c.ns.Add(int64(d))
+}
+
+// startService runs a service on loopback ports chosen by the system.
+func startService(t *testing.T, env map[string]string, o serveOptions, logs io.Writer) *service {
+	t.Helper()
+	if o.listen == "" {
+		o.listen = "127.0.0.1:0"
+	}
+	if o.admin == "" {
+		o.admin = "127.0.0.1:0"
+	}
+	if o.healthInterval == 0 {
+		o.healthInterval = time.Hour // tests call checkHealth themselves
+	}
+	if o.drainTimeout == 0 {
+		o.drainTimeout = 10 * time.Second
+	}
+	if logs == nil {
+		logs = io.Discard
+	}
+	svc, err := newService(o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.start()
+	t.Cleanup(func() { svc.shutdown(5 * time.Second) })
+	return svc
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func healthStatus(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Status
+}
+
+func TestAdminEndpointsAndReadinessFlipOnExpiry(t *testing.T) {
+	fx := newFixture(t)
+	clk := newClock()
+	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "SESSION"},
+		serveOptions{clock: clk.now, maxBodyBytes: 1 << 20, profileHeader: "x-oci-profile"}, nil)
+	admin := "http://" + svc.adminL.Addr().String()
+
+	if code, body := get(t, admin+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	code, body := get(t, admin+"/readyz")
+	var rd readiness
+	if err := json.Unmarshal([]byte(body), &rd); err != nil || code != 200 || !rd.Ready || rd.Principal != "security_token" || rd.Expires == nil {
+		t.Fatalf("/readyz before expiry: %d %s", code, body)
+	}
+	if st := healthStatus(t, svc.lis.Addr().String()); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC health before expiry: %v", st)
+	}
+	_, metricsText := get(t, admin+"/metrics")
+	if v, ok := metricValue(metricsText, `ocisigner_token_expiry_timestamp_seconds{profile="SESSION"}`); !ok || int64(v) != rd.Expires.Unix() {
+		t.Fatalf("token expiry gauge missing:\n%s", grepLines(metricsText, "ocisigner_"))
+	}
+
+	clk.add(2 * time.Hour)
+	code, body = get(t, admin+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "expired at") || !strings.Contains(body, "oci session refresh --profile SESSION") {
+		t.Fatalf("/readyz after expiry: %d %s", code, body)
+	}
+	svc.checkHealth()
+	if st := healthStatus(t, svc.lis.Addr().String()); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health after expiry: %v", st)
+	}
+	if code, _ := get(t, admin+"/healthz"); code != 200 {
+		t.Fatal("liveness must not follow the credentials")
+	}
+}
+
+func TestReadinessFollowsPeriodicProbe(t *testing.T) {
+	fx := newFixture(t)
+	for _, tc := range []struct {
+		profile string
+		ready   bool
+	}{{"API", true}, {"UNREGISTERED", false}} {
+		t.Run(tc.profile, func(t *testing.T) {
+			svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": tc.profile},
+				serveOptions{probeInterval: time.Hour, probeEndpoint: fx.oci.URL}, nil)
+			admin := "http://" + svc.adminL.Addr().String()
+			var (
+				code int
+				body string
+			)
+			// The first probe runs at start; wait for it to be recorded.
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if code, body = get(t, admin+"/readyz"); !strings.Contains(body, "waiting for the first namespace probe") {
+					break
+				}
+			}
+			if (code == 200) != tc.ready || !strings.Contains(body, `"endpoint": "`+fx.oci.URL) {
+				t.Fatalf("/readyz: %d %s", code, body)
+			}
+			_, m := get(t, admin+"/metrics")
+			want := "ocisigner_probe_success 0"
+			if tc.ready {
+				want = "ocisigner_probe_success 1"
+			}
+			if !strings.Contains(m, want) {
+				t.Fatalf("metrics lack %q:\n%s", want, grepLines(m, "ocisigner_probe"))
+			}
+		})
+	}
+}
+
+func TestServeStartupErrors(t *testing.T) {
+	fx := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		exit int
+		msg  string
+	}{
+		{"config file missing", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.Path("nope")}, nil, exitConfig, "does not exist"},
+		{"bad log level", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--log-level", "loud"}, exitUsage, "--log-level"},
+		{"bad allow-host", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ALLOW_HOST": "a*b"}, nil, exitUsage, "allow-host"},
+		{"unusable listen address", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ADMIN": "127.0.0.1:0"}, []string{"--listen", "256.0.0.1:1"}, exitFailure, "listen 256.0.0.1:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // any server that did start stops at once
+			var out, errb strings.Builder
+			code := run(ctx, append([]string{"serve"}, tc.args...), &out, &errb, func(k string) string { return tc.env[k] })
+			if code != tc.exit || !strings.Contains(errb.String(), tc.msg) {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.exit, errb.String())
+			}
+		})
+	}
+}
+
+// metricValue reads one sample of the Prometheus text format.
+func metricValue(text, series string) (float64, bool) {
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
