@@ -1,0 +1,165 @@
+package extproctest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Envoy is a running stand-in: an HTTP/1.1 listener on 127.0.0.1, one gRPC connection to
+// the processor and a pool of HTTP/1.1 connections to the upstream.
+type Envoy struct {
+	cfg    *settings
+	ln     net.Listener
+	srv    *http.Server
+	conn   *grpc.ClientConn
+	client extprocv3.ExternalProcessorClient
+	up     *upstreamPool
+	stats  counters
+
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	wg      sync.WaitGroup // handlers and every goroutine they start
+	srvDone chan struct{}
+}
+
+// New dials the processor (lazily, as gRPC does; Envoy's cluster connects on first use too)
+// and starts listening on 127.0.0.1:0.
+func New(cfg Config) (*Envoy, error) {
+	s, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(s.Processor,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Envoy's async gRPC client puts no limit on what it receives.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		// Envoy tries a new connection for the next stream once the old one failed; grpc-go
+		// would otherwise back off for up to two minutes and fail requests meanwhile. With
+		// this backoff a request still fails fast within 200 ms of a failed attempt.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 200 * time.Millisecond},
+			MinConnectTimeout: s.ConnectTimeout,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("extproctest: dial processor %q: %w", s.Processor, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("extproctest: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Envoy{
+		cfg:     s,
+		ln:      ln,
+		conn:    conn,
+		client:  extprocv3.NewExternalProcessorClient(conn),
+		up:      newUpstreamPool(s.Upstream),
+		baseCtx: ctx,
+		cancel:  cancel,
+		srvDone: make(chan struct{}),
+	}
+	e.srv = &http.Server{
+		Handler:           e,
+		MaxHeaderBytes:    maxHeadersBytes,
+		ReadHeaderTimeout: time.Minute,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	go func() {
+		defer close(e.srvDone)
+		_ = e.srv.Serve(ln)
+	}()
+	return e, nil
+}
+
+// URL is "http://127.0.0.1:port", the address clients send requests to.
+func (e *Envoy) URL() string { return "http://" + e.ln.Addr().String() }
+
+// Addr is the listener's "127.0.0.1:port".
+func (e *Envoy) Addr() string { return e.ln.Addr().String() }
+
+// Stats returns a snapshot of the counters.
+func (e *Envoy) Stats() Stats { return e.stats.snapshot() }
+
+// Close stops listening, ends every request in flight (as an Envoy shutdown would) and
+// returns once every goroutine the stand-in started has finished.
+func (e *Envoy) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+
+	e.cancel()
+	err := e.srv.Close()
+	<-e.srvDone
+	e.wg.Wait()
+	e.up.close()
+	if cerr := e.conn.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// goTracked runs f on a goroutine Close waits for. Only call it while a handler is running
+// (or from a goroutine started this way), so the WaitGroup never grows after Close waits.
+func (e *Envoy) goTracked(f func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+func (e *Envoy) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
+
+func (e *Envoy) logf(format string, args ...any) {
+	if e.cfg.Logf != nil {
+		e.cfg.Logf(format, args...)
+	}
+}
+
+// ServeHTTP is one downstream request: the connection manager, the ext_proc filter and the
+// router, in that order. It is exported because Envoy is the listener's http.Handler; tests
+// send requests to URL.
+func (e *Envoy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !e.enter() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	defer e.wg.Done()
+	e.stats.requests.Add(1)
+	f := newFilter(e, w, r)
+	defer f.cleanup()
+	f.serve()
+}

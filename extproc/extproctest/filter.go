@@ -1,0 +1,426 @@
+package extproctest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+// filter is one request's pass through the ext_proc filter (Filter and its two
+// ProcessorStates in source/extensions/filters/http/ext_proc/ext_proc.cc and
+// processor_state.cc). Envoy runs it on an event loop; here it runs on the request's
+// goroutine and waits on channels: answers from the processor, the message timer, the
+// downstream body and the client going away.
+type filter struct {
+	e     *Envoy
+	cfg   *settings
+	w     http.ResponseWriter
+	r     *http.Request
+	rc    *http.ResponseController
+	ctx   context.Context
+	stop  func()
+	start time.Time
+
+	dec, enc       dirState
+	reqHeaders     *headerList
+	respHeaders    *headerList
+	hasBody        bool // the request did not end with its headers (!no_body_)
+	reqHeadersSent bool // headers_ is set: body answers may mutate the request headers
+	respNoBody     bool
+
+	sess               *session
+	sessOpen           bool
+	complete           bool // processing_complete_: the processor is ignored from now on
+	cb                 callbackState
+	timer              *time.Timer
+	timerC             <-chan time.Time
+	timerRestarted     bool // new_timeout_received_
+	protocolConfigSent bool
+
+	dsBody       *downstreamBody
+	pump         *pump
+	buf          []byte // the buffered request body
+	bodyDone     bool   // the whole request body is in buf
+	bodySent     bool
+	bodyAnswered bool
+	bodyReplaced bool // CONTINUE_AND_REPLACE with a body mutation on the request headers
+
+	respBodyReplaced    bool
+	respBody            []byte
+	respHeadersAnswered bool
+
+	exchange *exchange
+	reply    *localReply
+	gone     bool // the client went away: no response at all
+
+	// access log
+	status         int
+	details        string
+	upstreamCalled bool
+	wrote          bool
+	abort          bool // the relayed response broke off: reset the client connection
+}
+
+type callbackState int
+
+const (
+	cbIdle callbackState = iota
+	cbRequestHeaders
+	cbRequestBody
+	cbResponseHeaders
+)
+
+func newFilter(e *Envoy, w http.ResponseWriter, r *http.Request) *filter {
+	ctx, cancel := context.WithCancel(r.Context())
+	stopAfter := context.AfterFunc(e.baseCtx, cancel)
+	f := &filter{
+		e:      e,
+		cfg:    e.cfg,
+		w:      w,
+		r:      r,
+		rc:     http.NewResponseController(w),
+		ctx:    ctx,
+		start:  time.Now(),
+		dsBody: newDownstreamBody(r.Body),
+	}
+	f.stop = func() { stopAfter(); cancel() }
+	// Envoy reads the request and writes the response independently; net/http needs to be
+	// told, or reading the body after the response started would fail.
+	_ = f.rc.EnableFullDuplex()
+	return f
+}
+
+func (f *filter) serve() {
+	r := f.r
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		// http_protocol_options.accept_http_10 is off by default.
+		f.reply = &localReply{status: http.StatusUpgradeRequired, details: "low_version"}
+		f.sendLocalReply()
+		return
+	}
+	if isUpgrade(r) {
+		f.reply = &localReply{status: http.StatusForbidden, details: "upgrade_failed"}
+		f.sendLocalReply()
+		return
+	}
+	h, err := requestHeaders(r, f.cfg.StripAnyHostPort)
+	if err != nil {
+		f.reply = &localReply{status: http.StatusRequestHeaderFieldsTooLarge, details: "http1.too_many_headers"}
+		f.sendLocalReply()
+		return
+	}
+	f.reqHeaders = h
+	f.hasBody = hasBody(r)
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		// Envoy answers 100 Continue as soon as it has the headers; net/http would wait
+		// for the first body read.
+		_, _ = r.Body.Read(nil)
+	}
+
+	f.decode()
+	switch {
+	case f.gone:
+	case f.reply != nil:
+		f.sendLocalReply()
+	default:
+		f.forward()
+	}
+}
+
+// cleanup is Filter::onDestroy plus releasing what net/http must not see used after
+// ServeHTTP returns.
+func (f *filter) cleanup() {
+	f.finishCall()
+	if f.sessOpen {
+		f.closeStreamMaybeGraceful()
+	}
+	if f.wrote {
+		_ = f.rc.Flush() // the client gets its answer before we wait on its body below
+	}
+	if f.pump != nil {
+		f.pump.abandon()
+	}
+	if f.dsBody.stop() {
+		_ = f.rc.SetReadDeadline(time.Now()) // interrupt a read blocked on the client
+	}
+	if f.pump != nil {
+		<-f.pump.done
+	}
+	f.stop()
+	if f.cfg.AccessLog != nil {
+		f.cfg.AccessLog(AccessLogEntry{
+			Method:              f.r.Method,
+			Path:                f.r.RequestURI,
+			Status:              f.status,
+			ResponseCodeDetails: f.details,
+			StreamStarted:       f.sess != nil,
+			UpstreamCalled:      f.upstreamCalled,
+			Duration:            time.Since(f.start),
+		})
+	}
+	if f.abort {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// decode is decodeHeaders and decodeData: send the headers, then the buffered body, each
+// time waiting for the answer.
+func (f *filter) decode() {
+	mode := f.cfg.mode
+	if f.cfg.Disabled != nil && f.cfg.Disabled(f.r) {
+		mode = allDisabledMode()
+	}
+	f.dec, f.enc = decodingState(mode), encodingState(mode)
+
+	if f.dec.sendHeaders {
+		f.openStream()
+		f.reqHeadersSent = true
+		req := f.newRequest()
+		req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers:     f.reqHeaders.toProto(),
+			EndOfStream: !f.hasBody,
+		}}
+		f.startCall(cbRequestHeaders)
+		f.sendMsg(req)
+	}
+	if !f.complete && f.dec.shouldRemoveContentLength() {
+		f.reqHeaders.remove("content-length")
+	}
+	if f.dec.sendHeaders {
+		// While the answer is pending Envoy holds the body with a watermark (ext_proc.cc
+		// onData, HeadersCallback: StopIterationAndWatermark): it buffers what arrives and
+		// stops reading the client once the buffer reaches the limit, without a 413, since
+		// the answer may still switch the body to NONE. Any other mode is held back by
+		// flow control from the start.
+		if f.hasBody && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED {
+			f.pump = f.e.startPump(f.dsBody)
+		}
+		f.waitFor(func() bool { return f.cb == cbIdle })
+		if f.stopped() {
+			return
+		}
+		f.checkBufferLimit()
+	}
+
+	if !f.hasBody || f.complete || f.bodyReplaced {
+		return
+	}
+	switch f.dec.bodyMode {
+	case extprocfilterv3.ProcessingMode_NONE:
+		return
+	case extprocfilterv3.ProcessingMode_BUFFERED:
+	default:
+		f.unsupported(fmt.Sprintf("request_body_mode %v", f.dec.bodyMode))
+		return
+	}
+	if !f.bodySent {
+		if f.pump == nil {
+			f.pump = f.e.startPump(f.dsBody)
+		}
+		f.waitFor(func() bool { return f.bodyDone || f.complete })
+		if f.stopped() || f.complete {
+			return
+		}
+		f.sendBody()
+	}
+	f.waitFor(func() bool { return f.cb == cbIdle })
+}
+
+// sendBody sends the whole buffered body as one message with end_of_stream, opening the
+// stream first if the headers were not sent (request_header_mode SKIP).
+func (f *filter) sendBody() {
+	f.openStream()
+	req := f.newRequest()
+	req.Request = &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
+		Body:        f.buf,
+		EndOfStream: true,
+	}}
+	f.startCall(cbRequestBody)
+	f.bodySent = true
+	f.sendMsg(req)
+}
+
+// waitFor handles whatever happens until cond holds or the request is over.
+func (f *filter) waitFor(cond func() bool) {
+	for !cond() && !f.stopped() {
+		var evC <-chan event
+		if f.sessOpen {
+			evC = f.sess.events
+		}
+		var pumpC <-chan chunk
+		if f.pump != nil && !f.bodyDone && !f.heldByWatermark() {
+			pumpC = f.pump.ch
+		}
+		if evC == nil && pumpC == nil && f.timerC == nil {
+			// Nothing can make cond true: a bug in the stand-in, not in the processor.
+			f.e.logf("extproctest: internal error: waiting on nothing (cb=%d)", f.cb)
+			f.unsupported("internal state")
+			return
+		}
+		select {
+		case ev := <-evC:
+			f.onEvent(ev)
+		case <-f.timerC:
+			f.timerC = nil
+			f.onMessageTimeout()
+		case c := <-pumpC:
+			f.onChunk(c)
+		case <-f.ctx.Done():
+			f.onDownstreamGone()
+		}
+	}
+}
+
+func (f *filter) stopped() bool { return f.reply != nil || f.gone }
+
+// onChunk buffers body data. Past the limit Envoy answers 413, unless the processor was
+// already dropped, in which case the data just flows.
+func (f *filter) onChunk(c chunk) {
+	f.buf = append(f.buf, c.data...)
+	if c.err != nil {
+		if !errors.Is(c.err, io.EOF) {
+			f.onDownstreamGone()
+			return
+		}
+		f.bodyDone = true
+	}
+	if f.cb != cbRequestHeaders {
+		f.checkBufferLimit()
+	}
+}
+
+// heldByWatermark: while the headers answer is pending, reading stops once the
+// buffer holds the limit (the pump blocks, and TCP pushes back on the client).
+func (f *filter) heldByWatermark() bool {
+	return f.cb == cbRequestHeaders && int64(len(f.buf)) >= f.cfg.BodyBufferLimit
+}
+
+// checkBufferLimit answers 413 for a BUFFERED body over the limit.
+func (f *filter) checkBufferLimit() {
+	if !f.complete && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED &&
+		int64(len(f.buf)) > f.cfg.BodyBufferLimit {
+		f.setReply(&localReply{
+			status:  http.StatusRequestEntityTooLarge,
+			body:    []byte("Payload Too Large"),
+			details: "request_payload_too_large",
+		}, &f.e.stats.lrTooLarge)
+	}
+}
+
+// onDownstreamGone is a reset by the client: no reply, the stream is closed in cleanup.
+func (f *filter) onDownstreamGone() {
+	f.gone = true
+	f.complete = true
+	f.finishCall()
+}
+
+func (f *filter) openStream() {
+	if f.sess != nil {
+		return
+	}
+	var md map[string]string
+	if f.cfg.Metadata != nil {
+		md = f.cfg.Metadata(f.r)
+	}
+	f.sess = f.e.openSession(md)
+	f.sessOpen = true
+}
+
+// newRequest starts a ProcessingRequest as Envoy fills it: metadata_context always present
+// (empty unless forwarding namespaces are configured), protocol_config on the first message
+// of the stream only.
+func (f *filter) newRequest() *extprocv3.ProcessingRequest {
+	req := &extprocv3.ProcessingRequest{MetadataContext: &corev3.Metadata{}}
+	if !f.protocolConfigSent {
+		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
+			RequestBodyMode:  f.dec.bodyMode,
+			ResponseBodyMode: f.enc.bodyMode,
+		}
+		f.protocolConfigSent = true
+	}
+	return req
+}
+
+func (f *filter) sendMsg(req *extprocv3.ProcessingRequest) {
+	f.sess.send(req)
+	f.e.stats.msgsSent.Add(1)
+}
+
+// startCall is onStartProcessorCall: the message timer runs until the answer.
+func (f *filter) startCall(cb callbackState) {
+	f.cb = cb
+	f.timerRestarted = false
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+	f.timer = time.NewTimer(f.cfg.MessageTimeout)
+	f.timerC = f.timer.C
+}
+
+// finishCall is onFinishProcessorCall / clearAsyncState: no call pending, no timer.
+func (f *filter) finishCall() {
+	f.cb = cbIdle
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+	f.timerC = nil
+}
+
+// closeStream is Filter::closeStream: half-close and reset.
+func (f *filter) closeStream() {
+	if f.sessOpen {
+		f.sess.close(false)
+		f.sessOpen = false
+	}
+}
+
+// closeStreamMaybeGraceful is Filter::closeStreamMaybeGraceful: Envoy is done with the
+// processor for this request.
+func (f *filter) closeStreamMaybeGraceful() {
+	f.complete = true
+	if f.sessOpen {
+		f.sess.close(f.cfg.GracefulClose)
+		f.sessOpen = false
+	}
+}
+
+// moreExpected reports that the processor has not yet answered everything Envoy would ask
+// it about this request, so dropping it now lets something through unprocessed.
+func (f *filter) moreExpected() bool {
+	if f.cb != cbIdle {
+		return true
+	}
+	if f.hasBody && !f.bodyReplaced && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED && !f.bodyAnswered {
+		return true
+	}
+	return f.enc.sendHeaders && !f.respHeadersAnswered
+}
+
+func (f *filter) setReply(lr *localReply, counter interface{ Add(int64) int64 }) {
+	if f.reply != nil || f.gone {
+		return
+	}
+	f.reply = lr
+	if counter != nil {
+		counter.Add(1)
+	}
+}
+
+// unsupported fails the request rather than imitate Envoy wrongly.
+func (f *filter) unsupported(what string) {
+	f.complete = true
+	f.finishCall()
+	f.closeStream()
+	f.setReply(&localReply{
+		status:  http.StatusInternalServerError,
+		details: "extproctest_unsupported: " + what,
+	}, &f.e.stats.lrUnsupported)
+}

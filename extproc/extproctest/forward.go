@@ -1,0 +1,294 @@
+package extproctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+// The router and the response path (source/common/router/router.cc, and Filter::encodeHeaders
+// in ext_proc.cc): the processed request goes upstream, the ext_proc stream stays open for
+// the response headers if Envoy needs it (or is closed when they arrive), and the upstream
+// response is relayed.
+
+// upstreamBody is what follows the request headers upstream.
+func (f *filter) upstreamBody() (body io.Reader, streaming bool) {
+	switch {
+	case f.bodyReplaced:
+		// CONTINUE_AND_REPLACE: the rest of the original body is read and dropped.
+		f.drainDownstream()
+		return bytes.NewReader(f.buf), false
+	case !f.hasBody:
+		return nil, false
+	case f.pump == nil:
+		return f.dsBody, true // never buffered: stream it
+	case f.bodyDone:
+		return bytes.NewReader(f.buf), false
+	}
+	// Part of the body is buffered (the processor chose NONE, or was dropped): send that,
+	// then stream the rest.
+	c := f.pump.halt()
+	f.buf = append(f.buf, c.data...)
+	switch {
+	case errors.Is(c.err, io.EOF):
+		f.bodyDone = true
+		return bytes.NewReader(f.buf), false
+	case c.err != nil:
+		f.onDownstreamGone()
+		return nil, false
+	}
+	return io.MultiReader(bytes.NewReader(f.buf), f.dsBody), true
+}
+
+func (f *filter) drainDownstream() {
+	if !f.hasBody || f.bodyDone {
+		return
+	}
+	if f.pump != nil {
+		if c := f.pump.halt(); c.err != nil {
+			if !errors.Is(c.err, io.EOF) {
+				f.onDownstreamGone()
+			}
+			return
+		}
+	}
+	if _, err := io.Copy(io.Discard, f.dsBody); err != nil {
+		f.onDownstreamGone()
+	}
+}
+
+type upstreamResult struct {
+	x   *exchange
+	err error
+}
+
+func (f *filter) forward() {
+	body, streaming := f.upstreamBody()
+	if f.gone {
+		return
+	}
+	if !f.cfg.SuppressEnvoyHeaders && f.cfg.RouteTimeout > 0 {
+		// FilterUtility::setTimeoutHeaders: the route timeout left, in milliseconds.
+		left := (f.cfg.RouteTimeout - time.Since(f.start)).Milliseconds()
+		f.reqHeaders.set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(max(left, 1), 10))
+	}
+	req := encodeUpstream(f.reqHeaders, body)
+	f.upstreamCalled = true
+	f.e.stats.upstreamRequests.Add(1)
+	upStart := time.Now()
+
+	upCtx, upCancel := context.WithCancel(f.ctx)
+	defer upCancel()
+	resC := make(chan upstreamResult, 1)
+	f.e.goTracked(func() {
+		x, err := f.e.up.start(upCtx, req, f.e.goTracked)
+		resC <- upstreamResult{x, err}
+	})
+
+	// The route timeout runs from the end of the request to the response headers.
+	var eofC <-chan struct{}
+	var routeC <-chan time.Time
+	var routeTimer *time.Timer
+	startRouteTimer := func() {
+		if f.cfg.RouteTimeout > 0 {
+			routeTimer = time.NewTimer(f.cfg.RouteTimeout)
+			routeC = routeTimer.C
+		}
+	}
+	defer func() {
+		if routeTimer != nil {
+			routeTimer.Stop()
+		}
+	}()
+	if streaming {
+		eofC = f.dsBody.eof
+	} else {
+		startRouteTimer()
+	}
+
+	var res upstreamResult
+	for waiting := true; waiting; {
+		var evC <-chan event
+		if f.sessOpen {
+			evC = f.sess.events
+		}
+		select {
+		case res = <-resC:
+			waiting = false
+		case ev := <-evC:
+			// Envoy may still hear from the processor here (the stream of a buffered body
+			// stays open until the response headers): an error or a stray message fails the
+			// request even though it is already on its way upstream.
+			f.onEvent(ev)
+			if f.stopped() {
+				upCancel()
+				res = <-resC
+				waiting = false
+			}
+		case <-eofC:
+			eofC = nil
+			startRouteTimer()
+		case <-routeC:
+			upCancel()
+			res = <-resC
+			waiting = false
+			f.setReply(&localReply{
+				status:  http.StatusGatewayTimeout,
+				body:    []byte("upstream request timeout"),
+				details: "upstream_response_timeout",
+			}, &f.e.stats.lrUpstream)
+		case <-f.ctx.Done():
+			f.onDownstreamGone()
+			upCancel()
+			res = <-resC
+			waiting = false
+		}
+	}
+	if res.x != nil {
+		f.exchange = res.x
+		defer f.finishExchange()
+	}
+	switch {
+	case f.gone:
+		return
+	case f.reply != nil:
+		f.sendLocalReply()
+		return
+	case res.err != nil:
+		if f.dsBody.failed() != nil {
+			f.onDownstreamGone()
+			return
+		}
+		reason := "connection_failure"
+		var ue *upstreamError
+		if errors.As(res.err, &ue) {
+			reason = ue.reason
+		}
+		f.e.logf("extproctest: upstream: %v", res.err)
+		f.setReply(&localReply{
+			status:  http.StatusServiceUnavailable,
+			body:    []byte("upstream connect error or disconnect/reset before headers. reset reason: " + strings.ReplaceAll(reason, "_", " ")),
+			details: "upstream_reset_before_response_started{" + reason + "}",
+		}, &f.e.stats.lrUpstream)
+		f.sendLocalReply()
+		return
+	}
+	f.encodeHeaders(res.x, time.Since(upStart))
+}
+
+// finishExchange makes sure the upstream writer is not left reading the client's body, then
+// releases the connection.
+func (f *filter) finishExchange() {
+	x := f.exchange
+	select {
+	case <-x.written:
+	default:
+		// The upstream answered before taking the whole request: give up on the rest.
+		x.abandon()
+		if f.dsBody.stop() {
+			_ = f.rc.SetReadDeadline(time.Now())
+		}
+	}
+	x.finish()
+}
+
+// encodeHeaders is the response headers passing the ext_proc filter on their way out.
+func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
+	resp := x.resp
+	h := &headerList{}
+	h.insert(":status", strconv.Itoa(resp.StatusCode))
+	names := make([]string, 0, len(resp.Header))
+	for k := range resp.Header {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		for _, v := range resp.Header[k] {
+			h.add(strings.ToLower(k), v)
+		}
+	}
+	for _, te := range resp.TransferEncoding {
+		h.add("transfer-encoding", te)
+	}
+	if !f.cfg.SuppressEnvoyHeaders {
+		h.set("x-envoy-upstream-service-time", strconv.FormatInt(upstreamTime.Milliseconds(), 10))
+	}
+	f.respHeaders = h
+	f.respNoBody = resp.Body == http.NoBody || resp.ContentLength == 0
+
+	if !f.complete && f.enc.sendHeaders {
+		f.openStream()
+		req := f.newRequest()
+		req.Request = &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+			Headers:     h.toProto(),
+			EndOfStream: f.respNoBody,
+		}}
+		f.startCall(cbResponseHeaders)
+		f.sendMsg(req)
+		f.waitFor(func() bool { return f.cb == cbIdle })
+		if f.gone {
+			return
+		}
+		if f.reply != nil {
+			f.sendLocalReply()
+			return
+		}
+	}
+	if !f.complete && f.enc.shouldRemoveContentLength() {
+		h.remove("content-length")
+	}
+	if f.enc.noExternalProcess() && f.sessOpen {
+		f.closeStreamMaybeGraceful()
+	}
+	if !f.complete && !f.respNoBody && !f.respBodyReplaced && f.enc.bodyMode != extprocfilterv3.ProcessingMode_NONE {
+		f.unsupported(fmt.Sprintf("response_body_mode %v", f.enc.bodyMode))
+		f.sendLocalReply()
+		return
+	}
+	// Nothing more can come from the processor that matters for this response.
+	f.closeStreamMaybeGraceful()
+
+	finishResponseHeaders(f.respHeaders)
+	f.status = writeResponseHeaders(f.w, f.respHeaders)
+	f.wrote = true
+	f.details = "via_upstream"
+	if f.respBodyReplaced {
+		_, _ = f.w.Write(f.respBody)
+		return
+	}
+	f.relay(x.body())
+}
+
+// relay streams the response body to the client as it comes.
+func (f *filter) relay(body io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := f.w.Write(buf[:n]); werr != nil {
+				f.gone = true
+				return
+			}
+			_ = f.rc.Flush()
+		}
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			// The upstream broke off mid-body: Envoy resets the downstream stream.
+			f.e.logf("extproctest: upstream body: %v", err)
+			f.abort = true
+			return
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package extproctest
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// This file is what Envoy's HTTP/1 codec and HTTP connection manager do to a request before
+// any filter sees it (source/common/http/http1/codec_impl.cc,
+// source/common/http/conn_manager_impl.cc, source/common/http/conn_manager_utility.cc), and
+// to a response before it leaves.
+
+// internalHeaders are the x-envoy-* headers cleanInternalHeaders strips from a request that
+// is not internal. With use_remote_address false (Envoy's default) and no X-Forwarded-For, a
+// request is never internal, and not "edge" either, so the decorator/downstream-service
+// headers stay.
+var internalHeaders = []string{
+	"x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-retry-on",
+	"x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name",
+	"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+	"x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms",
+	"x-envoy-force-trace", "x-envoy-ip-tags", "x-envoy-original-url",
+	"x-envoy-hedge-on-per-try-timeout",
+}
+
+// errTooManyHeaders makes the codec answer 431, as Envoy does past max_headers_count.
+var errTooManyHeaders = fmt.Errorf("too many request headers")
+
+// requestHeaders builds the header map the ext_proc filter sees.
+//
+// The order of ordinary headers is not the wire order (net/http does not keep it): they are
+// sorted by name, after the pseudo-headers, and the headers the connection manager adds come
+// last. Envoy keeps wire order; no ext_proc server should depend on order.
+func requestHeaders(r *http.Request, stripPort bool) (*headerList, error) {
+	count := 1 // Host
+	for _, vs := range r.Header {
+		count += len(vs)
+	}
+	if count > maxHeadersCount {
+		return nil, errTooManyHeaders
+	}
+
+	h := &headerList{}
+	authority, path, scheme := r.Host, r.RequestURI, ""
+	// Absolute-form request targets: the codec takes :authority and :path (raw) from the URL.
+	if i := strings.Index(path, "://"); i > 0 && !strings.HasPrefix(path, "/") {
+		scheme = strings.ToLower(path[:i])
+		rest := path[i+3:]
+		j := strings.IndexAny(rest, "/?")
+		if j < 0 {
+			authority, path = rest, "/"
+		} else {
+			authority, path = rest[:j], rest[j:]
+			if strings.HasPrefix(path, "?") {
+				path = "/" + path
+			}
+		}
+	}
+	if stripPort {
+		authority = stripHostPort(authority)
+	}
+	h.insert(":authority", authority)
+	h.insert(":path", path)
+	h.insert(":method", r.Method)
+
+	names := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		key := strings.ToLower(k)
+		if key == "host" {
+			continue // net/http moved it to r.Host; Envoy holds it as :authority
+		}
+		for _, v := range r.Header[k] {
+			h.add(key, v)
+		}
+	}
+
+	// ConnectionManagerUtility::mutateRequestHeaders.
+	h.remove("connection")
+	h.remove("upgrade")
+	sanitizeTE(h)
+	h.remove("x-envoy-internal")
+	h.remove("keep-alive")
+	h.remove("proxy-connection")
+	h.remove("transfer-encoding")
+	if !h.has("x-forwarded-proto") {
+		h.add("x-forwarded-proto", "http")
+	}
+	if scheme == "" {
+		scheme = "http"
+		if xfp, _ := h.get("x-forwarded-proto"); xfp == "http" || xfp == "https" {
+			scheme = xfp
+		}
+	}
+	h.insert(":scheme", scheme)
+	for _, k := range internalHeaders {
+		h.remove(k)
+	}
+	if !h.has("x-request-id") {
+		h.add("x-request-id", uuid4())
+	}
+	// ActiveStream::decodeHeaders: with proxy_100_continue off Envoy answers 100-continue
+	// itself and drops the header.
+	if v, ok := h.get("expect"); ok && strings.EqualFold(v, "100-continue") {
+		h.remove("expect")
+	}
+	return h, nil
+}
+
+// sanitizeTE keeps "te: trailers" and drops any other TE value.
+func sanitizeTE(h *headerList) {
+	v, ok := h.get("te")
+	if !ok {
+		return
+	}
+	for _, part := range strings.Split(v, ",") {
+		if tok, _, _ := strings.Cut(part, ";"); strings.TrimSpace(tok) == "trailers" {
+			h.set("te", "trailers")
+			return
+		}
+	}
+	h.remove("te")
+}
+
+// stripHostPort is strip_any_host_port.
+func stripHostPort(authority string) string {
+	if host, _, err := net.SplitHostPort(authority); err == nil {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return authority
+}
+
+// isUpgrade is Utility::isUpgrade. Without upgrade_configs Envoy refuses upgrades with 403.
+func isUpgrade(r *http.Request) bool {
+	if r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasBody is how the HTTP/1 codec decides end_stream on the headers: a chunked request
+// always has a body (even an empty one, delivered as an empty data frame with end_stream),
+// Content-Length: 0 or no length means headers only.
+func hasBody(r *http.Request) bool {
+	for _, te := range r.TransferEncoding {
+		if strings.EqualFold(te, "chunked") {
+			return true
+		}
+	}
+	return r.ContentLength > 0
+}
+
+// uuid4 is the x-request-id Envoy generates.
+func uuid4() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// finishResponseHeaders is ActiveStream::encodeHeaders plus mutateResponseHeaders: a date if
+// there is none, server: envoy, and no hop-by-hop headers.
+func finishResponseHeaders(h *headerList) {
+	if !h.has("date") {
+		h.add("date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	h.set("server", "envoy")
+	h.remove("connection")
+	h.remove("transfer-encoding")
+	h.remove("keep-alive")
+	h.remove("proxy-connection")
+}
+
+// writeResponseHeaders copies a response header map to net/http. Names are written in Go's
+// canonical case (Envoy writes lowercase; HTTP/1 names are case-insensitive) because
+// net/http only recognises Content-Length and friends in that form.
+func writeResponseHeaders(w http.ResponseWriter, h *headerList) int {
+	status := http.StatusOK
+	dst := w.Header()
+	for _, kv := range h.kv {
+		if kv.key == ":status" {
+			fmt.Sscanf(kv.value, "%d", &status)
+			continue
+		}
+		if strings.HasPrefix(kv.key, ":") {
+			continue
+		}
+		k := http.CanonicalHeaderKey(kv.key)
+		dst[k] = append(dst[k], kv.value)
+	}
+	if _, ok := dst["Content-Type"]; !ok {
+		dst["Content-Type"] = nil // no content sniffing: Envoy sends no type it was not given
+	}
+	if status < 100 || status > 999 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	return status
+}
