@@ -52,9 +52,9 @@ type Config struct {
 	// AllowedOverrideModes is allowed_override_modes.
 	AllowedOverrideModes []*extprocfilterv3.ProcessingMode
 	// BodyBufferLimit is request_body_buffer_limit (or the connection buffer limit); 0 means
-	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413, and so does one that exceeds
-	// it while the answer to the request headers is still pending, even if that answer then
-	// switches the body mode to NONE.
+	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413. While the answer to the
+	// request headers is pending, reading stops at the limit instead (a watermark), so an
+	// answer that switches the body to NONE still streams the whole body.
 	BodyBufferLimit int64
 	// MessageTimeout is message_timeout; 0 means Envoy's 200 ms.
 	MessageTimeout time.Duration
