@@ -1,0 +1,492 @@
+package extproc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/extproc/extproctest"
+	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/signertest"
+)
+
+func sha256b64(b []byte) string {
+	sum := sha256.Sum256(b)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// Every method with both credential kinds, bodies empty and not, reaches OCI
+// signed as OCI checks it.
+func TestEveryMethodSignedEndToEnd(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	for _, profile := range []string{"API", "SESSION"} {
+		for _, method := range []string{"GET", "HEAD", "DELETE", "OPTIONS", "POST", "PUT", "PATCH"} {
+			bodies := [][]byte{nil}
+			if method == "POST" || method == "PUT" || method == "PATCH" {
+				bodies = [][]byte{{}, []byte(`{"displayName":"ünïcode"}`)}
+			}
+			for _, body := range bodies {
+				name := fmt.Sprintf("%s/%s/%d-byte body", profile, method, len(body))
+				t.Run(name, func(t *testing.T) {
+					target := "/20160918/instances?compartmentId=ocid1.compartment.oc1..x&displayName=a%20b"
+					var rd io.Reader
+					if body != nil {
+						rd = bytes.NewReader(body)
+					}
+					req := s.request(method, iaasHost, target, rd)
+					req.Header.Set("X-Oci-Profile", profile)
+					req.Header.Set("Authorization", "Bearer the-client-s-own") // must not reach OCI
+					req.Header.Set("X-Date", "Mon, 01 Jan 2001 00:00:00 GMT")  // would override date
+					a := s.do(req)
+					if a.status != http.StatusOK {
+						t.Fatalf("status %d: %s (OCI: %s)", a.status, a.body, s.lastRecord().Reason)
+					}
+					rec := s.lastRecord()
+					wantKind := signertest.KeyIDAPIKey
+					if profile == "SESSION" {
+						wantKind = signertest.KeyIDSession
+					}
+					if !rec.OK || rec.KeyIDKind != wantKind || rec.RequestURI != target || rec.Host != iaasHost {
+						t.Fatalf("OCI saw %+v", rec)
+					}
+					for _, h := range []string{"X-Oci-Profile", "X-Date"} {
+						if rec.Header.Get(h) != "" {
+							t.Errorf("%s reached OCI", h)
+						}
+					}
+					if method != "HEAD" {
+						if e := a.echo(t); e.BodyLength != int64(len(body)) || e.BodySHA256 != sha256b64(body) {
+							t.Errorf("echo %+v", e)
+						}
+					}
+					bodySigned := method == "POST" || method == "PUT" || method == "PATCH"
+					if got := strings.Contains(strings.Join(rec.SignedHeaders, " "), "x-content-sha256"); got != bodySigned {
+						t.Errorf("signed headers %v", rec.SignedHeaders)
+					}
+				})
+			}
+		}
+	}
+}
+
+// A 10 MiB body, and a chunked upload with no content-length, are buffered
+// by Envoy, hashed by the service and signed.
+func TestLargeAndChunkedBodies(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	big := bytes.Repeat([]byte("0123456789abcdef"), 10<<20/16)
+	for _, tc := range []struct {
+		name    string
+		body    io.Reader
+		want    []byte
+		chunked bool
+	}{
+		{"10 MiB with content-length", bytes.NewReader(big), big, false},
+		{"chunked without content-length", io.MultiReader(strings.NewReader("part one,"), strings.NewReader("part two")), []byte("part one,part two"), true},
+		{"empty chunked", io.MultiReader(), []byte{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := s.request("POST", iaasHost, "/20160918/volumeAttachments", tc.body)
+			if tc.chunked {
+				req.ContentLength = -1 // net/http sends Transfer-Encoding: chunked
+			}
+			a := s.do(req)
+			if a.status != http.StatusOK {
+				t.Fatalf("status %d: %s (OCI: %s)", a.status, a.body, s.lastRecord().Reason)
+			}
+			e := a.echo(t)
+			rec := s.lastRecord()
+			if e.BodyLength != int64(len(tc.want)) || e.BodySHA256 != sha256b64(tc.want) || !rec.OK {
+				t.Fatalf("echo %+v, OCI %+v", e, rec.Reason)
+			}
+			// Signed with a length, the request must leave with that length, not chunked.
+			if rec.ContentLength != int64(len(tc.want)) || len(rec.TransferEncoding) != 0 {
+				t.Fatalf("framing upstream: content-length %d transfer-encoding %v", rec.ContentLength, rec.TransferEncoding)
+			}
+		})
+	}
+}
+
+// The profile comes from the request header, else from the route's gRPC
+// metadata, else the default.
+func TestProfileSelection(t *testing.T) {
+	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) {
+		c.Metadata = func(r *http.Request) map[string]string {
+			if strings.HasPrefix(r.URL.Path, "/pinned/") {
+				return map[string]string{"x-oci-profile": "SESSION"}
+			}
+			return nil
+		}
+	}})
+	for _, tc := range []struct {
+		name, path, header string
+		want               signertest.KeyIDKind
+	}{
+		{"default", "/x", "", signertest.KeyIDAPIKey},
+		{"request header", "/x", "SESSION", signertest.KeyIDSession},
+		{"route metadata", "/pinned/x", "", signertest.KeyIDSession},
+		{"request header beats route", "/pinned/x", "API", signertest.KeyIDAPIKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := s.request("GET", iaasHost, tc.path, nil)
+			if tc.header != "" {
+				req.Header.Set("x-oci-profile", tc.header)
+			}
+			if a := s.do(req); a.status != 200 {
+				t.Fatalf("status %d: %s", a.status, a.body)
+			}
+			if rec := s.lastRecord(); rec.KeyIDKind != tc.want {
+				t.Fatalf("signed as %s, want %s", rec.KeyIDKind, tc.want)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	s := newStack(t, stackOptions{maxBody: 1024})
+	for _, tc := range []struct {
+		name     string
+		req      func() *http.Request
+		status   int
+		code     string
+		contains []string
+	}{
+		{"host outside the OCI realms", func() *http.Request { return s.request("GET", "example.com", "/", nil) },
+			http.StatusForbidden, extproc.CodeHostNotAllowed, []string{"example.com", "--allow-host"}},
+		{"look-alike host", func() *http.Request { return s.request("GET", "oraclecloud.com.evil.example", "/", nil) },
+			http.StatusForbidden, extproc.CodeHostNotAllowed, nil},
+		{"unknown profile", func() *http.Request {
+			r := s.request("GET", iaasHost, "/", nil)
+			r.Header.Set("x-oci-profile", "NOPE")
+			return r
+		}, http.StatusBadRequest, extproc.CodeUnknownProfile, []string{"NOPE", "API, EXPIRED, SESSION"}},
+		{"expired session token", func() *http.Request {
+			r := s.request("GET", iaasHost, "/", nil)
+			r.Header.Set("x-oci-profile", "EXPIRED")
+			return r
+		}, http.StatusUnauthorized, extproc.CodeCredentialsExpired, []string{"EXPIRED", "expired at", "oci session refresh --profile EXPIRED"}},
+		{"body over --max-body-bytes", func() *http.Request {
+			return s.request("POST", iaasHost, "/", bytes.NewReader(make([]byte, 4096)))
+		}, http.StatusRequestEntityTooLarge, extproc.CodeBodyTooLarge, []string{"4096", "--max-body-bytes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(s.oci.Requests())
+			a := s.do(tc.req())
+			if a.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", a.status, tc.status, a.body)
+			}
+			code, msg := a.refusal(t)
+			if code != tc.code {
+				t.Fatalf("code %s, want %s", code, tc.code)
+			}
+			for _, c := range tc.contains {
+				if !strings.Contains(msg, c) {
+					t.Errorf("message lacks %q: %s", c, msg)
+				}
+			}
+			if len(s.oci.Requests()) != before {
+				t.Fatal("a refused request reached OCI")
+			}
+		})
+	}
+	if st := s.envoy.Stats(); st.ImmediateResponses != 5 {
+		t.Errorf("immediate responses %d, want 5", st.ImmediateResponses)
+	}
+}
+
+// `oci session refresh` and `oci session authenticate` rewrite the files
+// while traffic flows: every request succeeds, both tokens are used.
+func TestTokenRotatedOnDiskMidTraffic(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	newKey := signertest.Key(t, 4)
+	newTok := s.issuer.Mint(t, &newKey.PublicKey, signertest.TokenOptions{Subject: "ocid1.user.oc1..rotated"})
+	secret(newTok)
+	var (
+		wg       sync.WaitGroup
+		stop     atomic.Bool
+		failures atomic.Int64
+		sent     atomic.Int64
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				req := s.request("POST", iaasHost, "/x", strings.NewReader(`{"a":1}`))
+				req.Header.Set("x-oci-profile", "SESSION")
+				resp, err := s.client.Do(req)
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				sent.Add(1)
+				if resp.StatusCode != 200 {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	waitFor(t, func() bool { return sent.Load() >= 10 })
+	s.folder.Replace(s.session.KeyPath, signertest.EncodeKey(t, newKey, signertest.PKCS1, ""))
+	s.folder.Replace(s.session.TokenPath, []byte(newTok))
+	n := sent.Load()
+	waitFor(t, func() bool { return sent.Load() >= n+10 })
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d requests failed across the rotation", failures.Load(), sent.Load())
+	}
+	seen := map[string]bool{}
+	for _, r := range s.oci.Requests() {
+		if r.KeyIDKind == signertest.KeyIDSession {
+			seen[r.KeyID] = true
+		}
+	}
+	if !seen["ST$"+s.session.Token] || !seen["ST$"+newTok] {
+		t.Fatalf("want both tokens used, saw %d", len(seen))
+	}
+}
+
+// PutObject is signed at the headers and its body streams past Envoy and
+// ocisigner unbuffered: 1 GiB goes through while the heap stays flat.
+func TestPutObjectStreamsWithFlatMemory(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	const size = 1 << 30
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var m runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	req := s.request("PUT", osHost, "/n/ns/b/bucket/o/big.bin", io.LimitReader(patternReader{}, size))
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	a := s.do(req)
+	close(done)
+	if a.status != 200 {
+		t.Fatalf("status %d: %s (%s)", a.status, a.body, s.lastRecord().Reason)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	rec := s.lastRecord()
+	if !rec.OK || rec.BodyLength != size || strings.Contains(strings.Join(rec.SignedHeaders, " "), "x-content-sha256") {
+		t.Fatalf("OCI saw %+v", rec)
+	}
+	if st := s.envoy.Stats(); st.ModeOverridesHonoured != 1 {
+		t.Fatalf("mode override honoured %d times", st.ModeOverridesHonoured)
+	}
+	// Everything here (client, Envoy stand-in, ocisigner, OCI stand-in) is in
+	// this process: a copy of the body anywhere would show in the heap.
+	growth := int64(peak.Load()) - int64(before.HeapInuse)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("1 GiB PutObject: peak heap growth %d KiB, allocated in total %d KiB", growth>>10, allocated>>10)
+	if growth > 64<<20 || allocated > 256<<20 {
+		t.Fatalf("memory not flat: heap grew %d MiB, %d MiB allocated for a 1024 MiB upload", growth>>20, allocated>>20)
+	}
+}
+
+// patternReader yields an endless repeating pattern without allocating.
+type patternReader struct{}
+
+func (patternReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return len(p), nil
+}
+
+func TestThousandConcurrentStreams(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := newStack(t, stackOptions{})
+	const n = 1000
+	var (
+		wg       sync.WaitGroup
+		failures atomic.Int64
+		start    = make(chan struct{})
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			method, body := "GET", io.Reader(nil)
+			if i%2 == 1 {
+				method, body = "POST", strings.NewReader(fmt.Sprintf(`{"n":%d}`, i))
+			}
+			req := s.request(method, iaasHost, fmt.Sprintf("/c/%d", i), body)
+			if i%3 == 0 {
+				req.Header.Set("x-oci-profile", "SESSION")
+			}
+			resp, err := s.client.Do(req)
+			if err != nil {
+				failures.Add(1)
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failures.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d failed", failures.Load(), n)
+	}
+	ok := 0
+	for _, r := range s.oci.Requests() {
+		if r.OK {
+			ok++
+		}
+	}
+	if ok != n {
+		t.Fatalf("OCI verified %d of %d", ok, n)
+	}
+	// Tear the stack down and every goroutine it started must end.
+	s.client.CloseIdleConnections()
+	_ = s.envoy.Close()
+	s.grpc.Stop()
+	s.config.Close()
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= before+5 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("condition not met in time; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// No path ends a stream OK before the request was answered: each of these
+// makes the handler fail, and Envoy answers the client without forwarding.
+func TestNoStreamEndsOKUnanswered(t *testing.T) {
+	t.Run("panic in the handler", func(t *testing.T) {
+		s := newStack(t, stackOptions{trackStatus: true, server: func(c *extproc.Config) {
+			c.Credentials = overrideCredentials{base: c.Credentials, profile: "API", src: panicSource{}}
+		}})
+		a := s.do(s.request("GET", iaasHost, "/", nil))
+		if code, _ := a.refusal(t); a.status != 500 || code != extproc.CodeInternal {
+			t.Fatalf("status %d code %s", a.status, code)
+		}
+		if len(s.oci.Requests()) != 0 {
+			t.Fatal("forwarded")
+		}
+	})
+	t.Run("cancelled context", func(t *testing.T) {
+		block := &blockingSource{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		s := newStack(t, stackOptions{trackStatus: true,
+			envoy: func(c *extproctest.Config) { c.MessageTimeout = 300 * time.Millisecond },
+			server: func(c *extproc.Config) {
+				c.Credentials = overrideCredentials{base: c.Credentials, profile: "API", src: block}
+			}})
+		a := s.do(s.request("GET", iaasHost, "/", nil))
+		if a.status != http.StatusGatewayTimeout {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		if err := s.handlerStatus(); err == nil {
+			t.Fatal("handler returned OK for a stream it never answered")
+		}
+		if len(s.oci.Requests()) != 0 {
+			t.Fatal("forwarded")
+		}
+	})
+	t.Run("server stopped mid-request", func(t *testing.T) {
+		block := &blockingSource{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		s := newStack(t, stackOptions{trackStatus: true, server: func(c *extproc.Config) {
+			c.Credentials = overrideCredentials{base: c.Credentials, profile: "API", src: block}
+		}})
+		res := make(chan answer, 1)
+		go func() { res <- s.do(s.request("GET", iaasHost, "/", nil)) }()
+		<-block.entered
+		s.grpc.Stop()
+		a := <-res
+		if a.status != http.StatusInternalServerError {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		if err := s.handlerStatus(); err == nil {
+			t.Fatal("handler returned OK for a stream it never answered")
+		}
+		if len(s.oci.Requests()) != 0 {
+			t.Fatal("forwarded")
+		}
+	})
+	t.Run("graceful stop lets the request finish", func(t *testing.T) {
+		block := &blockingSource{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		s := newStack(t, stackOptions{server: func(c *extproc.Config) {
+			block.then = c.Credentials.Source("API")
+			c.Credentials = overrideCredentials{base: c.Credentials, profile: "API", src: block}
+		}})
+		res := make(chan answer, 1)
+		go func() { res <- s.do(s.request("GET", iaasHost, "/", nil)) }()
+		<-block.entered
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		close(block.release)
+		if a := <-res; a.status != 200 {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		<-stopped
+	})
+	t.Run("body over the limit", func(t *testing.T) {
+		s := newStack(t, stackOptions{maxBody: 10, trackStatus: true})
+		a := s.do(s.request("PATCH", iaasHost, "/", strings.NewReader("more than ten bytes")))
+		if code, _ := a.refusal(t); a.status != 413 || code != extproc.CodeBodyTooLarge {
+			t.Fatalf("status %d code %s", a.status, code)
+		}
+		if len(s.oci.Requests()) != 0 {
+			t.Fatal("forwarded")
+		}
+		// Answered, then closed by Envoy: now an OK end is right.
+		_ = s.handlerStatus()
+	})
+}
+
+// A request for a route the operator pins is signed as that profile even
+// when its credentials change kind on disk; used to test Credentials wiring.
+var _ = signer.KindSession
+
+func TestMainChecksLogsForSecrets(t *testing.T) {
+	// The check itself runs in TestMain after every test; this makes sure
+	// the suite produced debug logs to check, signing strings included.
+	s := newStack(t, stackOptions{})
+	if a := s.do(s.request("GET", iaasHost, "/", nil)); a.status != 200 {
+		t.Fatal(a.status)
+	}
+	logs := suiteLogs.String()
+	if !strings.Contains(logs, "signing string") || !strings.Contains(logs, "key_id=") {
+		t.Fatalf("debug logs missing:\n%s", logs)
+	}
+	_ = context.Background
+}

@@ -1,0 +1,312 @@
+package extproc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/extproc/extproctest"
+	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/signertest"
+)
+
+// The hosts requests are addressed to. The Envoy stand-in keeps them as the
+// Host when it forwards to the OCI stand-in on loopback, so the signature
+// covers the real endpoint's name.
+const (
+	iaasHost = "iaas.us-phoenix-1.oraclecloud.com"
+	osHost   = "objectstorage.us-ashburn-1.oraclecloud.com"
+)
+
+// suiteLogs collects the log output of every stack in this package, at
+// debug level, so TestMain can check that no secret was ever logged.
+var suiteLogs syncBuffer
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// suiteSecrets are what must never appear in suiteLogs: key material,
+// tokens, signatures. Stacks register theirs as they make them.
+var suiteSecrets struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func secret(s string) {
+	suiteSecrets.mu.Lock()
+	suiteSecrets.list = append(suiteSecrets.list, s)
+	suiteSecrets.mu.Unlock()
+}
+
+// stack is the whole path over real loopback sockets: client → Envoy
+// stand-in → ocisigner's ext_proc service (gRPC) → OCI stand-in.
+type stack struct {
+	t       *testing.T
+	oci     *signertest.Server
+	folder  *signertest.Folder
+	issuer  *signertest.Issuer
+	config  *signer.ConfigFile
+	server  *extproc.Server
+	grpc    *grpc.Server
+	envoy   *extproctest.Envoy
+	client  *http.Client
+	handler chan error // what each Process call returned, when tracked
+
+	apiKeyID string
+	session  signertest.Session
+}
+
+type stackOptions struct {
+	maxBody     int64
+	envoy       func(*extproctest.Config)
+	server      func(*extproc.Config)
+	trackStatus bool
+}
+
+func newStack(t *testing.T, so stackOptions) *stack {
+	t.Helper()
+	s := &stack{t: t, oci: signertest.NewServer(t), folder: signertest.NewFolder(t), issuer: signertest.NewIssuer(t)}
+	s.oci.TrustIssuer(s.issuer)
+
+	apiKey := signertest.Key(t, 1)
+	s.folder.APIKeyProfile("API", apiKey, "keys/api.pem", signertest.PKCS8, "")
+	s.apiKeyID = signertest.APIKeyID("API", &apiKey.PublicKey)
+	s.oci.RegisterAPIKey(s.apiKeyID, &apiKey.PublicKey)
+
+	sessKey := signertest.Key(t, 2)
+	tok := s.issuer.Mint(t, &sessKey.PublicKey, signertest.TokenOptions{Subject: "ocid1.user.oc1..session"})
+	s.session = s.folder.SessionProfile("SESSION", sessKey, tok)
+	expKey := signertest.Key(t, 3)
+	s.folder.SessionProfile("EXPIRED", expKey, s.issuer.Mint(t, &expKey.PublicKey, signertest.TokenOptions{IssuedAt: time.Now().Add(-3 * time.Hour)}))
+	for _, k := range []int{1, 2, 3} {
+		secret(string(signertest.EncodeKey(t, signertest.Key(t, k), signertest.PKCS1, ""))[40:120])
+	}
+	secret(tok)
+
+	logger := slog.New(slog.NewTextHandler(&suiteLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg, err := signer.OpenConfig(s.folder.ConfigPath(), signer.WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.config = cfg
+	t.Cleanup(cfg.Close)
+	ec := extproc.Config{Credentials: cfg, DefaultProfile: "API", MaxBodyBytes: so.maxBody, Logger: logger}
+	if so.server != nil {
+		so.server(&ec)
+	}
+	s.server, err = extproc.New(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := s.server.ServerOptions()
+	if so.trackStatus {
+		s.handler = make(chan error, 64)
+		opts = append(opts, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			err := h(srv, ss)
+			s.handler <- err
+			return err
+		}))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	s.server.Register(s.grpc)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.grpc.Serve(lis) }()
+	t.Cleanup(s.grpc.Stop)
+
+	// As envoy.yaml configures the filter and the OCI routes.
+	buffered := extproctest.DefaultProcessingMode()
+	ecfg := extproctest.Config{
+		Processor:            lis.Addr().String(),
+		Upstream:             s.oci.Addr,
+		AllowModeOverride:    true,
+		AllowedOverrideModes: []*extprocfilterv3.ProcessingMode{buffered, extproc.StreamedUploadMode},
+		BodyBufferLimit:      32 << 20,
+		MessageTimeout:       5 * time.Second,
+		MaxMessageTimeout:    30 * time.Second,
+		DisallowIsError:      true,
+		StripAnyHostPort:     true,
+		SuppressEnvoyHeaders: true,
+		RouteTimeout:         -1,
+		ConnectTimeout:       time.Second,
+	}
+	if so.envoy != nil {
+		so.envoy(&ecfg)
+	}
+	s.envoy, err = extproctest.New(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.envoy.Close() })
+	s.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1100, MaxConnsPerHost: 0}}
+	t.Cleanup(s.client.CloseIdleConnections)
+	// Whatever else a test checks, these hold for every stack: no request
+	// went upstream without processing, and OCI saw only signed requests.
+	t.Cleanup(func() {
+		st := s.envoy.Stats()
+		if st.ContinuedUnprocessed != 0 {
+			t.Errorf("Envoy forwarded %d requests unprocessed", st.ContinuedUnprocessed)
+		}
+		for _, r := range s.oci.Requests() {
+			secret(between(r.Header.Get("Authorization"), `signature="`, `"`))
+			if r.KeyID == "" {
+				t.Errorf("OCI received an unsigned request: %s %s", r.Method, r.RequestURI)
+			}
+		}
+	})
+	return s
+}
+
+// request builds a request to the Envoy stand-in addressed to host.
+func (s *stack) request(method, host, target string, body io.Reader) *http.Request {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.envoy.URL()+target, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Host = host
+	return req
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (s *stack) do(req *http.Request) answer {
+	s.t.Helper()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+func (a answer) echo(t *testing.T) signertest.Echo {
+	t.Helper()
+	var e signertest.Echo
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		t.Fatalf("status %d, not an echo: %s", a.status, a.body)
+	}
+	return e
+}
+
+// refusal decodes ocisigner's JSON refusal.
+func (a answer) refusal(t *testing.T) (code, message string) {
+	t.Helper()
+	var r struct{ Code, Message string }
+	if err := json.Unmarshal(a.body, &r); err != nil {
+		t.Fatalf("status %d, not a JSON refusal: %s", a.status, a.body)
+	}
+	if a.header.Get(extproc.HeaderRefused) != r.Code {
+		t.Errorf("refusal header %q, body code %q", a.header.Get(extproc.HeaderRefused), r.Code)
+	}
+	return r.Code, r.Message
+}
+
+// lastRecord is what OCI last received.
+func (s *stack) lastRecord() signertest.Received {
+	s.t.Helper()
+	rs := s.oci.Requests()
+	if len(rs) == 0 {
+		s.t.Fatal("OCI received nothing")
+	}
+	return rs[len(rs)-1]
+}
+
+// handlerStatus waits for the next Process call to return and gives its error.
+func (s *stack) handlerStatus() error {
+	s.t.Helper()
+	select {
+	case err := <-s.handler:
+		return err
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("the ext_proc handler never returned")
+		return nil
+	}
+}
+
+func between(s, from, to string) string {
+	_, after, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(after, to)
+	return v
+}
+
+// statusCode is the gRPC code a handler returned.
+func statusCode(err error) string { return status.Code(err).String() }
+
+// blockingSource blocks until its context ends or release is closed.
+type blockingSource struct {
+	entered chan struct{}
+	release chan struct{}
+	then    signer.Source
+}
+
+func (b *blockingSource) Credentials(ctx context.Context) (*signer.Credentials, error) {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.release:
+		return b.then.Credentials(ctx)
+	}
+}
+
+type panicSource struct{}
+
+func (panicSource) Credentials(context.Context) (*signer.Credentials, error) { panic("boom") }
+
+// credentialsFunc overrides one profile's source.
+type overrideCredentials struct {
+	base    extproc.Credentials
+	profile string
+	src     signer.Source
+}
+
+func (o overrideCredentials) Source(p string) signer.Source {
+	if p == o.profile {
+		return o.src
+	}
+	return o.base.Source(p)
+}
