@@ -20,6 +20,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -125,10 +126,22 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Register adds the service to g. g must use Codec():
-// grpc.NewServer(grpc.ForceServerCodecV2(extproc.Codec()), ...).
+// Register adds the service to g, which must be made with ServerOptions.
 func (s *Server) Register(g *grpc.Server) {
 	extprocv3.RegisterExternalProcessorServer(g, s)
+}
+
+// ServerOptions are the gRPC server options the service needs: its codec,
+// a receive limit above the largest body, and keepalive enforcement that
+// accepts Envoy's HTTP/2 pings (grpc-go's default answers them with GOAWAY
+// too_many_pings).
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec()),
+		grpc.MaxRecvMsgSize(s.MaxRecvMsgSize()),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
 }
 
 // MaxRecvMsgSize is the gRPC receive limit a server needs: the largest body

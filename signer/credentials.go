@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ type Credentials struct {
 	Region  string // the profile's region, when it has one
 	Tenancy string
 	Token   *Token // the security token behind a ST$ keyId; nil for API keys
+	// Refreshed is when ocisigner itself obtained the token (a refresh, a
+	// federation); zero when it was read from disk as another tool wrote it.
+	Refreshed time.Time
 }
 
 // Expiry returns when the credentials stop working, or zero if they do not expire.
@@ -74,6 +78,17 @@ func NewSessionCredentials(rawToken string, key *rsa.PrivateKey) (*Credentials, 
 type options struct {
 	log   *slog.Logger
 	clock func() time.Time
+
+	client        *http.Client
+	authBaseURL   string // instead of https://auth.<region>.<realm domain>
+	refresh       bool   // refresh session tokens before they expire
+	refreshMargin time.Duration
+	writeBack     bool
+	metadataURL   string
+	workloadURL   string
+	saTokenPath   string
+	saCAPath      string
+	getenv        func(string) string
 }
 
 // Option configures OpenConfig and the sources it makes.
@@ -86,8 +101,64 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithClock replaces time.Now, for tests that need a token to expire.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
+// WithHTTPClient sets the client for calls to OCI's auth services.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithAuthBaseURL sends session refreshes and federation requests to base
+// (scheme://host[:port]) instead of https://auth.<region>.<realm domain>.
+func WithAuthBaseURL(base string) Option { return func(o *options) { o.authBaseURL = base } }
+
+// WithSessionRefresh turns session-token auto-refresh on or off (on by
+// default) and sets how long before expiry it happens: margin, or a fifth of
+// the token's lifetime, whichever is larger. A zero margin keeps the default.
+func WithSessionRefresh(enabled bool, margin time.Duration) Option {
+	return func(o *options) {
+		o.refresh = enabled
+		if margin > 0 {
+			o.refreshMargin = margin
+		}
+	}
+}
+
+// WithWriteBack makes a refreshed session token also replace the token file
+// (atomically, mode 0600), so the OCI CLI on the same folder sees it.
+func WithWriteBack(on bool) Option { return func(o *options) { o.writeBack = on } }
+
+// WithMetadataBaseURL replaces http://169.254.169.254/opc/v2 for the
+// instance principal.
+func WithMetadataBaseURL(u string) Option { return func(o *options) { o.metadataURL = u } }
+
+// WithWorkloadIdentity replaces the OKE proxymux endpoint and the service
+// account token and CA paths; empty values keep the defaults.
+func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
+	return func(o *options) {
+		if endpoint != "" {
+			o.workloadURL = endpoint
+		}
+		if tokenPath != "" {
+			o.saTokenPath = tokenPath
+		}
+		if caPath != "" {
+			o.saCAPath = caPath
+		}
+	}
+}
+
+// WithGetenv replaces os.Getenv for the principals configured by environment.
+func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
+
+// Defaults of the principals' options.
+const (
+	DefaultRefreshMargin   = 5 * time.Minute
+	DefaultMetadataBaseURL = "http://169.254.169.254/opc/v2"
+	DefaultSATokenPath     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultSACAPath        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
 func newOptions(opts []Option) options {
-	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now}
+	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now,
+		client: &http.Client{Timeout: 30 * time.Second}, refresh: true, refreshMargin: DefaultRefreshMargin,
+		metadataURL: DefaultMetadataBaseURL, saTokenPath: DefaultSATokenPath, saCAPath: DefaultSACAPath, getenv: os.Getenv}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -218,18 +289,21 @@ func (s *fileSource) result(st *fileState) (*Credentials, error) {
 		return nil, st.err
 	}
 	if tok := st.good.Token; tok != nil && tok.Expired(s.opts.clock()) {
-		return nil, tokenExpired(s.profile, st.paths, tok, st.err, s.opts.clock())
+		return nil, tokenExpired(s.profile, st.good.Kind, st.paths, tok, st.err, s.opts.clock())
 	}
 	return st.good, nil
 }
 
-func tokenExpired(profile string, paths []string, tok *Token, newer error, now time.Time) error {
-	e := &Error{Kind: ErrTokenExpired, Profile: profile}
+func tokenExpired(profile string, kind Kind, paths []string, tok *Token, newer error, now time.Time) error {
+	e := &Error{Kind: ErrTokenExpired, Profile: profile, Token: tok}
 	e.Detail = fmt.Sprintf("session token expired at %s", tok.Expiry.UTC().Format("2006-01-02 15:04:05 UTC"))
 	if len(paths) > 0 {
 		e.Path = paths[len(paths)-1]
 	}
-	if !tok.SessionEnd.IsZero() && !now.Before(tok.SessionEnd) {
+	if kind == KindResource {
+		e.Detail = fmt.Sprintf("resource principal token expired at %s", tok.Expiry.UTC().Format("2006-01-02 15:04:05 UTC"))
+		e.Hint = "whatever provides " + EnvRPST + " must renew it"
+	} else if !tok.SessionEnd.IsZero() && !now.Before(tok.SessionEnd) {
 		e.Hint = fmt.Sprintf("the session ended at %s; run `oci session authenticate --profile-name %s`",
 			tok.SessionEnd.UTC().Format("2006-01-02 15:04 UTC"), profile)
 	} else {
@@ -352,4 +426,12 @@ func resolveLogged(p *Profile, key, what string, o options) (string, error) {
 			"profile", p.Name, "key", key, "written", written, "using", path)
 	}
 	return path, nil
+}
+
+// tokenPath is the token file a session source last read, or "".
+func (s *fileSource) tokenPath() string {
+	if st := s.state.Load(); st != nil && len(st.paths) == 2 {
+		return st.paths[1]
+	}
+	return ""
 }

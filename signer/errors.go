@@ -30,6 +30,9 @@ var (
 	ErrTokenMalformed = errors.New("token malformed")
 	// ErrKeyMismatch: the session token was issued for another key than the profile's key_file.
 	ErrKeyMismatch = errors.New("token does not match key")
+	// ErrAuthService: a token could not be obtained from an OCI service
+	// (auth service, instance metadata, OKE proxymux); the cause says why.
+	ErrAuthService = errors.New("auth service request failed")
 )
 
 // Error is a credential error with the context an operator needs: which
@@ -42,6 +45,9 @@ type Error struct {
 	Detail  string // what happened, in words
 	Hint    string // what to do about it
 	Err     error  // underlying cause, if any
+	// Token is the token an ErrTokenExpired error is about, so callers can
+	// still show when it was issued and when the session ends.
+	Token *Token
 }
 
 func (e *Error) Error() string {

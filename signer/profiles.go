@@ -2,7 +2,6 @@ package signer
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -96,6 +95,13 @@ func (c *ConfigFile) reload(prev *configState) *configState {
 		}
 		next.entries[name] = &profileEntry{profile: p, src: newProfileSource(p, c.opts)}
 	}
+	if prev != nil {
+		for name, old := range prev.entries {
+			if next.entries[name] != old {
+				closeSource(old.src) // changed or removed: its refresh loop must not outlive it
+			}
+		}
+	}
 	if prev != nil && (len(added) > 0 || len(changed) > 0) {
 		sort.Strings(added)
 		sort.Strings(changed)
@@ -161,17 +167,55 @@ func (s profileSource) Credentials(ctx context.Context) (*Credentials, error) {
 
 // newProfileSource picks the principal a profile describes.
 func newProfileSource(p *Profile, o options) Source {
-	switch k := p.Kind(); k {
+	switch p.Kind() {
 	case KindSession:
-		return newFileSource(p.Name, sessionLoader(p, o), o)
-	case KindAPIKey:
-		return newFileSource(p.Name, apiKeyLoader(p, o), o)
-	default:
-		return errorSource{&Error{Kind: ErrConfig, Profile: p.Name, Path: p.ConfigPath,
-			Detail: fmt.Sprintf("authentication_type %s is not supported by this build", k)}}
+		disk := newFileSource(p.Name, sessionLoader(p, o), o)
+		if !o.refresh {
+			return disk
+		}
+		return newSessionRefresher(p.Name, disk, o)
+	case KindInstance:
+		return newInstancePrincipal(o)
+	case KindResource:
+		src, err := newResourcePrincipal(o)
+		if err != nil {
+			return errorSource{withProfile(err, p.Name)}
+		}
+		return src
+	case KindWorkload:
+		src, err := newWorkloadIdentity(o)
+		if err != nil {
+			return errorSource{withProfile(err, p.Name)}
+		}
+		return src
+	}
+	return newFileSource(p.Name, apiKeyLoader(p, o), o)
+}
+
+// closeSource stops a source's background work, if it has any.
+func closeSource(s Source) {
+	if c, ok := s.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
+// Close stops the background work (token refresh) of every profile.
+func (c *ConfigFile) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.state.Load(); st != nil {
+		for _, e := range st.entries {
+			closeSource(e.src)
+		}
 	}
 }
 
 type errorSource struct{ err error }
 
 func (s errorSource) Credentials(context.Context) (*Credentials, error) { return nil, s.err }
+
+// NotFound is a Source for a profile that does not exist; why says where
+// profiles come from instead.
+func NotFound(profile, why string) Source {
+	return errorSource{&Error{Kind: ErrProfileNotFound, Profile: profile, Detail: "no profile " + profile + ": " + why}}
+}

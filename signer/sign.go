@@ -172,6 +172,12 @@ func FormatDate(t time.Time) string {
 // its arguments (RSASSA-PKCS1-v1_5 is deterministic), so the same inputs give
 // the same bytes.
 func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
+	return sign(r, c, now, true)
+}
+
+// sign is Sign with a choice the x509 federation endpoint needs: the SDKs
+// sign requests to it without host.
+func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, error) {
 	if c == nil || c.Key == nil || c.KeyID == "" {
 		return nil, fmt.Errorf("%w: no credentials", ErrInvalidRequest)
 	}
@@ -217,7 +223,9 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 	sb.WriteByte(' ')
 	sb.WriteString(r.Target)
 	names = append(names, "(request-target)")
-	line("host", r.Host)
+	if withHost {
+		line("host", r.Host)
+	}
 
 	if bodySigned {
 		d := r.Digest

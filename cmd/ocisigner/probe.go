@@ -227,6 +227,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			res := probeResult{Profile: p.profile, Error: err.Error(), exit: credentialExit(err), At: time.Now().UTC()}
 			return printProbe(stdout, res, asJSON)
 		}
+		defer creds.Close()
 		p.src = creds.Source(p.profile)
 	} else if region == "" && endpoint == "" {
 		// Through a gateway the local credentials are not needed, only the

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
@@ -109,8 +108,7 @@ type service struct {
 	opts    serveOptions
 	log     *slog.Logger
 	profile string
-	creds   extproc.Credentials
-	names   func() []string
+	creds   credentialStore
 	ext     *extproc.Server
 	grpc    *grpc.Server
 	health  *health.Server
@@ -129,20 +127,21 @@ type service struct {
 
 func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*service, error) {
 	s := &service{opts: o, log: log, profile: o.creds.profileName(getenv), stop: make(chan struct{})}
-	sopts := []signer.Option{signer.WithLogger(log)}
+	var extra []signer.Option
 	if o.clock != nil {
-		sopts = append(sopts, signer.WithClock(o.clock))
+		extra = append(extra, signer.WithClock(o.clock))
 	}
-	cfg, err := signer.OpenConfig(o.creds.configPath(getenv), sopts...)
+	creds, err := o.creds.open(getenv, log, extra...)
 	if err != nil {
 		return nil, err
 	}
-	s.creds, s.names = cfg, cfg.Names
+	s.creds = creds
 	hosts, err := extproc.NewHostPolicy(o.allowHosts)
 	if err != nil {
+		creds.Close()
 		return nil, err
 	}
-	s.metrics = newMetrics(s.names)
+	s.metrics = newMetrics(creds.Names)
 	s.ext, err = extproc.New(extproc.Config{
 		Credentials:    s.creds,
 		DefaultProfile: s.profile,
@@ -156,14 +155,7 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 	if err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(
-		grpc.ForceServerCodecV2(extproc.Codec()),
-		grpc.MaxRecvMsgSize(s.ext.MaxRecvMsgSize()),
-		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
-		// answers those pings with GOAWAY too_many_pings.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-	)
+	s.grpc = grpc.NewServer(s.ext.ServerOptions()...)
 	s.ext.Register(s.grpc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -173,11 +165,13 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 	}
 
 	if s.lis, err = listen(o.listen); err != nil {
+		creds.Close()
 		return nil, err
 	}
 	if o.admin != "" {
 		if s.adminL, err = net.Listen("tcp", o.admin); err != nil {
 			s.lis.Close()
+			creds.Close()
 			return nil, fmt.Errorf("admin listener %s: %w", o.admin, err)
 		}
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -267,6 +261,7 @@ func (s *service) shutdown(timeout time.Duration) {
 		cancel()
 	}
 	s.wg.Wait()
+	s.creds.Close()
 }
 
 // checkHealth sets the gRPC health status from the default profile: Envoy

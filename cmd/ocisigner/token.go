@@ -50,11 +50,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintln(stderr, "ocisigner token:", err)
 		return exitUsage
 	}
-	cfg, err := signer.OpenConfig(cf.configPath(getenv), signer.WithLogger(discardLogger()))
+	cfg, err := cf.open(getenv, discardLogger())
 	if err != nil {
 		fmt.Fprintln(stderr, "ocisigner token:", err)
 		return credentialExit(err)
 	}
+	defer cfg.Close()
 	names := []string{cf.profileName(getenv)}
 	if all {
 		names = cfg.Names()

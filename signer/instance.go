@@ -1,0 +1,183 @@
+package signer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// InstancePrincipal returns the credentials of the compute instance this
+// runs on: the instance's certificate and key from the metadata service
+// (IMDS v2), exchanged at the auth service's /v1/x509 for a token bound to
+// a fresh in-memory RSA-2048 session key. The token is renewed before it
+// expires, and the certificate is fetched again at each renewal, so a
+// rotated certificate is picked up.
+func InstancePrincipal(opts ...Option) Source { return newInstancePrincipal(newOptions(opts)) }
+
+func newInstancePrincipal(o options) *instancePrincipal {
+	ip := &instancePrincipal{opts: o}
+	ip.renewer = newRenewer("instance_principal", ip.federate, o)
+	return ip
+}
+
+type instancePrincipal struct {
+	*renewer
+	opts options
+
+	mu     sync.Mutex
+	region string // fetched once: an instance does not move
+}
+
+// imdsGet reads one metadata path with the v2 header.
+func (ip *instancePrincipal) imdsGet(ctx context.Context, path string) ([]byte, error) {
+	u := strings.TrimSuffix(ip.opts.metadataURL, "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer Oracle")
+	resp, err := ip.opts.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("instance metadata %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("instance metadata %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("instance metadata %s: %s", u, resp.Status)
+	}
+	return data, nil
+}
+
+func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error) {
+	fail := func(detail string, err error) error {
+		return &Error{Kind: ErrAuthService, Profile: "instance_principal", Detail: detail, Err: err,
+			Hint: "instance principals work only on an OCI compute instance whose dynamic group has policies"}
+	}
+	ip.mu.Lock()
+	region := ip.region
+	ip.mu.Unlock()
+	if region == "" {
+		raw, err := ip.imdsGet(ctx, "/instance/region")
+		if err != nil {
+			return nil, fail("cannot read the instance's region", err)
+		}
+		region = ResolveRegion(strings.TrimSpace(string(raw))).ID
+		ip.mu.Lock()
+		ip.region = region
+		ip.mu.Unlock()
+	}
+	certPEM, err := ip.imdsGet(ctx, "/identity/cert.pem")
+	if err != nil {
+		return nil, fail("cannot read the instance certificate", err)
+	}
+	keyPEM, err := ip.imdsGet(ctx, "/identity/key.pem")
+	if err != nil {
+		return nil, fail("cannot read the instance key", err)
+	}
+	interPEM, err := ip.imdsGet(ctx, "/identity/intermediate.pem")
+	if err != nil {
+		return nil, fail("cannot read the intermediate certificate", err)
+	}
+	leaf, err := parseCertificate(certPEM)
+	if err != nil {
+		return nil, fail("instance certificate unreadable", err)
+	}
+	leafKey, err := ParsePrivateKey(keyPEM, nil)
+	if err != nil {
+		return nil, fail("instance key unreadable", err)
+	}
+	tenancy := tenancyOf(leaf)
+	if tenancy == "" {
+		return nil, fail("instance certificate names no tenancy (no opc-tenant: in its subject)", nil)
+	}
+	sessionKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&sessionKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	body := map[string]any{
+		"certificate":              pemBody(certPEM),
+		"publicKey":                pemBody(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
+		"intermediateCertificates": []string{pemBody(interPEM)},
+		"fingerprintAlgorithm":     "SHA256",
+	}
+	leafCreds := &Credentials{KeyID: tenancy + "/fed-x509-sha256/" + colonHex(sha256.Sum256(leaf.Raw)), Key: leafKey}
+	var out struct {
+		Token string `json:"token"`
+	}
+	// The SDKs sign this endpoint without host.
+	if err := postSigned(ctx, &ip.opts, ip.opts.authURL(region)+"/v1/x509", body, leafCreds, false, &out); err != nil {
+		return nil, fail("federation at the auth service failed", err)
+	}
+	tok, err := ParseToken(out.Token)
+	if err != nil {
+		return nil, fail("the auth service returned an unreadable token", err)
+	}
+	if !tok.MatchesKey(&sessionKey.PublicKey) {
+		return nil, fail("the auth service returned a token for another key", nil)
+	}
+	sessionKey.Precompute()
+	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindInstance, Profile: "instance_principal",
+		Region: region, Tenancy: tenancy, Token: tok}, nil
+}
+
+func parseCertificate(data []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM block")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// tenancyOf reads the tenancy OCID OCI puts in an instance certificate's
+// subject as "opc-tenant:<ocid>".
+func tenancyOf(cert *x509.Certificate) string {
+	for _, n := range cert.Subject.Names {
+		if v, ok := n.Value.(string); ok {
+			if t, ok := strings.CutPrefix(v, "opc-tenant:"); ok {
+				return t
+			}
+		}
+	}
+	return ""
+}
+
+// pemBody is a PEM file's base64 body on one line, as the federation
+// endpoint takes certificates and keys.
+func pemBody(p []byte) string {
+	var b strings.Builder
+	for _, line := range strings.Split(string(p), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "-----") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+func colonHex(sum [sha256.Size]byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, len(sum)*3)
+	for i, c := range sum {
+		if i > 0 {
+			out = append(out, ':')
+		}
+		out = append(out, digits[c>>4], digits[c&0xf])
+	}
+	return string(out)
+}

@@ -1,0 +1,205 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Environment of the principals configured by environment.
+const (
+	EnvRPVersion    = "OCI_RESOURCE_PRINCIPAL_VERSION"
+	EnvRPST         = "OCI_RESOURCE_PRINCIPAL_RPST"
+	EnvRPPrivatePEM = "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"
+	EnvRPPassphrase = "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE"
+	EnvRPRegion     = "OCI_RESOURCE_PRINCIPAL_REGION"
+	EnvK8sHost      = "KUBERNETES_SERVICE_HOST"
+	EnvSACertPath   = "OCI_KUBERNETES_SERVICE_ACCOUNT_CERT_PATH"
+)
+
+// WorkloadIdentity returns the credentials of an OKE workload: the pod's
+// service-account token is exchanged at the cluster's proxymux
+// (https://$KUBERNETES_SERVICE_HOST:12250/resourcePrincipalSessionTokens)
+// for a resource-principal session token bound to a fresh in-memory session
+// key, renewed before it expires. The service-account token is read again
+// at each renewal, since Kubernetes rotates projected tokens.
+func WorkloadIdentity(opts ...Option) (Source, error) { return newWorkloadIdentity(newOptions(opts)) }
+
+func newWorkloadIdentity(o options) (Source, error) {
+	if p := o.getenv(EnvSACertPath); p != "" && o.saCAPath == DefaultSACAPath {
+		o.saCAPath = p
+	}
+	if o.workloadURL == "" {
+		host := o.getenv(EnvK8sHost)
+		if host == "" {
+			return nil, &Error{Kind: ErrConfig, Profile: "oke_workload_identity",
+				Detail: EnvK8sHost + " is not set", Hint: "OKE workload identity works only in a pod of an enhanced OKE cluster"}
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		o.workloadURL = "https://" + host + ":12250/resourcePrincipalSessionTokens"
+	}
+	region := o.getenv(EnvRPRegion)
+	if region == "" {
+		return nil, &Error{Kind: ErrConfig, Profile: "oke_workload_identity", Detail: EnvRPRegion + " is not set",
+			Hint: "set it to the cluster's region, e.g. us-ashburn-1"}
+	}
+	w := &workload{opts: o, region: ResolveRegion(region).ID}
+	w.renewer = newRenewer("oke_workload_identity", w.exchange, o)
+	return w, nil
+}
+
+type workload struct {
+	*renewer
+	opts   options
+	region string
+}
+
+func (w *workload) exchange(ctx context.Context) (*Credentials, error) {
+	fail := func(detail string, err error) error {
+		return &Error{Kind: ErrAuthService, Profile: "oke_workload_identity", Detail: detail, Err: err}
+	}
+	saToken, err := os.ReadFile(w.opts.saTokenPath)
+	if err != nil {
+		return nil, fail("cannot read the service account token "+w.opts.saTokenPath, err)
+	}
+	caPEM, err := os.ReadFile(w.opts.saCAPath)
+	if err != nil {
+		return nil, fail("cannot read the cluster CA "+w.opts.saCAPath, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fail("no certificate in the cluster CA "+w.opts.saCAPath, nil)
+	}
+	sessionKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&sessionKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	payload, _ := json.Marshal(map[string]string{"podKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.opts.workloadURL, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(saToken)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("opc-request-id", requestID())
+	// The proxymux presents the cluster's certificate: trust only its CA.
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	var encoded string // a JSON string holding base64 of {"token": "ST$<jwt>"}
+	if err := do(client, req, &encoded); err != nil {
+		detail := "the OKE proxymux refused the service account token"
+		if ae, ok := err.(*authError); ok && ae.status == http.StatusForbidden {
+			detail += " (403: is the cluster an enhanced cluster?)"
+		}
+		return nil, fail(detail, err)
+	}
+	decoded, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return nil, fail("unreadable answer from the OKE proxymux", err)
+	}
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(decoded, &body); err != nil {
+		return nil, fail("unreadable answer from the OKE proxymux", err)
+	}
+	tok, err := ParseToken(strings.TrimPrefix(body.Token, "ST$"))
+	if err != nil {
+		return nil, fail("the OKE proxymux returned an unreadable token", err)
+	}
+	if !tok.MatchesKey(&sessionKey.PublicKey) {
+		return nil, fail("the OKE proxymux returned a token for another key", nil)
+	}
+	sessionKey.Precompute()
+	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindWorkload, Profile: "oke_workload_identity",
+		Region: w.region, Tenancy: tok.Tenant, Token: tok}, nil
+}
+
+func requestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%X", b[:])
+}
+
+// ResourcePrincipal returns the resource principal (v2.2) the environment
+// describes: OCI_RESOURCE_PRINCIPAL_RPST, _PRIVATE_PEM and
+// _PRIVATE_PEM_PASSPHRASE each hold a value or an absolute path to a file
+// holding it; files are read again when they change.
+func ResourcePrincipal(opts ...Option) (Source, error) { return newResourcePrincipal(newOptions(opts)) }
+
+func newResourcePrincipal(o options) (Source, error) {
+	fail := func(detail, hint string) error {
+		return &Error{Kind: ErrConfig, Profile: "resource_principal", Detail: detail, Hint: hint}
+	}
+	if v := o.getenv(EnvRPVersion); v != "2.2" {
+		return nil, fail(fmt.Sprintf("%s is %q; ocisigner reads resource principal version 2.2", EnvRPVersion, v), "")
+	}
+	rpst, pemV, pass, region := o.getenv(EnvRPST), o.getenv(EnvRPPrivatePEM), o.getenv(EnvRPPassphrase), o.getenv(EnvRPRegion)
+	if rpst == "" || pemV == "" {
+		return nil, fail(EnvRPST+" and "+EnvRPPrivatePEM+" must be set", "each holds a value or an absolute path")
+	}
+	if region == "" {
+		return nil, fail(EnvRPRegion+" is not set", "")
+	}
+	region = ResolveRegion(region).ID
+	// A value that is an absolute path names a file; anything else is the value itself.
+	isPath := func(v string) bool { return strings.HasPrefix(v, "/") }
+	var files []string
+	for _, v := range []string{pemV, rpst, pass} {
+		if isPath(v) {
+			files = append(files, v)
+		}
+	}
+	value := func(v, what string) (string, error) {
+		if !isPath(v) {
+			return v, nil
+		}
+		data, err := readFile(v, what)
+		return strings.TrimSpace(string(data)), err
+	}
+	l := loader{
+		resolve: func() ([]string, error) { return files, nil },
+		read: func([]string) (*Credentials, error) {
+			keyPEM, err := value(pemV, "resource principal private key")
+			if err != nil {
+				return nil, err
+			}
+			passphrase, err := value(pass, "resource principal passphrase")
+			if err != nil {
+				return nil, err
+			}
+			key, err := ParsePrivateKey([]byte(keyPEM), []byte(passphrase))
+			if err != nil {
+				return nil, err
+			}
+			raw, err := value(rpst, "resource principal session token")
+			if err != nil {
+				return nil, err
+			}
+			c, err := NewSessionCredentials(raw, key)
+			if err != nil {
+				return nil, err
+			}
+			c.Kind, c.Profile, c.Region = KindResource, "resource_principal", region
+			return c, nil
+		},
+	}
+	return newFileSource("resource_principal", l, o), nil
+}
