@@ -84,6 +84,8 @@ type stack struct {
 }
 
 type stackOptions struct {
+	issuer      *signertest.Issuer // of session tokens; a new one when nil
+	signer      []signer.Option    // for the config's profiles
 	maxBody     int64
 	envoy       func(*extproctest.Config)
 	server      func(*extproc.Config)
@@ -92,7 +94,10 @@ type stackOptions struct {
 
 func newStack(t *testing.T, so stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, oci: signertest.NewServer(t), folder: signertest.NewFolder(t), issuer: signertest.NewIssuer(t)}
+	s := &stack{t: t, oci: signertest.NewServer(t), folder: signertest.NewFolder(t), issuer: so.issuer}
+	if s.issuer == nil {
+		s.issuer = signertest.NewIssuer(t)
+	}
 	s.oci.TrustIssuer(s.issuer)
 
 	apiKey := signertest.Key(t, 1)
@@ -111,7 +116,7 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	secret(tok)
 
 	logger := slog.New(slog.NewTextHandler(&suiteLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg, err := signer.OpenConfig(s.folder.ConfigPath(), signer.WithLogger(logger))
+	cfg, err := signer.OpenConfig(s.folder.ConfigPath(), append([]signer.Option{signer.WithLogger(logger)}, so.signer...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

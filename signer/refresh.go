@@ -85,6 +85,7 @@ const poll = 30 * time.Second
 func (r *sessionRefresher) loop() {
 	defer close(r.done)
 	failures := 0
+	var retryAt time.Time // after a failure: when to try again
 	for {
 		wait := poll
 		c, _ := r.current(context.Background())
@@ -92,7 +93,7 @@ func (r *sessionRefresher) loop() {
 		if c != nil && r.refreshable(c, now) {
 			at := renewAt(c.Token, r.opts.refreshMargin)
 			if failures > 0 {
-				at = now.Add(backoff(failures - 1))
+				at = retryAt
 			}
 			if !at.After(now) {
 				switch err := r.refresh(c); {
@@ -107,6 +108,7 @@ func (r *sessionRefresher) loop() {
 						"fix", "oci session authenticate --profile-name "+r.profile)
 				default:
 					failures++
+					retryAt = r.opts.clock().Add(backoff(failures - 1))
 					r.opts.log.Warn("session refresh failed; will retry", "profile", r.profile, "attempt", failures,
 						"retry_in", backoff(failures-1), "expires", c.Token.Expiry.UTC(), "error", err.Error())
 				}

@@ -22,12 +22,13 @@ type renewer struct {
 	mu      sync.Mutex // one fetch at a time
 
 	start sync.Once
+	kick  chan struct{} // new credentials: the loop plans the next renewal
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func newRenewer(name string, fetch func(context.Context) (*Credentials, error), o options) *renewer {
-	return &renewer{name: name, fetch: fetch, opts: o, stop: make(chan struct{}), done: make(chan struct{})}
+	return &renewer{name: name, fetch: fetch, opts: o, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Credentials implements Source.
@@ -59,6 +60,10 @@ func (r *renewer) renew(ctx context.Context, force bool) (*Credentials, error) {
 	c.Refreshed = r.opts.clock()
 	r.cur.Store(c)
 	r.lastErr.Store(nil)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 	r.opts.log.Info("token obtained", "principal", string(c.Kind), "name", r.name, "expires", c.Token.Expiry.UTC(), "key_id", MaskKeyID(c.KeyID))
 	return c, nil
 }
@@ -66,13 +71,14 @@ func (r *renewer) renew(ctx context.Context, force bool) (*Credentials, error) {
 func (r *renewer) loop() {
 	defer close(r.done)
 	failures := 0
+	var retryAt time.Time // after a failure: when to try again
 	for {
 		wait := poll
 		now := r.opts.clock()
 		if c := r.cur.Load(); c != nil {
 			at := renewAt(c.Token, r.opts.refreshMargin)
 			if failures > 0 {
-				at = now.Add(backoff(failures - 1))
+				at = retryAt
 			}
 			if !at.After(now) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -80,6 +86,7 @@ func (r *renewer) loop() {
 				cancel()
 				if err != nil {
 					failures++
+					retryAt = r.opts.clock().Add(backoff(failures - 1))
 					r.opts.log.Warn("token renewal failed; the current token stays in use until it expires",
 						"name", r.name, "attempt", failures, "retry_in", backoff(failures-1), "expires", c.Token.Expiry.UTC(), "error", err.Error())
 				} else {
@@ -94,6 +101,8 @@ func (r *renewer) loop() {
 		case <-r.stop:
 			t.Stop()
 			return
+		case <-r.kick:
+			t.Stop()
 		case <-t.C:
 		}
 	}

@@ -139,3 +139,51 @@ func TestProbeEndpointFromRegion(t *testing.T) {
 		}
 	}
 }
+
+// probe and token report principals other than the config's profiles.
+func TestProbeAndTokenReportPrincipals(t *testing.T) {
+	is := signertest.NewIssuer(t)
+	oci := signertest.NewServer(t)
+	oci.TrustIssuer(is)
+	md := signertest.NewMetadataService(t)
+	auth := signertest.NewAuthService(t, is)
+	auth.TrustRoot(md.Root())
+	key := signertest.Key(t, 2)
+	rpst := is.Mint(t, &key.PublicKey, signertest.TokenOptions{Ptype: "resource"})
+	env := map[string]string{
+		"OCI_CLI_CONFIG_FILE":                t.TempDir() + "/none", // no config: the principal alone
+		"OCI_RESOURCE_PRINCIPAL_VERSION":     "2.2",
+		"OCI_RESOURCE_PRINCIPAL_RPST":        rpst,
+		"OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM": string(signertest.EncodeKey(t, key, signertest.PKCS1, "")),
+		"OCI_RESOURCE_PRINCIPAL_REGION":      "iad",
+	}
+	for _, tc := range []struct {
+		principal string
+		args      []string
+		contains  []string
+	}{
+		{"instance", []string{"--metadata-url", md.BaseURL(), "--auth-url", auth.URL},
+			[]string{"principal:      instance_principal", "region:         us-phoenix-1", "last refresh:", "token expires:"}},
+		{"resource", nil, []string{"principal:      resource_principal", "region:         us-ashburn-1", "token expires:"}},
+	} {
+		t.Run(tc.principal, func(t *testing.T) {
+			args := append([]string{"probe", "--principal", tc.principal, "--endpoint", oci.URL}, tc.args...)
+			code, out, errOut := runCmd(t, env, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s%s", code, out, errOut)
+			}
+			for _, s := range append(tc.contains, "namespace:      axaxnpcrorw5") {
+				if !strings.Contains(out, s) {
+					t.Errorf("probe output lacks %q:\n%s", s, out)
+				}
+			}
+			code, out, _ = runCmd(t, env, append([]string{"token", "--principal", tc.principal}, tc.args...)...)
+			if code != exitOK || !strings.Contains(out, "principal:    "+tc.principal) || !strings.Contains(out, "expires:") {
+				t.Fatalf("token: exit %d\n%s", code, out)
+			}
+			if strings.Contains(out, rpst) {
+				t.Fatal("token printed the RPST without --reveal")
+			}
+		})
+	}
+}

@@ -1,0 +1,83 @@
+package extproc_test
+
+import (
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/signertest"
+)
+
+// A session token about to expire is refreshed by ocisigner while traffic
+// flows through Envoy: no request fails across the switch, and OCI sees the
+// old token, then the new one.
+func TestSessionRefreshedUnderTraffic(t *testing.T) {
+	issuer := signertest.NewIssuer(t)
+	auth := signertest.NewAuthService(t, issuer)
+	s := newStack(t, stackOptions{issuer: issuer, signer: []signer.Option{signer.WithAuthBaseURL(auth.URL)}})
+	// The first attempts fail, so traffic runs on the old token for a while.
+	auth.FailNext(2, 503)
+	key := signertest.Key(t, 2)
+	old := s.issuer.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: time.Now().Add(-57 * time.Minute)})
+	secret(old)
+	s.folder.Replace(s.session.TokenPath, []byte(old))
+
+	var (
+		wg       sync.WaitGroup
+		stop     atomic.Bool
+		failures atomic.Int64
+	)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				req := s.request("POST", iaasHost, "/x", strings.NewReader("{}"))
+				req.Header.Set("x-oci-profile", "SESSION")
+				resp, err := s.client.Do(req)
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	newTokenUsed := func() bool {
+		for _, r := range s.oci.Requests() {
+			if r.KeyIDKind == signertest.KeyIDSession && r.KeyID != "ST$"+old && r.OK {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, newTokenUsed)
+	// Some more traffic on the new token.
+	n := len(s.oci.Requests())
+	waitFor(t, func() bool { return len(s.oci.Requests()) > n+10 })
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d requests failed across the refresh", failures.Load())
+	}
+	var oldSeen bool
+	for _, r := range s.oci.Requests() {
+		if r.KeyID == "ST$"+old {
+			oldSeen = true
+		}
+		if r.KeyIDKind == signertest.KeyIDSession {
+			secret(strings.TrimPrefix(r.KeyID, "ST$"))
+		}
+	}
+	if !oldSeen {
+		t.Fatal("the old token was never used: the switch was not under traffic")
+	}
+}
