@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
 
 	// Extensions named only by a typed_config "@type" in envoy.yaml: linked in
@@ -401,9 +402,11 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		if !c.extProc.GetAllowModeOverride() {
 			p.addf("allow_mode_override must be true (Object Storage uploads stream)")
 		}
+		// The NONE entry must be exactly what the signer sends, or Envoy
+		// ignores the override and buffers uploads.
 		want := []*extprocv3.ProcessingMode{
 			processingMode(extprocv3.ProcessingMode_BUFFERED),
-			processingMode(extprocv3.ProcessingMode_NONE),
+			extproc.StreamedUploadMode,
 		}
 		got := c.extProc.GetAllowedOverrideModes()
 		if len(got) != len(want) {

@@ -490,3 +490,38 @@ func TestMainChecksLogsForSecrets(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// One info line per request, with what an operator needs and no query
+// values or credentials; the signing string only at debug, masked.
+func TestLogLinePerRequest(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	req := s.request("POST", iaasHost, "/loglinetest?compartmentId=ocid1.compartment.oc1..secretvalue&limit=10", strings.NewReader(`{"x":1}`))
+	req.Header.Set("opc-obo-token", "obo-token-that-must-not-be-logged-0123456789")
+	if a := s.do(req); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	var line, debug string
+	for _, l := range strings.Split(suiteLogs.String(), "\n") {
+		if strings.Contains(l, "/loglinetest") && strings.Contains(l, "msg=signed") {
+			line = l
+		}
+		if strings.Contains(l, "msg=\"signing string\"") && strings.Contains(l, "loglinetest") {
+			debug = l
+		}
+	}
+	for _, want := range []string{"level=INFO", "profile=API", "kind=api_key", "method=POST", "host=" + iaasHost,
+		`path="/loglinetest?compartmentId=…&limit=…"`, "body_bytes=7", `signed_headers="date (request-target) host content-length content-type x-content-sha256 opc-obo-token"`,
+		"outcome=signed", "duration=", "key_id=…"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %q:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, "secretvalue") || strings.Contains(line, s.apiKeyID) {
+		t.Errorf("log line carries query values or the full keyId:\n%s", line)
+	}
+	if debug == "" || strings.Contains(debug, "secretvalue") == false || strings.Contains(debug, "obo-token-that-must-not-be-logged") {
+		// The signing string holds the target as signed, but never the OBO token.
+		t.Errorf("debug signing string wrong:\n%s", debug)
+	}
+	secret("obo-token-that-must-not-be-logged-0123456789")
+}

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ocisigner/ocisigner/extproc/extproctest"
 )
 
 // clock is a settable time for credentials' expiry.
@@ -196,4 +198,42 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// probe --via sends the probe unsigned through a running gateway: here the
+// Envoy stand-in in front of a real `serve`, forwarding to the OCI stand-in.
+func TestProbeViaGateway(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}
+	svc := startService(t, env, serveOptions{profileHeader: "x-oci-profile"}, nil)
+	envoy, err := extproctest.New(extproctest.Config{
+		Processor: svc.lis.Addr().String(), Upstream: fx.oci.Addr,
+		AllowModeOverride: true, MessageTimeout: 5 * time.Second, StripAnyHostPort: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer envoy.Close()
+	for _, tc := range []struct {
+		profile string
+		exit    int
+		want    string
+	}{
+		{"SESSION", exitOK, "namespace:      axaxnpcrorw5"},
+		{"UNREGISTERED", exitCredentials, "http status:    401"},
+		{"NOPE", exitConfig, "error code:     UnknownProfile"},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			code, out, errOut := runCmd(t, env, "probe", "--via", envoy.URL(), "--profile", tc.profile, "--region", "phx")
+			if code != tc.exit || !strings.Contains(out, tc.want) || !strings.Contains(out, "via:") {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.exit, out, errOut)
+			}
+		})
+	}
+	// The probe left this machine unsigned; what reached OCI was signed by the service.
+	for _, r := range fx.oci.Requests() {
+		if r.RequestURI == "/n/" && (r.KeyID == "" || r.Host != "objectstorage.us-phoenix-1.oraclecloud.com") {
+			t.Errorf("OCI saw %+v", r)
+		}
+	}
 }
