@@ -211,42 +211,13 @@ func TestTokenRotatedOnDiskMidTraffic(t *testing.T) {
 	newKey := signertest.Key(t, 4)
 	newTok := s.issuer.Mint(t, &newKey.PublicKey, signertest.TokenOptions{Subject: "ocid1.user.oc1..rotated"})
 	secret(newTok)
-	var (
-		wg       sync.WaitGroup
-		stop     atomic.Bool
-		failures atomic.Int64
-		sent     atomic.Int64
-	)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				req := s.request("POST", iaasHost, "/x", strings.NewReader(`{"a":1}`))
-				req.Header.Set("x-oci-profile", "SESSION")
-				resp, err := s.client.Do(req)
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				sent.Add(1)
-				if resp.StatusCode != 200 {
-					failures.Add(1)
-				}
-			}
-		}()
-	}
-	waitFor(t, func() bool { return sent.Load() >= 10 })
+	tr := s.startTraffic(4)
+	tr.more(t, 10)
 	s.folder.Replace(s.session.KeyPath, signertest.EncodeKey(t, newKey, signertest.PKCS1, ""))
 	s.folder.Replace(s.session.TokenPath, []byte(newTok))
-	n := sent.Load()
-	waitFor(t, func() bool { return sent.Load() >= n+10 })
-	stop.Store(true)
-	wg.Wait()
-	if failures.Load() != 0 {
-		t.Fatalf("%d of %d requests failed across the rotation", failures.Load(), sent.Load())
+	tr.more(t, 10)
+	if f := tr.stop(); f != 0 {
+		t.Fatalf("%d of %d requests failed across the rotation", f, tr.sent.Load())
 	}
 	seen := map[string]bool{}
 	for _, r := range s.oci.Requests() {
@@ -322,7 +293,9 @@ func (patternReader) Read(p []byte) (int, error) {
 
 func TestThousandConcurrentStreams(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := newStack(t, stackOptions{})
+	// 1,000 RSA signatures queue on two cores (and ten times slower under
+	// the race detector): Envoy's 5s message timeout is not what this tests.
+	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) { c.MessageTimeout = 5 * time.Minute }})
 	const n = 1000
 	var (
 		wg       sync.WaitGroup
@@ -348,10 +321,11 @@ func TestThousandConcurrentStreams(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				failures.Add(1)
+				t.Errorf("request %d: %d %s", i, resp.StatusCode, b)
 			}
 		}()
 	}

@@ -1,10 +1,7 @@
 package extproc_test
 
 import (
-	"io"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,31 +23,7 @@ func TestSessionRefreshedUnderTraffic(t *testing.T) {
 	secret(old)
 	s.folder.Replace(s.session.TokenPath, []byte(old))
 
-	var (
-		wg       sync.WaitGroup
-		stop     atomic.Bool
-		failures atomic.Int64
-	)
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				req := s.request("POST", iaasHost, "/x", strings.NewReader("{}"))
-				req.Header.Set("x-oci-profile", "SESSION")
-				resp, err := s.client.Do(req)
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failures.Add(1)
-				}
-			}
-		}()
-	}
+	tr := s.startTraffic(3)
 	newTokenUsed := func() bool {
 		for _, r := range s.oci.Requests() {
 			if r.KeyIDKind == signertest.KeyIDSession && r.KeyID != "ST$"+old && r.OK {
@@ -60,13 +33,9 @@ func TestSessionRefreshedUnderTraffic(t *testing.T) {
 		return false
 	}
 	waitFor(t, newTokenUsed)
-	// Some more traffic on the new token.
-	n := len(s.oci.Requests())
-	waitFor(t, func() bool { return len(s.oci.Requests()) > n+10 })
-	stop.Store(true)
-	wg.Wait()
-	if failures.Load() != 0 {
-		t.Fatalf("%d requests failed across the refresh", failures.Load())
+	tr.more(t, 10) // and some more on the new token
+	if f := tr.stop(); f != 0 {
+		t.Fatalf("%d of %d requests failed across the refresh", f, tr.sent.Load())
 	}
 	var oldSeen bool
 	for _, r := range s.oci.Requests() {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +190,53 @@ func newStack(t *testing.T, so stackOptions) *stack {
 		}
 	})
 	return s
+}
+
+// traffic keeps clients sending session-profile POSTs until stop, which
+// returns how many requests did not come back 200.
+type traffic struct {
+	sent, failures atomic.Int64
+	halt           atomic.Bool
+	wg             sync.WaitGroup
+}
+
+func (s *stack) startTraffic(clients int) *traffic {
+	tr := &traffic{}
+	for range clients {
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			for !tr.halt.Load() {
+				req := s.request("POST", iaasHost, "/x", strings.NewReader(`{"a":1}`))
+				req.Header.Set("x-oci-profile", "SESSION")
+				resp, err := s.client.Do(req)
+				tr.sent.Add(1)
+				if err != nil {
+					tr.failures.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					tr.failures.Add(1)
+				}
+			}
+		}()
+	}
+	return tr
+}
+
+// more waits until n more requests were sent.
+func (tr *traffic) more(t *testing.T, n int64) {
+	t.Helper()
+	target := tr.sent.Load() + n
+	waitFor(t, func() bool { return tr.sent.Load() >= target })
+}
+
+func (tr *traffic) stop() int64 {
+	tr.halt.Store(true)
+	tr.wg.Wait()
+	return tr.failures.Load()
 }
 
 // request builds a request to the Envoy stand-in addressed to host.

@@ -2,8 +2,6 @@ package signer
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -101,17 +99,13 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error)
 	if tenancy == "" {
 		return nil, fail("instance certificate names no tenancy (no opc-tenant: in its subject)", nil)
 	}
-	sessionKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(&sessionKey.PublicKey)
+	sessionKey, pubPEM, err := newSessionKey()
 	if err != nil {
 		return nil, err
 	}
 	body := map[string]any{
 		"certificate":              pemBody(certPEM),
-		"publicKey":                pemBody(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
+		"publicKey":                pemBody(pubPEM),
 		"intermediateCertificates": []string{pemBody(interPEM)},
 		"fingerprintAlgorithm":     "SHA256",
 	}
@@ -123,14 +117,10 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error)
 	if err := postSigned(ctx, &ip.opts, ip.opts.authURL(region)+"/v1/x509", body, leafCreds, false, &out); err != nil {
 		return nil, fail("federation at the auth service failed", err)
 	}
-	tok, err := ParseToken(out.Token)
+	tok, err := bindToken(out.Token, sessionKey, "the auth service")
 	if err != nil {
-		return nil, fail("the auth service returned an unreadable token", err)
+		return nil, fail("federation failed", err)
 	}
-	if !tok.MatchesKey(&sessionKey.PublicKey) {
-		return nil, fail("the auth service returned a token for another key", nil)
-	}
-	sessionKey.Precompute()
 	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindInstance, Profile: "instance_principal",
 		Region: region, Tenancy: tenancy, Token: tok}, nil
 }

@@ -116,12 +116,8 @@ func (r *sessionRefresher) loop() {
 			}
 			wait = min(wait, at.Sub(now))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-r.stop:
-			t.Stop()
+		if !sleep(wait, r.stop, nil) {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -2,6 +2,11 @@ package signer
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,16 +101,51 @@ func (r *renewer) loop() {
 			}
 			wait = min(wait, at.Sub(now))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-r.stop:
-			t.Stop()
+		if !sleep(wait, r.stop, r.kick) {
 			return
-		case <-r.kick:
-			t.Stop()
-		case <-t.C:
 		}
 	}
+}
+
+// sleep waits d, or less if kick fires; it reports false when stop closes.
+func sleep(d time.Duration, stop <-chan struct{}, kick <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-stop:
+		return false
+	case <-kick:
+	case <-t.C:
+	}
+	return true
+}
+
+// newSessionKey makes the in-memory RSA-2048 key a federated token is bound
+// to, with its public half as PEM for the request that asks for the token.
+func newSessionKey() (*rsa.PrivateKey, []byte, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// bindToken reads a token a service issued for key, and refuses one issued
+// for another key: signing with it would only earn 401s.
+func bindToken(raw string, key *rsa.PrivateKey, issuer string) (*Token, error) {
+	tok, err := ParseToken(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s returned an unreadable token: %w", issuer, err)
+	}
+	if !tok.MatchesKey(&key.PublicKey) {
+		return nil, fmt.Errorf("%s returned a token for another key", issuer)
+	}
+	key.Precompute()
+	return tok, nil
 }
 
 // Close stops the renewal loop.

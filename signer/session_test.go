@@ -211,6 +211,11 @@ func TestRotationUnderConcurrentSigning(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := cfg.Source("S")
+	// The first pair is loaded before any rotation starts, as a running
+	// server's would be.
+	if _, err := src.Credentials(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var (
 		stop     atomic.Bool
 		signed   atomic.Int64

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -83,15 +81,11 @@ func (w *workload) exchange(ctx context.Context) (*Credentials, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fail("no certificate in the cluster CA "+w.opts.saCAPath, nil)
 	}
-	sessionKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	sessionKey, pubPEM, err := newSessionKey()
 	if err != nil {
 		return nil, err
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(&sessionKey.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	payload, _ := json.Marshal(map[string]string{"podKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))})
+	payload, _ := json.Marshal(map[string]string{"podKey": string(pubPEM)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.opts.workloadURL, bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
@@ -120,14 +114,10 @@ func (w *workload) exchange(ctx context.Context) (*Credentials, error) {
 	if err := json.Unmarshal(decoded, &body); err != nil {
 		return nil, fail("unreadable answer from the OKE proxymux", err)
 	}
-	tok, err := ParseToken(strings.TrimPrefix(body.Token, "ST$"))
+	tok, err := bindToken(strings.TrimPrefix(body.Token, "ST$"), sessionKey, "the OKE proxymux")
 	if err != nil {
-		return nil, fail("the OKE proxymux returned an unreadable token", err)
+		return nil, fail("token exchange failed", err)
 	}
-	if !tok.MatchesKey(&sessionKey.PublicKey) {
-		return nil, fail("the OKE proxymux returned a token for another key", nil)
-	}
-	sessionKey.Precompute()
 	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindWorkload, Profile: "oke_workload_identity",
 		Region: w.region, Tenancy: tok.Tenant, Token: tok}, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +55,21 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		}
 	})
 	return err
+}
+
+// parseCommand parses a command's flags; when it returns false the command
+// is over and exit is its exit code (0 for -h, 2 for a usage error).
+func parseCommand(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer, synopsis string) (exit int, ok bool) {
+	fs.SetOutput(stderr)
+	fs.Usage = usageWithEnv(fs, stderr, synopsis)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		fmt.Fprintf(stderr, "ocisigner %s: %v\n", fs.Name(), err)
+		return exitUsage, false
+	}
+	return exitOK, true
 }
 
 // stringList is a repeatable string flag.

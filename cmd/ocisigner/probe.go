@@ -196,7 +196,6 @@ func credentialExit(err error) int {
 
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var (
 		cf                    credentialFlags
 		region, endpoint, via string
@@ -209,13 +208,8 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.StringVar(&via, "via", "", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
-	fs.Usage = usageWithEnv(fs, stderr, "ocisigner probe [flags]")
-	if err := parseFlags(fs, args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintln(stderr, "ocisigner probe:", err)
-		return exitUsage
+	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner probe [flags]"); !ok {
+		return exit
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

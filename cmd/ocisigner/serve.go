@@ -60,16 +60,10 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o serveOptions
 	o.register(fs)
-	fs.Usage = usageWithEnv(fs, stderr, "ocisigner serve [flags]")
-	if err := parseFlags(fs, args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintln(stderr, "ocisigner serve:", err)
-		return exitUsage
+	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner serve [flags]"); !ok {
+		return exit
 	}
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {

@@ -31,7 +31,6 @@ type tokenReport struct {
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var (
 		cf     credentialFlags
 		all    bool
@@ -42,13 +41,8 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.BoolVar(&all, "all", false, "report every profile of the config")
 	fs.BoolVar(&reveal, "reveal", false, "print the token itself (it is a credential: keep it out of logs and tickets)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	fs.Usage = usageWithEnv(fs, stderr, "ocisigner token [flags]")
-	if err := parseFlags(fs, args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintln(stderr, "ocisigner token:", err)
-		return exitUsage
+	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner token [flags]"); !ok {
+		return exit
 	}
 	cfg, err := cf.open(getenv, discardLogger())
 	if err != nil {
