@@ -230,6 +230,28 @@ func TestProbeViaGateway(t *testing.T) {
 			}
 		})
 	}
+	post, _ := http.NewRequest("POST", envoy.URL()+"/20160918/x", strings.NewReader(`{"a":1}`))
+	post.Host = "iaas.us-phoenix-1.oraclecloud.com"
+	if resp, err := http.DefaultClient.Do(post); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST through the gateway: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// The service counted what it did, by profile, method and outcome; a
+	// profile the config lacks is not a label of its own.
+	_, m := get(t, "http://"+svc.adminL.Addr().String()+"/metrics")
+	for series, want := range map[string]float64{
+		`ocisigner_requests_total{method="GET",outcome="signed",profile="SESSION"}`:           1,
+		`ocisigner_requests_total{method="GET",outcome="signed",profile="UNREGISTERED"}`:      1,
+		`ocisigner_requests_total{method="GET",outcome="UnknownProfile",profile="(unknown)"}`: 1,
+		`ocisigner_requests_total{method="POST",outcome="signed",profile="API"}`:              1,
+		`ocisigner_signing_duration_seconds_count`:                                            3,
+		`ocisigner_body_bytes_hashed_total`:                                                   7,
+	} {
+		if got, ok := metricValue(m, series); !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
 	// The probe left this machine unsigned; what reached OCI was signed by the service.
 	for _, r := range fx.oci.Requests() {
 		if r.RequestURI == "/n/" && (r.KeyID == "" || r.Host != "objectstorage.us-phoenix-1.oraclecloud.com") {
