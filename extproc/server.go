@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -110,6 +111,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ProfileHeader == "" {
 		cfg.ProfileHeader = DefaultProfileHeader
 	}
+	// Envoy sends header names lower-case, and gRPC metadata keys are too.
+	cfg.ProfileHeader = strings.ToLower(cfg.ProfileHeader)
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
