@@ -1,7 +1,6 @@
 package extproc_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -34,24 +33,7 @@ const (
 
 // suiteLogs collects the log output of every stack in this package, at
 // debug level, so TestMain can check that no secret was ever logged.
-var suiteLogs syncBuffer
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+var suiteLogs signertest.LogBuffer
 
 // suiteSecrets are what must never appear in suiteLogs: key material,
 // tokens, signatures. Stacks register theirs as they make them.

@@ -17,24 +17,6 @@ import (
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
-// syncBuffer is a log sink safe for the goroutines that write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // eventually polls cond until it holds; the deadline only guards a hang.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -136,7 +118,7 @@ func TestSessionRefreshRefusedBecomesExpiredError(t *testing.T) {
 	f.SessionProfile("S", key, nearExpiry(t, is, key, 4*time.Minute))
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	var logs syncBuffer
+	var logs signertest.LogBuffer
 	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL), signer.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
 		signer.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
 	if err != nil {
@@ -265,17 +247,24 @@ func TestWriteBackIsAtomic(t *testing.T) {
 	}
 }
 
-// Instance principal: certificate rotation and token renewals while
-// goroutines sign, with no failure and no signature from a mixed pair.
-func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
+// instanceFixture is an instance principal talking to metadata and auth
+// stand-ins, whose tokens live for lifetime and are renewed margin early.
+func instanceFixture(t *testing.T, lifetime, margin time.Duration) (*signertest.MetadataService, *signertest.AuthService, signer.Source) {
 	is := signertest.NewIssuer(t)
 	md := signertest.NewMetadataService(t)
 	auth := signertest.NewAuthService(t, is)
 	auth.TrustRoot(md.Root())
-	auth.SetInstanceLifetime(4 * time.Second)
+	auth.SetInstanceLifetime(lifetime)
 	src := signer.InstancePrincipal(signer.WithMetadataBaseURL(md.BaseURL()), signer.WithAuthBaseURL(auth.URL),
-		signer.WithSessionRefresh(true, 2*time.Second))
-	defer src.(interface{ Close() }).Close()
+		signer.WithSessionRefresh(true, margin))
+	t.Cleanup(src.(interface{ Close() }).Close)
+	return md, auth, src
+}
+
+// Instance principal: certificate rotation and token renewals while
+// goroutines sign, with no failure and no signature from a mixed pair.
+func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
+	md, auth, src := instanceFixture(t, 4*time.Second, 2*time.Second)
 
 	c, err := src.Credentials(context.Background())
 	if err != nil {
@@ -468,14 +457,7 @@ func TestWorkloadIdentity(t *testing.T) {
 // A failed renewal is retried with backoff while the current token keeps
 // signing.
 func TestInstancePrincipalRenewalRetries(t *testing.T) {
-	is := signertest.NewIssuer(t)
-	md := signertest.NewMetadataService(t)
-	auth := signertest.NewAuthService(t, is)
-	auth.TrustRoot(md.Root())
-	auth.SetInstanceLifetime(6 * time.Second)
-	src := signer.InstancePrincipal(signer.WithMetadataBaseURL(md.BaseURL()), signer.WithAuthBaseURL(auth.URL),
-		signer.WithSessionRefresh(true, 5*time.Second))
-	defer src.(interface{ Close() }).Close()
+	_, auth, src := instanceFixture(t, 6*time.Second, 5*time.Second)
 	first, err := src.Credentials(context.Background())
 	if err != nil {
 		t.Fatal(err)

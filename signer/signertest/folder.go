@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -141,4 +142,25 @@ func (f *Folder) APIKeyProfile(name string, key *rsa.PrivateKey, keyRel string, 
 // APIKeyID is the keyId an API-key profile written by APIKeyProfile signs with.
 func APIKeyID(name string, key *rsa.PublicKey) string {
 	return "ocid1.tenancy.oc1..test/ocid1.user.oc1..u" + strings.ToLower(name) + "/" + signer.Fingerprint(key)
+}
+
+// LogBuffer collects log output from many goroutines, for tests that read
+// what a component logged.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+// Write implements io.Writer.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
