@@ -141,15 +141,15 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
-		grpc.MaxRecvMsgSize(s.MaxRecvMsgSize()),
+		grpc.MaxRecvMsgSize(s.maxRecvMsgSize()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
 }
 
-// MaxRecvMsgSize is the gRPC receive limit a server needs: the largest body
-// plus room for the headers around it.
-func (s *Server) MaxRecvMsgSize() int { return int(s.cfg.MaxBodyBytes) + 1<<20 }
+// maxRecvMsgSize is the gRPC receive limit the service needs: the largest
+// body plus room for the headers around it.
+func (s *Server) maxRecvMsgSize() int { return int(s.cfg.MaxBodyBytes) + 1<<20 }
 
 type phase int
 

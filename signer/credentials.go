@@ -165,10 +165,9 @@ func newOptions(opts []Option) options {
 	return o
 }
 
-// fileStamp identifies a version of a file without reading it.
-type fileStamp struct {
-	info os.FileInfo
-}
+// fileStamp identifies a version of a file without reading it: the same
+// file (inode), size and modification time.
+type fileStamp = os.FileInfo
 
 func stat(paths []string) ([]fileStamp, bool) {
 	out := make([]fileStamp, len(paths))
@@ -177,7 +176,7 @@ func stat(paths []string) ([]fileStamp, bool) {
 		if err != nil {
 			return nil, false
 		}
-		out[i] = fileStamp{fi}
+		out[i] = fi
 	}
 	return out, true
 }
@@ -187,7 +186,7 @@ func sameStamps(a, b []fileStamp) bool {
 		return false
 	}
 	for i := range a {
-		x, y := a[i].info, b[i].info
+		x, y := a[i], b[i]
 		if !os.SameFile(x, y) || x.Size() != y.Size() || !x.ModTime().Equal(y.ModTime()) {
 			return false
 		}

@@ -22,9 +22,8 @@ type renewer struct {
 	fetch func(ctx context.Context) (*Credentials, error)
 	opts  options
 
-	cur     atomic.Pointer[Credentials]
-	lastErr atomic.Pointer[error]
-	mu      sync.Mutex // one fetch at a time
+	cur atomic.Pointer[Credentials]
+	mu  sync.Mutex // one fetch at a time
 
 	start sync.Once
 	kick  chan struct{} // new credentials: the loop plans the next renewal
@@ -59,12 +58,10 @@ func (r *renewer) renew(ctx context.Context, force bool) (*Credentials, error) {
 	}
 	c, err := r.fetch(ctx)
 	if err != nil {
-		r.lastErr.Store(&err)
 		return nil, err
 	}
 	c.Refreshed = r.opts.clock()
 	r.cur.Store(c)
-	r.lastErr.Store(nil)
 	select {
 	case r.kick <- struct{}{}:
 	default:
