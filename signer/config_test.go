@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/signertest"
@@ -391,5 +393,54 @@ func TestConcurrentFirstUseLoadsOnce(t *testing.T) {
 		if c == nil || c != got[0] {
 			t.Fatal("concurrent first calls should share one load")
 		}
+	}
+}
+
+// An encrypted key file names its own key-derivation cost; one asking for
+// hours of PBKDF2 or gigabytes of scrypt is refused at once.
+func TestEncryptedKeyWithUnreasonableKDFCost(t *testing.T) {
+	type algo struct {
+		Algorithm  asn1.ObjectIdentifier
+		Parameters asn1.RawValue
+	}
+	raw := func(v any) asn1.RawValue {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return asn1.RawValue{FullBytes: b}
+	}
+	aes256CBC := algo{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}, raw(make([]byte, 16))}
+	for _, tc := range []struct {
+		name string
+		kdf  algo
+	}{
+		{"PBKDF2 with 2^31-1 iterations", algo{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}, raw(struct {
+			Salt []byte
+			Iter int
+		}{make([]byte, 8), 1<<31 - 1})}},
+		{"scrypt with N=2^30", algo{asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}, raw(struct {
+			Salt    []byte
+			N, R, P int
+		}{make([]byte, 8), 1 << 30, 8, 1})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pbes2 := algo{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}, raw(struct{ KDF, Scheme algo }{tc.kdf, aes256CBC})}
+			der, err := asn1.Marshal(struct {
+				Algo algo
+				Data []byte
+			}{pbes2, make([]byte, 1216)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = signer.ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der}), []byte("pw"))
+			if !errors.Is(err, signer.ErrBadKey) || !strings.Contains(err.Error(), "key-derivation") {
+				t.Fatalf("err = %v", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %v: the derivation ran", d)
+			}
+		})
 	}
 }

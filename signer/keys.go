@@ -35,6 +35,9 @@ func ParsePrivateKey(data []byte, passphrase []byte) (*rsa.PrivateKey, error) {
 		if len(passphrase) == 0 {
 			return nil, passphraseMissing()
 		}
+		if err := checkKDFCost(block.Bytes); err != nil {
+			return nil, &Error{Kind: ErrBadKey, Detail: "encrypted PKCS#8 key asks for unreasonable key-derivation work", Err: err}
+		}
 		key, err = pkcs8.ParsePKCS8PrivateKey(block.Bytes, passphrase)
 		if err != nil {
 			if strings.Contains(err.Error(), "incorrect password") {
