@@ -3,7 +3,6 @@ package signertest
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/md5"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -425,72 +424,26 @@ func (s *Server) now() time.Time {
 // verify authenticates r on its headers alone, so a rejected upload is
 // answered before its body is read, as OCI does.
 func (s *Server) verify(r *http.Request, rec *Received) (*Caller, *rejection) {
-	auths := r.Header.Values("Authorization")
-	if len(auths) != 1 {
-		return nil, notAuthenticated(MsgRequiredInfo, "want one Authorization header, got %d", len(auths))
-	}
-	params, err := parseAuthorization(auths[0])
-	if err != nil {
-		return nil, notAuthenticated(MsgRequiredInfo, "Authorization header: %v", err)
-	}
-	keyID := params["keyId"]
-	rec.KeyID = keyID
-	if strings.HasPrefix(keyID, "ST$") {
-		rec.KeyIDKind = KeyIDSession
-	} else if keyID != "" {
-		rec.KeyIDKind = KeyIDAPIKey
-	}
-	for _, p := range []string{"headers", "keyId", "algorithm", "signature"} {
-		if params[p] == "" {
-			return nil, notAuthenticated(MsgRequiredInfo, "Authorization header has no %s parameter", p)
+	sr, rej := parseSignedRequest(r, requiredSigned(r.Method, r.RequestURI), s.now())
+	if sr != nil {
+		rec.KeyID, rec.SignedHeaders = sr.keyID, sr.names
+		if strings.HasPrefix(sr.keyID, "ST$") {
+			rec.KeyIDKind = KeyIDSession
+		} else if sr.keyID != "" {
+			rec.KeyIDKind = KeyIDAPIKey
 		}
 	}
-	if v, ok := params["version"]; ok && v != "1" {
-		return nil, notAuthenticated(MsgRequiredInfo, "signature version %q is not 1", v)
-	}
-	if a := params["algorithm"]; a != "rsa-sha256" {
-		return nil, notAuthenticated(MsgRequiredInfo, "algorithm %q is not rsa-sha256", a)
-	}
-	sig, err := base64.StdEncoding.DecodeString(params["signature"])
-	if err != nil {
-		return nil, notAuthenticated(MsgRequiredInfo, "signature is not base64: %v", err)
-	}
-
-	// Names are lower-cased as draft-cavage says the signing string has them.
-	names := strings.Fields(strings.ToLower(params["headers"]))
-	rec.SignedHeaders = names
-	signed := make(map[string]bool, len(names))
-	for _, n := range names {
-		if signed[n] {
-			return nil, notAuthenticated(MsgRequiredInfo, "header %q is listed twice in headers=", n)
-		}
-		signed[n] = true
-	}
-	for _, n := range requiredSigned(r.Method, r.RequestURI) {
-		if !signed[n] {
-			return nil, notAuthenticated(MsgRequiredInfo, "%s %s must sign %q; headers=%q", r.Method, r.RequestURI, n, params["headers"])
-		}
-	}
-	if !signed["date"] && !signed["x-date"] {
-		return nil, notAuthenticated(MsgRequiredInfo, "neither date nor x-date is signed; headers=%q", params["headers"])
-	}
-
-	signingString, rej := buildSigningString(r, names)
 	if rej != nil {
 		return nil, rej
 	}
-	if rej := s.checkDate(r, signed); rej != nil {
-		return nil, rej
-	}
-	caller, rej := s.resolveKey(keyID)
+	caller, rej := s.resolveKey(sr.keyID)
 	if rej != nil {
 		return nil, rej
 	}
-	digest := sha256.Sum256([]byte(signingString))
-	if err := rsa.VerifyPKCS1v15(caller.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
-		return nil, notAuthenticated(MsgFailedSignature, "signature does not verify with the key of keyId over signing string %q", signingString)
+	if rej := sr.verify(caller.PublicKey); rej != nil {
+		return nil, rej
 	}
-	caller.SignedHeaders = names
+	caller.SignedHeaders = sr.names
 	return caller, nil
 }
 
@@ -635,7 +588,7 @@ const skewLayout = "Mon, 02 Jan 2006 15:04:05 UTC"
 // checkDate judges x-date if the request has one, else date, against the
 // server clock. The header judged must be signed, or the skew check would
 // protect nothing.
-func (s *Server) checkDate(r *http.Request, signed map[string]bool) *rejection {
+func checkDate(r *http.Request, signed map[string]bool, now time.Time) *rejection {
 	name := "date"
 	if r.Header.Get("x-date") != "" {
 		name = "x-date"
@@ -652,7 +605,7 @@ func (s *Server) checkDate(r *http.Request, signed map[string]bool) *rejection {
 	if err != nil {
 		return notAuthenticated(MsgRequiredInfo, "%s %q is not an RFC 1123 GMT date", name, raw)
 	}
-	now := s.now().UTC()
+	now = now.UTC()
 	lo, hi := now.Add(-MaxClockSkew), now.Add(MaxClockSkew)
 	if d.Before(lo) || d.After(hi) {
 		msg := fmt.Sprintf("Date '%s' is not within allowed clock skew. Current '%s', valid datetime range: ['%s', '%s']",
