@@ -135,10 +135,15 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // ServerOptions are the gRPC server options the service needs: its codec,
-// a receive limit above the largest body, and keepalive enforcement that
+// a receive limit above the largest body, keepalive enforcement that
 // accepts Envoy's HTTP/2 pings (grpc-go's default answers them with GOAWAY
-// too_many_pings).
+// too_many_pings), and the transport tuning of transport.go.
 func (s *Server) ServerOptions() []grpc.ServerOption {
+	return append(s.requiredOptions(), transportOptions()...)
+}
+
+// requiredOptions are the options the service cannot work without.
+func (s *Server) requiredOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(s.maxRecvMsgSize()),
