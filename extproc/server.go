@@ -316,10 +316,10 @@ func (s *Server) profileFor(ctx context.Context, h *requestHeaders) string {
 	if p, ok := h.Get(s.cfg.ProfileHeader); ok && p != "" {
 		return p
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(s.cfg.ProfileHeader); len(v) > 0 && v[0] != "" {
-			return v[0]
-		}
+	// One key, not FromIncomingContext: that copies all of the stream's
+	// metadata on every request.
+	if v := metadata.ValueFromIncomingContext(ctx, s.cfg.ProfileHeader); len(v) > 0 && v[0] != "" {
+		return v[0]
 	}
 	return s.cfg.DefaultProfile
 }
@@ -358,9 +358,11 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 	if d != nil {
 		ev.BodyBytes = d.Length
 	}
-	s.log.Info("signed", "profile", ev.Profile, "kind", string(ev.Kind), "method", ev.Method, "host", ev.Host, "path", ev.Path,
-		"body_bytes", ev.BodyBytes, "streamed", ev.Streamed, "signed_headers", ev.SignedHeaders, "key_id", ev.KeyID,
-		"outcome", ev.Outcome, "duration", ev.Duration)
+	// Typed attributes: the line is written for every request.
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "signed", slog.String("profile", ev.Profile), slog.String("kind", string(ev.Kind)),
+		slog.String("method", ev.Method), slog.String("host", ev.Host), slog.String("path", ev.Path),
+		slog.Int64("body_bytes", ev.BodyBytes), slog.Bool("streamed", ev.Streamed), slog.String("signed_headers", ev.SignedHeaders),
+		slog.String("key_id", ev.KeyID), slog.String("outcome", ev.Outcome), slog.Duration("duration", ev.Duration))
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("signing string", "profile", ev.Profile, "signing_string", signer.MaskSigningString(out.SigningString))
 	}
