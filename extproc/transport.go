@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"math/bits"
-	"runtime"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -11,11 +10,13 @@ import (
 )
 
 // transportOptions tune grpc-go's receive path for what Envoy sends here:
-// many short streams, and buffered bodies of up to tens of MiB arriving as
-// 16 KiB HTTP/2 frames. Each was measured with BenchmarkService against the
-// same server without them, in the same run: BenchmarkService reports the
-// untuned server as x-untuned. Together they took about 0.04 off the 1 MiB
-// POST ratio and 0.03 off GET on the machine they were measured on.
+// buffered bodies of up to tens of MiB arriving as 16 KiB HTTP/2 frames.
+// BenchmarkService serves the service without them in the same run and
+// reports it as x-untuned: on the 2-core VM they were measured on they took
+// 0.01-0.05 off the 1 MiB POST ratio, and left GET as it was. Stream
+// workers (grpc.NumStreamWorkers), which spare each stream's goroutine
+// growing its stack for the RSA signature, measured no better there, and
+// are left out.
 func transportOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// The frames of a body are read from the socket 32 KiB at a time by
@@ -23,11 +24,6 @@ func transportOptions() []grpc.ServerOption {
 		// costs more than the copy it does. Read buffers come from a pool
 		// and go back once consumed, so an idle connection holds none.
 		grpc.ReadBufferSize(readBufferSize),
-		// A stream's handler starts on a small goroutine stack and grows it
-		// (copying) for the RSA signature, on every request; workers keep
-		// the grown stack. When all are busy gRPC starts a goroutine as
-		// before, so a stream never waits for a worker.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		// gRPC's default pool zeroes every frame buffer it hands out,
 		// which for a 1 MiB body costs as much as the kernel's copy of it.
 		// Every buffer gRPC takes is filled by a read before it is looked
