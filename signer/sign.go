@@ -202,7 +202,13 @@ func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, er
 	var sb strings.Builder
 	sb.Grow(128 + len(r.Target) + len(r.Host))
 	names := make([]string, 0, 9)
+	badHeader := ""
 	line := func(name, value string) {
+		// A line break in a value would forge a line of the signing
+		// string; no HTTP stack sends one (or a NUL) anyway.
+		if strings.ContainsAny(value, "\r\n\x00") && badHeader == "" {
+			badHeader = name
+		}
 		if len(names) > 0 {
 			sb.WriteByte('\n')
 		}
@@ -249,6 +255,9 @@ func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, er
 		if v, ok := get(r.Header, name); ok {
 			line(name, v)
 		}
+	}
+	if badHeader != "" {
+		return nil, fmt.Errorf("%w: the %s header contains a line break or NUL", ErrInvalidRequest, badHeader)
 	}
 	out.SigningString = sb.String()
 	out.SignedHeaders = strings.Join(names, " ")

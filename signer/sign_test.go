@@ -98,6 +98,12 @@ func TestSignOutputs(t *testing.T) {
 		{Method: "GET", Host: "h", Target: "/a\nb"},
 		{Method: "G ET", Host: "h", Target: "/"},
 		{Method: "GET", Host: "h/x", Target: "/"},
+		// A line break in a signed value would add a line to the signing
+		// string (found by FuzzSign).
+		{Method: "PUT", Host: "h", Target: "/", Header: signer.HTTPHeader{"Content-Type": {"\n"}}},
+		{Method: "POST", Host: "h", Target: "/", Header: signer.HTTPHeader{"Content-Type": {"a\r\nx-date: forged"}}},
+		{Method: "GET", Host: "h", Target: "/", Header: signer.HTTPHeader{"X-Subscription": {"a\x00b"}}},
+		{Method: "GET", Host: "h", Target: "/", Date: "Sat, 28 Nov 2026 12:00:00 GMT\nhost: evil"},
 	} {
 		if _, err := signer.Sign(&bad, c, now); !errors.Is(err, signer.ErrInvalidRequest) {
 			t.Errorf("%+v: err = %v", bad, err)
