@@ -34,7 +34,7 @@ func transportOptions() []grpc.ServerOption {
 
 const readBufferSize = 256 << 10
 
-var frameBuffers = newDirtyPool()
+var frameBuffers = &dirtyPool{}
 
 // dirtyPool is a mem.BufferPool of power-of-two tiers from 256 B to 1 MiB
 // that does not clear buffers. Larger requests are allocated and dropped.
@@ -43,8 +43,6 @@ type dirtyPool struct {
 }
 
 const minTier, maxTier = 8, 20
-
-func newDirtyPool() *dirtyPool { return &dirtyPool{} }
 
 var _ mem.BufferPool = (*dirtyPool)(nil)
 

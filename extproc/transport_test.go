@@ -3,7 +3,7 @@ package extproc
 import "testing"
 
 func TestDirtyPoolGivesTheLengthAskedFromTheSmallestTierThatHoldsIt(t *testing.T) {
-	p := newDirtyPool()
+	p := &dirtyPool{}
 	for _, tc := range []struct{ n, wantCap int }{
 		{1, 256}, {256, 256}, {257, 512}, {9, 256},
 		{16 << 10, 16 << 10}, {16<<10 + 1, 32 << 10},
@@ -37,7 +37,7 @@ func TestDirtyPoolFilesABufferUnderTheLargestTierItsCapacityFills(t *testing.T) 
 }
 
 func TestDirtyPoolReusedBufferKeepsItsCapacity(t *testing.T) {
-	p := newDirtyPool()
+	p := &dirtyPool{}
 	for range 100 {
 		b := p.Get(5000) // tier 13: 8 KiB
 		if cap(*b) < 5000 || len(*b) != 5000 {
