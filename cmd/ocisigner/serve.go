@@ -113,6 +113,7 @@ type service struct {
 	probe   func(context.Context) probeResult
 
 	stop     chan struct{}
+	stopOnce sync.Once
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	lastProb *probeResult
@@ -231,7 +232,12 @@ func (s *service) start() <-chan error {
 
 // shutdown drains: health goes NOT_SERVING so Envoy stops sending new
 // streams, in-flight ones finish (up to timeout), then everything stops.
+// Only the first call does anything; later ones return at once.
 func (s *service) shutdown(timeout time.Duration) {
+	s.stopOnce.Do(func() { s.drain(timeout) })
+}
+
+func (s *service) drain(timeout time.Duration) {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()

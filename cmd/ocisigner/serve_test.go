@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -257,5 +259,65 @@ func TestProbeViaGateway(t *testing.T) {
 		if r.RequestURI == "/n/" && (r.KeyID == "" || r.Host != "objectstorage.us-phoenix-1.oraclecloud.com") {
 			t.Errorf("OCI saw %+v", r)
 		}
+	}
+}
+
+// On SIGTERM (run cancels and calls shutdown) a stream Envoy has open keeps
+// being served: health turns NOT_SERVING, the drain waits for the stream,
+// and the stream still ends with Envoy's own half-close, never cut short.
+func TestShutdownDrainsOpenStreams(t *testing.T) {
+	fx := newFixture(t)
+	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}, serveOptions{}, nil)
+	conn, err := grpc.NewClient(svc.lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := extprocv3.NewExternalProcessorClient(conn).Process(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv := func(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
+	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			hv(":method", "GET"), hv(":path", "/n/"), hv(":authority", "objectstorage.us-phoenix-1.oraclecloud.com"), hv(":scheme", "http"),
+		}},
+		EndOfStream: true,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := st.Recv(); err != nil || len(resp.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()) == 0 {
+		t.Fatalf("not signed before the drain: %v %v", resp, err)
+	}
+
+	drained := make(chan struct{})
+	go func() { svc.shutdown(10 * time.Second); close(drained) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		resp, err := svc.health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("health still SERVING while draining: Envoy would keep sending new streams")
+		}
+	}
+	select {
+	case <-drained:
+		t.Fatal("the drain finished while Envoy still had a stream open")
+	default:
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("stream ended with %v, want Envoy's half-close answered OK", err)
+	}
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not finish once the last stream closed")
 	}
 }
