@@ -69,6 +69,18 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errShape = errors.New("unexpected wire shape")
 
+// requestOneof holds the field numbers of ProcessingRequest's request oneof.
+// Protobuf lets the last of them on the wire win: one that follows a
+// request_body drops that body.
+var requestOneof = func() map[protowire.Number]bool {
+	m := map[protowire.Number]bool{}
+	fields := (&extprocv3.ProcessingRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("request").Fields()
+	for i := range fields.Len() {
+		m[fields.Get(i).Number()] = true
+	}
+	return m
+}()
+
 // decode reads a ProcessingRequest. A request_body is hashed in place; the
 // other fields (small: headers, metadata, attributes) are copied out and
 // unmarshalled the ordinary way. Envoy writes fields in number order and Go
@@ -102,6 +114,13 @@ func (f *frame) decode(cur *cursor) error {
 			}
 			seen = true
 			continue
+		}
+		if seen && typ == protowire.BytesType && requestOneof[num] {
+			// Only a message on the wire switches the oneof; another type
+			// is an unknown field and leaves the body in place.
+			body, seen = &extprocv3.HttpBody{}, false
+			*digest = signer.Digest{}
+			h.Reset()
 		}
 		if rest, err = cur.appendValue(rest, typ); err != nil {
 			return err

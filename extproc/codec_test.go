@@ -131,3 +131,36 @@ func TestCodecMergesRepeatedBodyFields(t *testing.T) {
 		decodeBoth(t, r, wire)
 	}
 }
+
+// The request oneof's last member on the wire wins, as in protobuf: a
+// member after a body drops it, and a body after that starts afresh. Found
+// by FuzzCodec; Envoy itself sends one member.
+func TestCodecLastRequestMemberWins(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	body, _ := proto.Marshal(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte("dropped"), EndOfStream: true}}})
+	trailers, _ := proto.Marshal(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{}}})
+	empty, _ := proto.Marshal(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{}}})
+	later, _ := proto.Marshal(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte("kept")}}})
+	for name, tc := range map[string]struct {
+		wire []byte
+		want *signer.Digest // nil: not a body
+	}{
+		"trailers after a body":          {append(bytes.Clone(body), trailers...), nil},
+		"empty body after trailers":      {append(append(bytes.Clone(body), trailers...), empty...), &signer.Digest{SHA256: emptySHA256}},
+		"body after trailers":            {append(append(bytes.Clone(body), trailers...), later...), ptr(signer.DigestOf([]byte("kept")))},
+		"trailers field of another type": {append(bytes.Clone(body), 0x30, 0x01), ptr(signer.DigestOf([]byte("dropped")))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			decodeBoth(t, r, tc.wire)
+			f := frame{req: &extprocv3.ProcessingRequest{}}
+			if err := Codec().Unmarshal(split(r, tc.wire), &f); err != nil {
+				t.Fatal(err)
+			}
+			if (f.digest == nil) != (tc.want == nil) || (f.digest != nil && *f.digest != *tc.want) {
+				t.Fatalf("digest %+v, want %+v", f.digest, tc.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
