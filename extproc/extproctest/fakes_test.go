@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -486,5 +487,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("never happened: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkUpstream checks the raw request an upstream received: every want
+// appears as written, and no wantNot appears in any letter case (header
+// names are case-insensitive).
+func checkUpstream(t *testing.T, got string, want, wantNot []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("upstream request lacks %q:\n%q", w, got)
+		}
+	}
+	for _, w := range wantNot {
+		if strings.Contains(strings.ToLower(got), strings.ToLower(w)) {
+			t.Errorf("upstream request has %q:\n%q", w, got)
+		}
 	}
 }
