@@ -32,15 +32,7 @@ func imdsGet(t *testing.T, method, url string, auth ...string) response {
 		req.Header.Add("Authorization", a)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, body}
+	return readResponse(t, resp, err)
 }
 
 // fetch GETs path under the service's base URL as the SDK does and wants a 200.

@@ -132,15 +132,7 @@ func do(t *testing.T, addr string, w *wire, closeWrite bool) response {
 		}
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: w.Method})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, body}
+	return readResponse(t, resp, err)
 }
 
 // doClient sends w with net/http's client, the target set through
@@ -164,15 +156,7 @@ func doClient(t *testing.T, addr string, w *wire) response {
 		req.ContentLength = int64(len(w.Body))
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, body}
+	return readResponse(t, resp, err)
 }
 
 // signed builds a request signed by the product's signer at now.
@@ -1060,4 +1044,19 @@ func TestThousandConcurrentRequests(t *testing.T) {
 		}
 		seen[r.Seq] = true
 	}
+}
+
+// readResponse reads a whole response, failing the test on any error,
+// the round trip's included.
+func readResponse(t *testing.T, resp *http.Response, err error) response {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, body}
 }
