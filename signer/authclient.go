@@ -128,6 +128,30 @@ func backoff(n int) time.Duration {
 	return min(d, time.Minute)
 }
 
+// schedule is when a background loop next renews a token: margin before
+// it expires, or after a failure when the backoff says to try again.
+type schedule struct {
+	failures int
+	retryAt  time.Time
+}
+
+func (s *schedule) next(t *Token, margin time.Duration) time.Time {
+	if s.failures > 0 {
+		return s.retryAt
+	}
+	return renewAt(t, margin)
+}
+
+// failed records a failure at now and returns how long until the retry.
+func (s *schedule) failed(now time.Time) time.Duration {
+	d := backoff(s.failures)
+	s.failures++
+	s.retryAt = now.Add(d)
+	return d
+}
+
+func (s *schedule) succeeded() { s.failures = 0 }
+
 // renewAt is when a token should be renewed: margin before it expires, or a
 // fifth of its lifetime, whichever is earlier.
 func renewAt(t *Token, margin time.Duration) time.Time {

@@ -84,33 +84,28 @@ const poll = 30 * time.Second
 
 func (r *sessionRefresher) loop() {
 	defer close(r.done)
-	failures := 0
-	var retryAt time.Time // after a failure: when to try again
+	var sched schedule
 	for {
 		wait := poll
 		c, _ := r.current(context.Background())
 		now := r.opts.clock()
 		if c != nil && r.refreshable(c, now) {
-			at := renewAt(c.Token, r.opts.refreshMargin)
-			if failures > 0 {
-				at = retryAt
-			}
+			at := sched.next(c.Token, r.opts.refreshMargin)
 			if !at.After(now) {
 				switch err := r.refresh(c); {
 				case err == nil:
-					failures = 0
+					sched.succeeded()
 					continue
 				case isRefused(err):
-					failures = 0
+					sched.succeeded() // nothing to retry: the refusal is final
 					r.refused.Store(c.Token)
 					r.opts.log.Error("auth service refused to refresh the session; it ends when the current token expires",
 						"profile", r.profile, "expires", c.Token.Expiry.UTC(), "error", err.Error(),
 						"fix", "oci session authenticate --profile-name "+r.profile)
 				default:
-					failures++
-					retryAt = r.opts.clock().Add(backoff(failures - 1))
-					r.opts.log.Warn("session refresh failed; will retry", "profile", r.profile, "attempt", failures,
-						"retry_in", backoff(failures-1), "expires", c.Token.Expiry.UTC(), "error", err.Error())
+					retryIn := sched.failed(r.opts.clock())
+					r.opts.log.Warn("session refresh failed; will retry", "profile", r.profile, "attempt", sched.failures,
+						"retry_in", retryIn, "expires", c.Token.Expiry.UTC(), "error", err.Error())
 				}
 				continue
 			}

@@ -72,27 +72,22 @@ func (r *renewer) renew(ctx context.Context, force bool) (*Credentials, error) {
 
 func (r *renewer) loop() {
 	defer close(r.done)
-	failures := 0
-	var retryAt time.Time // after a failure: when to try again
+	var sched schedule
 	for {
 		wait := poll
 		now := r.opts.clock()
 		if c := r.cur.Load(); c != nil {
-			at := renewAt(c.Token, r.opts.refreshMargin)
-			if failures > 0 {
-				at = retryAt
-			}
+			at := sched.next(c.Token, r.opts.refreshMargin)
 			if !at.After(now) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				_, err := r.renew(ctx, true)
 				cancel()
 				if err != nil {
-					failures++
-					retryAt = r.opts.clock().Add(backoff(failures - 1))
+					retryIn := sched.failed(r.opts.clock())
 					r.opts.log.Warn("token renewal failed; the current token stays in use until it expires",
-						"name", r.name, "attempt", failures, "retry_in", backoff(failures-1), "expires", c.Token.Expiry.UTC(), "error", err.Error())
+						"name", r.name, "attempt", sched.failures, "retry_in", retryIn, "expires", c.Token.Expiry.UTC(), "error", err.Error())
 				} else {
-					failures = 0
+					sched.succeeded()
 				}
 				continue
 			}
