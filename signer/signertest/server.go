@@ -309,13 +309,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	upload := isObjectUpload(r.Method, r.RequestURI)
-	b, rej := readBody(r, -1, upload)
-	rec.BodyRead, rec.BodyLength, rec.BodySHA256 = true, b.n, b.sha256B64()
-	if rej == nil {
-		rej = checkBody(r, b)
-	}
-	if rej != nil {
-		s.reject(w, rec, rej)
+	b, ok := s.verifyBody(w, r, rec, -1, upload)
+	if !ok {
 		return
 	}
 	rec.OK, rec.Status = true, http.StatusOK
@@ -340,6 +335,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// verifyBody reads the body, records what arrived, and checks it against
+// the signed x-content-sha256 and content-length; on a mismatch it answers
+// as OCI does and reports false.
+func (s *Server) verifyBody(w http.ResponseWriter, r *http.Request, rec *Received, limit int64, upload bool) (body, bool) {
+	b, rej := readBody(r, limit, upload)
+	rec.BodyRead, rec.BodyLength, rec.BodySHA256 = true, b.n, b.sha256B64()
+	if rej == nil {
+		rej = checkBody(r, b)
+	}
+	if rej != nil {
+		s.reject(w, rec, rej)
+		return b, false
+	}
+	return b, true
+}
+
 // Echo is the default answer's body, for tests to decode.
 type Echo struct {
 	Method     string    `json:"method"`
@@ -352,13 +363,8 @@ type Echo struct {
 
 func (s *Server) serveHandler(w http.ResponseWriter, r *http.Request, rec *Received, caller *Caller, pattern string, limit int64) {
 	rec.Pattern = pattern
-	b, rej := readBody(r, limit, false)
-	rec.BodyRead, rec.BodyLength, rec.BodySHA256 = true, b.n, b.sha256B64()
-	if rej == nil {
-		rej = checkBody(r, b)
-	}
-	if rej != nil {
-		s.reject(w, rec, rej)
+	b, ok := s.verifyBody(w, r, rec, limit, false)
+	if !ok {
 		return
 	}
 	rec.OK = true
