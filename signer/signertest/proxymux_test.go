@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -55,15 +54,7 @@ func pmRequest(t *testing.T, p *signertest.Proxymux, body []byte, edit func(*htt
 		edit(req)
 	}
 	resp, err := pmClient(t, p).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
+	return readResponse(t, resp, err)
 }
 
 // workloadToken reads the answer as oci-go-sdk does: drop the quotes,
