@@ -67,33 +67,27 @@ func RealmDomains() []string {
 	return out
 }
 
-// IsRealmHost reports whether host (with or without a port) lies under one of
-// the OCI realm domains, which covers both <service>.<region>.<domain> and
-// <service>.<region>.oci.<domain>. The bare domain itself is not an API host.
-func IsRealmHost(host string) bool {
-	host = strings.ToLower(stripPort(host))
-	host = strings.TrimSuffix(host, ".")
-	for _, d := range realmDomains {
-		if len(host) > len(d)+1 && strings.HasSuffix(host, d) && host[len(host)-len(d)-1] == '.' {
-			return true
-		}
+// IsRealmHost reports whether authority (a host with or without a port)
+// lies under one of the OCI realm domains, which covers both
+// <service>.<region>.<domain> and <service>.<region>.oci.<domain>. The bare
+// domain itself is not an API host, and neither is anything ParseAuthority
+// refuses.
+func IsRealmHost(authority string) bool {
+	a, err := ParseAuthority(authority)
+	if err != nil || a.IP {
+		return false
 	}
-	return false
+	return realmDomainOf(a.Host) != ""
 }
 
-// stripPort removes a trailing :port, leaving IPv6 literals in brackets intact.
-func stripPort(host string) string {
-	i := strings.LastIndexByte(host, ':')
-	if i < 0 || strings.IndexByte(host[i:], ']') >= 0 {
-		return host
+// realmDomainOf returns the realm domain a valid host name lies under, or "".
+func realmDomainOf(host string) string {
+	for _, d := range realmDomains {
+		if len(host) > len(d)+1 && strings.HasSuffix(host, d) && host[len(host)-len(d)-1] == '.' {
+			return d
+		}
 	}
-	if strings.HasPrefix(host, "[") {
-		return host[:i]
-	}
-	if strings.Count(host, ":") > 1 { // bare IPv6 literal without brackets
-		return host
-	}
-	return host[:i]
+	return ""
 }
 
 // KnownRegions lists the region identifiers of the table.

@@ -69,7 +69,10 @@ func TestIsRealmHost(t *testing.T) {
 		"generativeai.us-chicago-1.oci.oraclecloud.com": true,
 		"objectstorage.eu-frankfurt-2.oraclecloud.eu":   true,
 		"identity.us-langley-1.oraclegovcloud.com:443":  true,
-		"IAAS.US-PHOENIX-1.ORACLECLOUD.COM.":            true,
+		"IAAS.US-PHOENIX-1.ORACLECLOUD.COM":             true,
+		"iaas.us-phoenix-1.oraclecloud.com.":            false, // a trailing dot is refused, as any other empty label
+		"evil.com#.oraclecloud.com":                     false,
+		"user@iaas.us-phoenix-1.oraclecloud.com":        false,
 		"x.uk-gov-london-1.oraclegovcloud.uk":           true,
 		"x.region.oraclecloud52.com":                    true,
 		"oraclecloud.com":                               false, // the bare domain is no API
