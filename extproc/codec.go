@@ -33,7 +33,16 @@ const (
 type frame struct {
 	req    *extprocv3.ProcessingRequest
 	digest *signer.Digest // set for a request_body decoded in place
+	// tooLarge marks a message other than a request body that is larger
+	// than maxHeadersMessage: it is not decoded at all, and refused.
+	tooLarge bool
 }
+
+// maxHeadersMessage bounds every message but a request body. Envoy's header
+// maps stay under 60 KiB by default (max_request_headers_kb, at most 8 MiB
+// when raised); a bigger message is not worth copying and parsing, which
+// costs several times its size.
+const maxHeadersMessage = 1 << 20
 
 // Codec is the gRPC codec the ext_proc server must be registered with
 // (grpc.ForceServerCodecV2(extproc.Codec())). It is the proto codec for every
@@ -50,7 +59,14 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.std.Unmarshal(data, v)
 	}
-	f.digest = nil
+	f.digest, f.tooLarge = nil, false
+	if data.Len() > maxHeadersMessage {
+		if last, err := lastRequestMember(newCursor(data)); err == nil && last != fieldRequestBody {
+			f.req.Reset()
+			f.tooLarge = true
+			return nil
+		}
+	}
 	if err := f.decode(newCursor(data)); err != nil {
 		// Not a shape this reader knows: decode the ordinary way, which also
 		// gives the ordinary error for a broken message.
@@ -137,6 +153,26 @@ func (f *frame) decode(cur *cursor) error {
 		f.digest = digest
 	}
 	return nil
+}
+
+// lastRequestMember walks a ProcessingRequest's top-level fields without
+// copying them and returns the number of the request oneof member that wins
+// (the last on the wire), or 0 if there is none.
+func lastRequestMember(cur *cursor) (protowire.Number, error) {
+	var last protowire.Number
+	for !cur.done() {
+		num, typ, err := cur.tag()
+		if err != nil {
+			return 0, err
+		}
+		if err := cur.skip(typ); err != nil {
+			return 0, err
+		}
+		if typ == protowire.BytesType && requestOneof[num] {
+			last = num
+		}
+	}
+	return last, nil
 }
 
 // decodeHTTPBody hashes HttpBody.body in place and unmarshals the rest of
@@ -280,6 +316,26 @@ func (c *cursor) take(n int, fn func([]byte)) error {
 		n -= len(chunk)
 	}
 	return nil
+}
+
+// skip passes over one field value of wire type typ.
+func (c *cursor) skip(typ protowire.Type) error {
+	switch typ {
+	case protowire.VarintType:
+		_, err := c.varint()
+		return err
+	case protowire.Fixed32Type:
+		return c.take(4, func([]byte) {})
+	case protowire.Fixed64Type:
+		return c.take(8, func([]byte) {})
+	case protowire.BytesType:
+		n, err := c.varint()
+		if err != nil || n > uint64(c.remaining()) {
+			return errShape
+		}
+		return c.take(int(n), func([]byte) {})
+	}
+	return errShape
 }
 
 // appendValue copies one field value of wire type typ to dst.

@@ -169,7 +169,7 @@ func TestRefusals(t *testing.T) {
 			r := s.request("GET", iaasHost, "/", nil)
 			r.Header.Set("x-oci-profile", "NOPE")
 			return r
-		}, http.StatusBadRequest, extproc.CodeUnknownProfile, []string{"NOPE", "API, EXPIRED, SESSION"}},
+		}, http.StatusBadRequest, extproc.CodeUnknownProfile, []string{"NOPE", "ask its operator"}},
 		{"expired session token", func() *http.Request {
 			r := s.request("GET", iaasHost, "/", nil)
 			r.Header.Set("x-oci-profile", "EXPIRED")

@@ -53,6 +53,17 @@ func (h requestHeaders) has(name string) bool {
 	return ok
 }
 
+// count is how many times the request carries name.
+func (h requestHeaders) count(name string) int {
+	n := 0
+	for _, hv := range h.list {
+		if hv.GetKey() == name {
+			n++
+		}
+	}
+	return n
+}
+
 // logPath is the path with query values elided: query values can carry
 // identifiers an operator's logs need not keep, the names say enough.
 func logPath(target string) string {

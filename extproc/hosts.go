@@ -1,8 +1,8 @@
 package extproc
 
 import (
+	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/ocisigner/ocisigner/signer"
@@ -13,48 +13,63 @@ import (
 // OCI realm domains are signed; operators add others (a test endpoint, a
 // dedicated Object Storage endpoint) by pattern.
 type HostPolicy struct {
-	patterns []string
+	patterns []hostPattern
 }
 
-// NewHostPolicy accepts patterns "host", "host:port", "*.domain" (any
-// subdomain, at any depth) and "*" (everything: for tests only).
+// hostPattern is one --allow-host: an exact host (and port, if given), or
+// with wildcard any name below domain.
+type hostPattern struct {
+	host, port string
+	wildcard   bool
+}
+
+// ErrHostPattern is wrapped by NewHostPolicy for a pattern it cannot use.
+var ErrHostPattern = errors.New("invalid allow-host pattern")
+
+// NewHostPolicy accepts patterns "host", "host:port" and "*.domain" (any
+// name below domain, at any depth). Hosts and domains follow the rule of
+// signer.ParseAuthority; an IP literal is allowed only as an exact host,
+// never under a wildcard.
 func NewHostPolicy(patterns []string) (*HostPolicy, error) {
 	p := &HostPolicy{}
 	for _, raw := range patterns {
-		pat := strings.ToLower(strings.TrimSpace(raw))
+		pat := strings.TrimSpace(raw)
 		if pat == "" {
 			continue
 		}
-		if strings.Contains(pat[1:], "*") || strings.HasPrefix(pat, "*") && pat != "*" && !strings.HasPrefix(pat, "*.") {
-			return nil, fmt.Errorf("allow-host pattern %q: only a leading \"*.\" wildcard is supported", raw)
+		if domain, ok := strings.CutPrefix(pat, "*."); ok {
+			domain = strings.ToLower(domain)
+			if !signer.ValidHostName(domain) || !strings.Contains(domain, ".") {
+				return nil, fmt.Errorf("%w %q: after \"*.\" comes a domain of at least two labels, such as *.corp.example", ErrHostPattern, raw)
+			}
+			p.patterns = append(p.patterns, hostPattern{host: domain, wildcard: true})
+			continue
 		}
-		p.patterns = append(p.patterns, pat)
+		if strings.Contains(pat, "*") {
+			return nil, fmt.Errorf("%w %q: only a leading \"*.\" wildcard is supported", ErrHostPattern, raw)
+		}
+		a, err := signer.ParseAuthority(pat)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %w", ErrHostPattern, raw, err)
+		}
+		p.patterns = append(p.patterns, hostPattern{host: a.Host, port: a.Port})
 	}
 	return p, nil
 }
 
-// Allowed reports whether requests to authority may be signed.
-func (p *HostPolicy) Allowed(authority string) bool {
-	if authority == "" {
-		return false
-	}
-	if signer.IsRealmHost(authority) {
+// Allowed reports whether requests to a (parsed by signer.ParseAuthority)
+// may be signed.
+func (p *HostPolicy) Allowed(a signer.Authority) bool {
+	if !a.IP && signer.IsRealmHost(a.Host) {
 		return true
-	}
-	a := strings.ToLower(authority)
-	host := a
-	if h, _, err := net.SplitHostPort(a); err == nil {
-		host = h
 	}
 	for _, pat := range p.patterns {
 		switch {
-		case pat == "*":
-			return true
-		case strings.HasPrefix(pat, "*."):
-			if strings.HasSuffix(host, pat[1:]) && len(host) > len(pat)-1 {
+		case pat.wildcard:
+			if !a.IP && strings.HasSuffix(a.Host, "."+pat.host) {
 				return true
 			}
-		case pat == a || pat == host:
+		case pat.host == a.Host && (pat.port == "" || pat.port == a.Port):
 			return true
 		}
 	}

@@ -3,8 +3,10 @@ package extproc
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -17,6 +19,10 @@ import (
 // error shape, so clients that parse OCI errors show them as they are.
 const (
 	CodeHostNotAllowed     = "HostNotAllowed"
+	CodeInvalidHost        = "InvalidHost"
+	CodePathTooLong        = "PathTooLong"
+	CodeHeadersTooLarge    = "HeadersTooLarge"
+	CodeDuplicateHeader    = "DuplicateSignedHeader"
 	CodeUnknownProfile     = "UnknownProfile"
 	CodeCredentialsExpired = "CredentialsExpired"
 	CodeCredentialsInvalid = "CredentialsUnusable"
@@ -25,8 +31,19 @@ const (
 	CodeInternal           = "InternalError"
 )
 
+// Codes lists every refusal code, so that metrics can keep outcome labels
+// to a closed set.
+var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
+	CodeUnknownProfile, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal}
+
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"
+
+// Caps on text that ends up in replies and logs.
+const (
+	maxEcho    = 256     // a value a client chose, quoted back
+	maxMessage = 4 << 10 // a whole refusal message
+)
 
 // refusal is a request ocisigner will not sign: it becomes an
 // ImmediateResponse, because ending the stream any other way could let
@@ -34,33 +51,60 @@ const HeaderRefused = "x-ocisigner-refused"
 type refusal struct {
 	status  int
 	code    string
-	message string
-	err     error
+	message string // for the client
+	err     error  // the whole story, for the log only
 }
 
 func (r *refusal) Error() string { return r.code + ": " + r.message }
 
 func refuse(status int, code, message string) *refusal {
-	return &refusal{status: status, code: code, message: message}
+	return &refusal{status: status, code: code, message: capLen(message, maxMessage)}
 }
 
-// credentialRefusal maps a credential error to the status a client can act on.
-func credentialRefusal(profile string, err error) *refusal {
-	r := &refusal{err: err, message: err.Error()}
+// capEcho shortens a client-chosen value before it is quoted anywhere: a
+// 100 KB header must not come back three times in a refusal or fill a log.
+func capEcho(s string) string { return capLen(s, maxEcho) }
+
+func capLen(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…[" + strconv.Itoa(len(s)) + " bytes]"
+}
+
+// credentialRefusal maps a credential error to the status a client can act
+// on. The message names the profile and what to do; the file paths and the
+// config's other profiles stay in the log unless the operator disclosed them.
+func (s *Server) credentialRefusal(profile string, err error) *refusal {
+	profile = capEcho(profile)
+	r := &refusal{err: err}
+	var se *signer.Error
+	isSigner := errors.As(err, &se)
 	switch {
 	case errors.Is(err, signer.ErrProfileNotFound):
 		r.status, r.code = http.StatusBadRequest, CodeUnknownProfile
-	case errors.Is(err, signer.ErrTokenExpired):
+		r.message = fmt.Sprintf("profile %q is not one this gateway signs for; check the name, or ask its operator which profiles it serves", profile)
+	case errors.Is(err, signer.ErrTokenExpired) && isSigner:
 		r.status, r.code = http.StatusUnauthorized, CodeCredentialsExpired
+		r.message = se.Public()
+	case isSigner:
+		r.status, r.code = http.StatusUnauthorized, CodeCredentialsInvalid
+		r.message = se.Public()
 	default:
-		var se *signer.Error
-		if errors.As(err, &se) {
-			r.status, r.code = http.StatusUnauthorized, CodeCredentialsInvalid
-		} else {
-			r.status, r.code = http.StatusInternalServerError, CodeInternal
+		r.status, r.code = http.StatusInternalServerError, CodeInternal
+		r.message = "profile " + profile + ": cannot get credentials; the gateway's log says why"
+	}
+	if s.cfg.DiscloseErrors {
+		r.message = err.Error()
+		if r.code == CodeInternal {
 			r.message = "profile " + profile + ": cannot get credentials: " + err.Error()
 		}
 	}
+	r.message = capLen(r.message, maxMessage)
 	return r
 }
 

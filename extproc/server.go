@@ -2,7 +2,9 @@
 // HTTP request, signed in the response to its headers or to its buffered
 // body, refused with an ImmediateResponse when it cannot be signed. It never
 // ends a stream OK before the request was answered, since Envoy would then
-// forward the request unsigned.
+// forward the request unsigned; once the final answer is sent it ends the
+// stream at once, so that a signer restarting while OCI works on the request
+// cannot fail a request OCI already executed.
 package extproc
 
 import (
@@ -16,13 +18,11 @@ import (
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/ocisigner/ocisigner/signer"
@@ -32,6 +32,18 @@ import (
 const (
 	DefaultProfileHeader = "x-oci-profile"
 	DefaultMaxBodyBytes  = 32 << 20
+	// DefaultMaxStreams bounds the streams the whole server serves at once.
+	// Every in-flight OCI request holds one; beyond it a stream is refused
+	// with RESOURCE_EXHAUSTED (Envoy answers its status_on_error).
+	DefaultMaxStreams = 16384
+	// DefaultMaxStreamsPerConn is the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+	// the server announces. Envoy opens another connection to the signer
+	// cluster when one is full, so this bounds a single client, not Envoy.
+	DefaultMaxStreamsPerConn = 1024
+	// DefaultFirstMessageTimeout is how long a new stream may stay silent.
+	// Envoy sends the request headers as soon as it opens the stream, so a
+	// stream that says nothing is not Envoy.
+	DefaultFirstMessageTimeout = 10 * time.Second
 )
 
 // StreamedUploadMode is the mode_override sent for requests whose body is not
@@ -49,12 +61,12 @@ var StreamedUploadMode = &extprocfilterv3.ProcessingMode{
 }
 
 // Credentials maps a profile name to the source of its credentials.
-// *signer.ConfigFile implements it.
 type Credentials interface {
 	Source(profile string) signer.Source
 }
 
-// Event describes one request's outcome, for logs and metrics.
+// Event describes one request's outcome, for logs and metrics. Every string
+// in it that a client chose is already capped in length.
 type Event struct {
 	Profile       string
 	Kind          signer.Kind
@@ -64,13 +76,16 @@ type Event struct {
 	BodyBytes     int64  // bytes hashed into the signature
 	Streamed      bool   // body left out of the signature and streamed (PutObject, UploadPart)
 	SignedHeaders string
-	Outcome       string    // "signed", or the refusal code
+	Outcome       string    // OutcomeSigned, or the refusal code
 	Status        int       // the refusal's HTTP status; 0 when signed
 	KeyID         string    // masked
 	Expiry        time.Time // when the credentials used expire; zero for API keys
 	Duration      time.Duration
 	SignDuration  time.Duration // time inside signer.Sign
 }
+
+// OutcomeSigned is Event.Outcome for a signed request.
+const OutcomeSigned = "signed"
 
 // Observer receives an Event per request. It must be cheap and safe for
 // concurrent use: it runs on the request path.
@@ -87,17 +102,27 @@ type Config struct {
 	ProfileHeader string
 	Hosts         *HostPolicy // nil: OCI realm domains only
 	MaxBodyBytes  int64       // largest body signed; 0 means DefaultMaxBodyBytes
-	Logger        *slog.Logger
-	Clock         func() time.Time
-	Observer      Observer
+	// MaxStreams, MaxStreamsPerConn and FirstMessageTimeout bound what a
+	// client that is not Envoy can hold; 0 means the defaults above.
+	MaxStreams          int
+	MaxStreamsPerConn   uint32
+	FirstMessageTimeout time.Duration
+	// DiscloseErrors puts the whole credential error (file paths, the
+	// config's profile names) into refusals. Off, those go to the log only:
+	// on a shared gateway they tell one client about another's setup.
+	DiscloseErrors bool
+	Logger         *slog.Logger
+	Clock          func() time.Time
+	Observer       Observer
 }
 
 // Server is the ext_proc service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	cfg   Config
-	log   *slog.Logger
-	hosts *HostPolicy
+	cfg     Config
+	log     *slog.Logger
+	hosts   *HostPolicy
+	streams chan struct{} // a slot per stream being served
 }
 
 // New returns a Server.
@@ -116,13 +141,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxStreamsPerConn == 0 {
+		cfg.MaxStreamsPerConn = DefaultMaxStreamsPerConn
+	}
+	if cfg.FirstMessageTimeout <= 0 {
+		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts}
+	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts, streams: make(chan struct{}, cfg.MaxStreams)}
 	if s.hosts == nil {
 		s.hosts = &HostPolicy{}
 	}
@@ -137,7 +171,8 @@ func (s *Server) Register(g *grpc.Server) {
 // ServerOptions are the gRPC server options the service needs: its codec,
 // a receive limit above the largest body, keepalive enforcement that
 // accepts Envoy's HTTP/2 pings (grpc-go's default answers them with GOAWAY
-// too_many_pings), and the transport tuning of transport.go.
+// too_many_pings), a bound on concurrent streams per connection, and the
+// transport tuning of transport.go.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return append(s.requiredOptions(), transportOptions()...)
 }
@@ -147,6 +182,7 @@ func (s *Server) requiredOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(s.maxRecvMsgSize()),
+		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
@@ -161,7 +197,8 @@ type phase int
 const (
 	awaitHeaders phase = iota
 	awaitBody          // headers seen, signature waits for the buffered body
-	answered           // signed or refused; later messages pass through
+	streaming          // signed at the headers; an upload body streams past, Envoy closes
+	final              // the request is answered: signed, or refused
 )
 
 // stream is the state of one request.
@@ -172,8 +209,9 @@ type stream struct {
 	profile string
 }
 
-// Process serves one request's stream. It returns nil only once Envoy has
-// closed its side (io.EOF), after every message was answered.
+// Process serves one request's stream. It returns nil only once the request
+// was answered for good, or Envoy closed its side (io.EOF) after every
+// message was answered.
 func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -181,11 +219,23 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 			err = status.Error(codes.Internal, "ocisigner: internal error")
 		}
 	}()
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		return status.Errorf(codes.ResourceExhausted, "ocisigner: %d streams in flight, the most it serves at once", s.cfg.MaxStreams)
+	}
 	ctx := ps.Context()
 	st := &stream{}
-	for {
-		f := frame{req: &extprocv3.ProcessingRequest{}}
-		if err := ps.RecvMsg(&f); err != nil {
+	for first := true; ; first = false {
+		f := &frame{req: &extprocv3.ProcessingRequest{}}
+		var err error
+		if first {
+			err = s.recvFirst(ps, f)
+		} else {
+			err = ps.RecvMsg(f)
+		}
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -195,10 +245,31 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 			}
 			return err
 		}
-		resp := s.handle(ctx, st, &f)
+		resp := s.handle(ctx, st, f)
 		if err := ps.Send(resp); err != nil {
 			return err
 		}
+		if st.phase == final {
+			// Nothing more is needed from Envoy for this request, and
+			// nothing Envoy could still send changes what was answered.
+			return nil
+		}
+	}
+}
+
+// recvFirst receives the first message, giving up after the first-message
+// timeout. grpc-go cannot interrupt a RecvMsg, so it runs on its own
+// goroutine; returning ends the stream, which ends that RecvMsg too.
+func (s *Server) recvFirst(ps extprocv3.ExternalProcessor_ProcessServer, f *frame) error {
+	got := make(chan error, 1)
+	go func() { got <- ps.RecvMsg(f) }()
+	t := time.NewTimer(s.cfg.FirstMessageTimeout)
+	defer t.Stop()
+	select {
+	case err := <-got:
+		return err
+	case <-t.C:
+		return status.Errorf(codes.DeadlineExceeded, "ocisigner: no request headers within %s of opening the stream", s.cfg.FirstMessageTimeout)
 	}
 }
 
@@ -210,192 +281,48 @@ func (s *Server) handle(ctx context.Context, st *stream, f *frame) (resp *extpro
 			resp = s.refused(st, refuse(http.StatusInternalServerError, CodeInternal, "ocisigner hit an internal error; see its log"))
 		}
 	}()
+	if f.tooLarge {
+		return s.refused(st, refuse(http.StatusRequestHeaderFieldsTooLarge, CodeHeadersTooLarge,
+			fmt.Sprintf("the request headers are over %d bytes, more than ocisigner reads", maxHeadersMessage)))
+	}
+	if st.phase == awaitBody {
+		if b, ok := f.req.Request.(*extprocv3.ProcessingRequest_RequestBody); ok {
+			return s.onBody(ctx, st, b.RequestBody, f.digest)
+		}
+		// Anything else here would let the request go on unsigned.
+		return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured,
+			"Envoy sent another message while ocisigner waited for the buffered body; set request_body_mode BUFFERED and the trailer modes SKIP"))
+	}
 	switch r := f.req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
+		if st.phase != awaitHeaders {
+			return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured, "request headers arrived twice on one stream"))
+		}
 		return s.onHeaders(ctx, st, r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return s.onBody(ctx, st, r.RequestBody, f.digest)
-	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
-	// A filter configured to send the response too gets it back unchanged.
-	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
-	case *extprocv3.ProcessingRequest_ResponseBody:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
-	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
-	}
-	return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured, "Envoy sent a message ocisigner does not know; check the ext_proc processing_mode"))
-}
-
-func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if st.phase != awaitHeaders {
-		return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured, "request headers arrived twice on one stream"))
-	}
-	st.start = time.Now()
-	st.h = parseHeaders(m.GetHeaders())
-	h := &st.h
-	if h.method == "" || h.path == "" || h.authority == "" {
-		return s.refused(st, refuse(http.StatusBadRequest, CodeMisconfigured, "request has no :method, :path or :authority to sign"))
-	}
-	if !s.hosts.Allowed(h.authority) {
-		return s.refused(st, refuse(http.StatusForbidden, CodeHostNotAllowed,
-			fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s", h.authority, h.authority)))
-	}
-	st.profile = s.profileFor(ctx, h)
-	creds, err := s.cfg.Credentials.Source(st.profile).Credentials(ctx)
-	if err != nil {
-		return s.refused(st, credentialRefusal(st.profile, err))
-	}
-	bodySigned := signer.BodySigned(h.method, h.path)
-	if bodySigned && !m.GetEndOfStream() {
-		// Sign once the whole body is here: Envoy buffers it and applies the
-		// body response's header mutations before anything goes upstream.
-		st.phase = awaitBody
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
-	}
-	var d *signer.Digest
-	if bodySigned {
-		d = &signer.Digest{Length: 0, SHA256: emptySHA256}
-	}
-	mut, r := s.sign(st, creds, d)
-	if r != nil {
-		return s.refused(st, r)
-	}
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
-	}}
-	if !m.GetEndOfStream() {
-		// A body the signature does not cover: let it stream.
-		resp.ModeOverride = StreamedUploadMode
-	}
-	return resp
-}
-
-func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, d *signer.Digest) *extprocv3.ProcessingResponse {
-	switch st.phase {
-	case answered:
-		// Signed at the headers but the filter did not take the mode
-		// override (allow_mode_override off): the body passes unchanged.
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
-	case awaitHeaders:
+		if st.phase == streaming {
+			// Signed at the headers but the filter did not take the mode
+			// override (allow_mode_override off): the body, which the
+			// signature does not cover, passes unchanged.
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+		}
 		return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured,
 			"Envoy sent a body without its headers; set the ext_proc request_header_mode to SEND"))
 	}
-	if !b.GetEndOfStream() {
-		return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured,
-			"Envoy sent the body in pieces; ocisigner signs bodies only with the ext_proc request_body_mode BUFFERED"))
-	}
-	if d == nil {
-		dd := signer.DigestOf(b.GetBody())
-		d = &dd
-	}
-	if d.Length > s.cfg.MaxBodyBytes {
-		return s.refused(st, refuse(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
-			fmt.Sprintf("request body of %d bytes is over ocisigner's --max-body-bytes %d; raise it together with Envoy's request_body_buffer_limit", d.Length, s.cfg.MaxBodyBytes)))
-	}
-	// The credentials are taken again: a rotation while the body uploaded wins.
-	creds, err := s.cfg.Credentials.Source(st.profile).Credentials(ctx)
-	if err != nil {
-		return s.refused(st, credentialRefusal(st.profile, err))
-	}
-	mut, r := s.sign(st, creds, d)
-	if r != nil {
-		return s.refused(st, r)
-	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
-	}}
-}
-
-var emptySHA256 = signer.DigestOf(nil).SHA256
-
-// profileFor picks the profile: the request header, else the route's gRPC
-// metadata, else the default.
-func (s *Server) profileFor(ctx context.Context, h *requestHeaders) string {
-	if p, ok := h.Get(s.cfg.ProfileHeader); ok && p != "" {
-		return p
-	}
-	// One key, not FromIncomingContext: that copies all of the stream's
-	// metadata on every request.
-	if v := metadata.ValueFromIncomingContext(ctx, s.cfg.ProfileHeader); len(v) > 0 && v[0] != "" {
-		return v[0]
-	}
-	return s.cfg.DefaultProfile
-}
-
-// sign computes the signature and the header mutation that carries it.
-func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (*extprocv3.HeaderMutation, *refusal) {
-	h := &st.h
-	t0 := time.Now()
-	out, err := signer.Sign(&signer.Request{Method: h.method, Host: h.authority, Target: h.path, Header: h, Digest: d}, creds, s.cfg.Clock())
-	signDur := time.Since(t0)
-	if err != nil {
-		r := refuse(http.StatusBadRequest, CodeMisconfigured, "cannot sign this request: "+err.Error())
-		if !errors.Is(err, signer.ErrInvalidRequest) {
-			r = refuse(http.StatusInternalServerError, CodeInternal, "cannot sign this request: "+err.Error())
-		}
-		return nil, r
-	}
-	mut := &extprocv3.HeaderMutation{SetHeaders: make([]*corev3.HeaderValueOption, 0, len(out.Headers))}
-	for _, f := range out.Headers {
-		mut.SetHeaders = append(mut.SetHeaders, setHeader(f.Name, f.Value))
-	}
-	// What OCI would read instead of what was signed must not reach it: a
-	// client's x-date overrides date, and a chunked transfer-encoding beside
-	// the content-length now set would make the length ambiguous.
-	for _, name := range []string{signer.HeaderXDate, s.cfg.ProfileHeader} {
-		if h.has(name) {
-			mut.RemoveHeaders = append(mut.RemoveHeaders, name)
+	if st.phase == streaming {
+		// An upload already signed: a filter configured to send more (trailers,
+		// the response) gets it back unchanged.
+		switch f.req.Request.(type) {
+		case *extprocv3.ProcessingRequest_RequestTrailers:
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseTrailers:
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
 		}
 	}
-	if out.BodySigned && h.has("transfer-encoding") {
-		mut.RemoveHeaders = append(mut.RemoveHeaders, "transfer-encoding")
-	}
-	st.phase = answered
-	ev := s.event(st, creds)
-	ev.Outcome, ev.SignDuration, ev.SignedHeaders, ev.Streamed = "signed", signDur, out.SignedHeaders, !out.BodySigned && h.method == http.MethodPut
-	if d != nil {
-		ev.BodyBytes = d.Length
-	}
-	// Typed attributes: the line is written for every request.
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "signed", slog.String("profile", ev.Profile), slog.String("kind", string(ev.Kind)),
-		slog.String("method", ev.Method), slog.String("host", ev.Host), slog.String("path", ev.Path),
-		slog.Int64("body_bytes", ev.BodyBytes), slog.Bool("streamed", ev.Streamed), slog.String("signed_headers", ev.SignedHeaders),
-		slog.String("key_id", ev.KeyID), slog.String("outcome", ev.Outcome), slog.Duration("duration", ev.Duration))
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("signing string", "profile", ev.Profile, "signing_string", signer.MaskSigningString(out.SigningString))
-	}
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.Observe(ev)
-	}
-	return mut, nil
-}
-
-func (s *Server) event(st *stream, creds *signer.Credentials) Event {
-	ev := Event{Profile: st.profile, Method: st.h.method, Host: st.h.authority, Path: logPath(st.h.path)}
-	if !st.start.IsZero() {
-		ev.Duration = time.Since(st.start)
-	}
-	if creds != nil {
-		ev.Kind, ev.KeyID, ev.Expiry = creds.Kind, signer.MaskKeyID(creds.KeyID), creds.Expiry()
-	}
-	return ev
-}
-
-// refused logs and observes a refusal and returns its ImmediateResponse.
-func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
-	st.phase = answered
-	ev := s.event(st, nil)
-	ev.Outcome, ev.Status = r.code, r.status
-	level := slog.LevelWarn
-	if r.status >= 500 {
-		level = slog.LevelError
-	}
-	s.log.Log(context.Background(), level, "refused", "profile", ev.Profile, "method", ev.Method, "host", ev.Host, "path", ev.Path,
-		"status", r.status, "outcome", r.code, "reason", r.message, "duration", ev.Duration)
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.Observe(ev)
-	}
-	return r.response()
+	return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured,
+		"Envoy sent a message ocisigner cannot sign from before the request headers; check the ext_proc processing_mode"))
 }

@@ -309,7 +309,8 @@ func tokenExpired(profile string, kind Kind, paths []string, tok *Token, newer e
 		e.Hint = fmt.Sprintf("run `oci session refresh --profile %s` (or `oci session authenticate --profile-name %s` once the session has ended)", profile, profile)
 	}
 	if newer != nil {
-		e.Hint += "; the files on disk now are not usable either: " + newer.Error()
+		// The cause, not the hint: it names files, which only the log shows.
+		e.Err = fmt.Errorf("the files on disk now are not usable either: %w", newer)
 	}
 	return e
 }

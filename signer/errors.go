@@ -78,6 +78,31 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Public renders the error for a client of a shared gateway: the profile,
+// what is wrong and what to do, without the file paths and causes that
+// Error includes (those describe the gateway's layout, for its operator).
+func (e *Error) Public() string {
+	var b strings.Builder
+	if e.Profile != "" {
+		b.WriteString("profile ")
+		b.WriteString(e.Profile)
+		b.WriteString(": ")
+	}
+	if e.Kind == ErrTokenExpired && e.Detail != "" {
+		b.WriteString(e.Detail) // when it expired: no path in it
+	} else {
+		b.WriteString("credentials not usable (")
+		b.WriteString(e.Kind.Error())
+		b.WriteString(")")
+	}
+	if e.Hint != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Hint)
+	}
+	b.WriteString("; the gateway's log has the details")
+	return b.String()
+}
+
 // Unwrap exposes both the sentinel kind and the cause to errors.Is/As.
 func (e *Error) Unwrap() []error {
 	if e.Err == nil {

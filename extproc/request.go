@@ -1,0 +1,224 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// Bounds on what ocisigner reads from a request before doing any work on
+// it. Envoy's own header limit is 60 KiB (max_request_headers_kb) in all;
+// anything larger did not come through an Envoy configured as envoy.yaml is.
+const (
+	maxPathLen    = 16 << 10
+	maxProfileLen = 256
+)
+
+// signedOnce are the headers a signature covers that ocisigner passes on as
+// the client sent them. A second copy would be forwarded beside the signed
+// one, and OCI might read the copy it got no signature for.
+var signedOnce = [...]string{signer.HeaderContentType, signer.HeaderOBOToken, signer.HeaderSubscription, signer.HeaderCrossTenancy}
+
+func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	st.start = time.Now()
+	st.h = parseHeaders(m.GetHeaders())
+	h := &st.h
+	if h.method == "" || h.path == "" || h.authority == "" {
+		return s.refused(st, refuse(http.StatusBadRequest, CodeMisconfigured, "request has no :method, :path or :authority to sign"))
+	}
+	if len(h.path) > maxPathLen {
+		return s.refused(st, refuse(http.StatusRequestURITooLong, CodePathTooLong,
+			fmt.Sprintf("the request path is %d bytes; ocisigner signs paths of up to %d", len(h.path), maxPathLen)))
+	}
+	a, err := signer.ParseAuthority(h.authority)
+	if err != nil {
+		return s.refused(st, refuse(http.StatusBadRequest, CodeInvalidHost,
+			fmt.Sprintf("ocisigner signs only for a host name with an optional port; %q is not one: %v", capEcho(h.authority), err)))
+	}
+	if !s.hosts.Allowed(a) {
+		return s.refused(st, refuse(http.StatusForbidden, CodeHostNotAllowed,
+			fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s", a, a)))
+	}
+	h.authority = a.String()
+	for _, name := range signedOnce {
+		if h.count(name) > 1 {
+			return s.refused(st, refuse(http.StatusBadRequest, CodeDuplicateHeader,
+				fmt.Sprintf("the request carries %s more than once; a signed header must be sent once", name)))
+		}
+	}
+	profile, r := s.profileFor(ctx, h)
+	if r != nil {
+		return s.refused(st, r)
+	}
+	st.profile = profile
+	creds, err := s.cfg.Credentials.Source(st.profile).Credentials(ctx)
+	if err != nil {
+		return s.refused(st, s.credentialRefusal(st.profile, err))
+	}
+	bodySigned := signer.BodySigned(h.method, h.path)
+	if bodySigned && !m.GetEndOfStream() {
+		// Sign once the whole body is here: Envoy buffers it and applies the
+		// body response's header mutations before anything goes upstream.
+		st.phase = awaitBody
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+	}
+	var d *signer.Digest
+	if bodySigned {
+		d = &signer.Digest{Length: 0, SHA256: emptySHA256}
+	}
+	mut, r := s.sign(st, creds, d)
+	if r != nil {
+		return s.refused(st, r)
+	}
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
+	}}
+	if !m.GetEndOfStream() {
+		// A body the signature does not cover: let it stream. Envoy closes
+		// the stream once it takes the override.
+		resp.ModeOverride = StreamedUploadMode
+		st.phase = streaming
+	}
+	return resp
+}
+
+func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, d *signer.Digest) *extprocv3.ProcessingResponse {
+	if !b.GetEndOfStream() {
+		return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured,
+			"Envoy sent the body in pieces; ocisigner signs bodies only with the ext_proc request_body_mode BUFFERED"))
+	}
+	if d == nil {
+		dd := signer.DigestOf(b.GetBody())
+		d = &dd
+	}
+	if d.Length > s.cfg.MaxBodyBytes {
+		return s.refused(st, refuse(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+			fmt.Sprintf("request body of %d bytes is over ocisigner's --max-body-bytes %d; raise it together with Envoy's request_body_buffer_limit", d.Length, s.cfg.MaxBodyBytes)))
+	}
+	// The credentials are taken again: a rotation while the body uploaded wins.
+	creds, err := s.cfg.Credentials.Source(st.profile).Credentials(ctx)
+	if err != nil {
+		return s.refused(st, s.credentialRefusal(st.profile, err))
+	}
+	mut, r := s.sign(st, creds, d)
+	if r != nil {
+		return s.refused(st, r)
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
+	}}
+}
+
+var emptySHA256 = signer.DigestOf(nil).SHA256
+
+// profileFor picks the profile: the request header, else the route's gRPC
+// metadata, else the default.
+func (s *Server) profileFor(ctx context.Context, h *requestHeaders) (string, *refusal) {
+	p, ok := h.Get(s.cfg.ProfileHeader)
+	if !ok || p == "" {
+		// One key, not FromIncomingContext: that copies all of the stream's
+		// metadata on every request.
+		if v := metadata.ValueFromIncomingContext(ctx, s.cfg.ProfileHeader); len(v) > 0 {
+			p = v[0]
+		}
+	}
+	if p == "" {
+		return s.cfg.DefaultProfile, nil
+	}
+	if len(p) > maxProfileLen {
+		return "", refuse(http.StatusBadRequest, CodeUnknownProfile,
+			fmt.Sprintf("the profile name %q is longer than any profile ocisigner serves", capEcho(p)))
+	}
+	return p, nil
+}
+
+// sign computes the signature and the header mutation that carries it.
+func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (*extprocv3.HeaderMutation, *refusal) {
+	h := &st.h
+	t0 := time.Now()
+	out, err := signer.Sign(&signer.Request{Method: h.method, Host: h.authority, Target: h.path, Header: h, Digest: d}, creds, s.cfg.Clock())
+	signDur := time.Since(t0)
+	if err != nil {
+		r := refuse(http.StatusBadRequest, CodeMisconfigured, "cannot sign this request: "+err.Error())
+		if !errors.Is(err, signer.ErrInvalidRequest) {
+			r = refuse(http.StatusInternalServerError, CodeInternal, "cannot sign this request: "+err.Error())
+		}
+		return nil, r
+	}
+	mut := &extprocv3.HeaderMutation{SetHeaders: make([]*corev3.HeaderValueOption, 0, len(out.Headers))}
+	for _, f := range out.Headers {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(f.Name, f.Value))
+	}
+	// What OCI would read instead of what was signed must not reach it: a
+	// client's x-date overrides date, and a chunked transfer-encoding beside
+	// the content-length now set would make the length ambiguous.
+	for _, name := range []string{signer.HeaderXDate, s.cfg.ProfileHeader} {
+		if h.has(name) {
+			mut.RemoveHeaders = append(mut.RemoveHeaders, name)
+		}
+	}
+	if out.BodySigned && h.has("transfer-encoding") {
+		mut.RemoveHeaders = append(mut.RemoveHeaders, "transfer-encoding")
+	}
+	if st.phase != streaming {
+		st.phase = final
+	}
+	ev := s.event(st, creds)
+	ev.Outcome, ev.SignDuration, ev.SignedHeaders, ev.Streamed = OutcomeSigned, signDur, out.SignedHeaders, !out.BodySigned && h.method == http.MethodPut
+	if d != nil {
+		ev.BodyBytes = d.Length
+	}
+	// Typed attributes: the line is written for every request.
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "signed", slog.String("profile", ev.Profile), slog.String("kind", string(ev.Kind)),
+		slog.String("method", ev.Method), slog.String("host", ev.Host), slog.String("path", ev.Path),
+		slog.Int64("body_bytes", ev.BodyBytes), slog.Bool("streamed", ev.Streamed), slog.String("signed_headers", ev.SignedHeaders),
+		slog.String("key_id", ev.KeyID), slog.String("outcome", ev.Outcome), slog.Duration("duration", ev.Duration))
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("signing string", "profile", ev.Profile, "signing_string", signer.MaskSigningString(out.SigningString))
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Observe(ev)
+	}
+	return mut, nil
+}
+
+func (s *Server) event(st *stream, creds *signer.Credentials) Event {
+	ev := Event{Profile: capEcho(st.profile), Method: capEcho(st.h.method), Host: capEcho(st.h.authority), Path: capEcho(logPath(st.h.path))}
+	if !st.start.IsZero() {
+		ev.Duration = time.Since(st.start)
+	}
+	if creds != nil {
+		ev.Kind, ev.KeyID, ev.Expiry = creds.Kind, signer.MaskKeyID(creds.KeyID), creds.Expiry()
+	}
+	return ev
+}
+
+// refused logs and observes a refusal and returns its ImmediateResponse.
+func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
+	st.phase = final
+	ev := s.event(st, nil)
+	ev.Outcome, ev.Status = r.code, r.status
+	level := slog.LevelWarn
+	if r.status >= 500 {
+		level = slog.LevelError
+	}
+	reason := r.message
+	if r.err != nil {
+		reason = r.err.Error() // the whole story, file paths included, for the operator
+	}
+	s.log.Log(context.Background(), level, "refused", "profile", ev.Profile, "method", ev.Method, "host", ev.Host, "path", ev.Path,
+		"status", r.status, "outcome", r.code, "reason", capEcho(reason), "duration", ev.Duration)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Observe(ev)
+	}
+	return r.response()
+}
