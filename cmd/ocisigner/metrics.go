@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"sync"
 	"time"
 
@@ -71,12 +72,13 @@ func newMetrics(profiles func() []string) *metrics {
 
 // Observe implements extproc.Observer.
 func (m *metrics) Observe(ev extproc.Event) {
-	m.requests.WithLabelValues(m.profileLabel(ev.Profile), ev.Method, ev.Outcome).Inc()
-	if ev.Outcome == "signed" {
+	profile := m.profileLabel(ev.Profile)
+	m.requests.WithLabelValues(profile, methodLabel(ev.Method), outcomeLabel(ev.Outcome)).Inc()
+	if ev.Outcome == extproc.OutcomeSigned {
 		m.signing.Observe(ev.SignDuration.Seconds())
 		m.bodyBytes.Add(float64(ev.BodyBytes))
-		if !ev.Expiry.IsZero() {
-			m.tokenExpiry.WithLabelValues(ev.Profile).Set(float64(ev.Expiry.Unix()))
+		if !ev.Expiry.IsZero() && profile != unknownProfile {
+			m.tokenExpiry.WithLabelValues(profile).Set(float64(ev.Expiry.Unix()))
 		}
 	}
 }
@@ -97,6 +99,43 @@ func (m *metrics) recordProbe(r probeResult) {
 	m.probeTime.Set(float64(r.At.Unix()))
 }
 
+// Label values for what a client sent that is not in the closed sets.
+const (
+	otherMethod    = "OTHER"
+	unknownProfile = "(unknown)"
+	otherOutcome   = "other"
+)
+
+// standardMethods are the methods of RFC 9110 and PATCH: any other method a
+// client sends is counted as OTHER, so a client sending random methods
+// cannot grow the metric (each series costs memory and /metrics bytes).
+var standardMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
+
+func methodLabel(m string) string {
+	if standardMethods[m] {
+		return m
+	}
+	return otherMethod
+}
+
+var outcomes = func() map[string]bool {
+	m := map[string]bool{extproc.OutcomeSigned: true}
+	for _, c := range extproc.Codes {
+		m[c] = true
+	}
+	return m
+}()
+
+func outcomeLabel(o string) string {
+	if outcomes[o] {
+		return o
+	}
+	return otherOutcome
+}
+
 // profileLabel keeps label values to the profiles the config has: a client
 // naming profiles at random must not grow the metric without bound.
 func (m *metrics) profileLabel(p string) string {
@@ -115,5 +154,5 @@ func (m *metrics) profileLabel(p string) string {
 			return p
 		}
 	}
-	return "(unknown)"
+	return unknownProfile
 }

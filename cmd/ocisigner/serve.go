@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,10 @@ type serveOptions struct {
 	probeEndpoint  string
 	drainTimeout   time.Duration
 	healthInterval time.Duration
+	maxStreams     int
+	maxConnStreams uint
+	firstMessage   time.Duration
+	discloseErrors bool
 
 	clock func() time.Time // tests only: the time credentials are judged by
 }
@@ -56,6 +61,10 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeEndpoint, "probe-endpoint", "", "base URL the periodic probe uses instead of https://objectstorage.<region>.<realm domain>")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.DurationVar(&o.healthInterval, "health-interval", time.Second, "how often the default profile's credentials are checked for the gRPC health status")
+	fs.IntVar(&o.maxStreams, "max-streams", extproc.DefaultMaxStreams, "most ext_proc streams served at once; more are refused (Envoy answers its status_on_error)")
+	fs.UintVar(&o.maxConnStreams, "max-streams-per-conn", extproc.DefaultMaxStreamsPerConn, "most concurrent streams on one gRPC connection (Envoy opens another connection when one is full)")
+	fs.DurationVar(&o.firstMessage, "first-message-timeout", extproc.DefaultFirstMessageTimeout, "end a stream whose request headers do not arrive within this long")
+	fs.BoolVar(&o.discloseErrors, "disclose-errors", false, "put whole credential errors (file paths, the config's profile names) into refusals, not only into the log; for a gateway only its operator uses")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -138,14 +147,18 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 	}
 	s.metrics = newMetrics(creds.Names)
 	s.ext, err = extproc.New(extproc.Config{
-		Credentials:    s.creds,
-		DefaultProfile: s.profile,
-		ProfileHeader:  o.profileHeader,
-		Hosts:          hosts,
-		MaxBodyBytes:   o.maxBodyBytes,
-		Logger:         log,
-		Clock:          o.clock,
-		Observer:       s.metrics,
+		Credentials:         s.creds,
+		DefaultProfile:      s.profile,
+		ProfileHeader:       o.profileHeader,
+		Hosts:               hosts,
+		MaxBodyBytes:        o.maxBodyBytes,
+		MaxStreams:          o.maxStreams,
+		MaxStreamsPerConn:   uint32(min(o.maxConnStreams, math.MaxUint32)),
+		FirstMessageTimeout: o.firstMessage,
+		DiscloseErrors:      o.discloseErrors,
+		Logger:              log,
+		Clock:               o.clock,
+		Observer:            s.metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -264,7 +264,7 @@ func TestProbeViaGateway(t *testing.T) {
 
 // On SIGTERM (run cancels and calls shutdown) a stream Envoy has open keeps
 // being served: health turns NOT_SERVING, the drain waits for the stream,
-// and the stream still ends with Envoy's own half-close, never cut short.
+// and the request on it is still signed, never cut short.
 func TestShutdownDrainsOpenStreams(t *testing.T) {
 	fx := newFixture(t)
 	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}, serveOptions{}, nil)
@@ -277,17 +277,19 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A POST whose body Envoy is still buffering: the stream stays open
+	// until the body arrives and is signed.
 	hv := func(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
 	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-			hv(":method", "GET"), hv(":path", "/n/"), hv(":authority", "objectstorage.us-phoenix-1.oraclecloud.com"), hv(":scheme", "http"),
+			hv(":method", "POST"), hv(":path", "/20160918/instances"), hv(":authority", "iaas.us-phoenix-1.oraclecloud.com"), hv(":scheme", "http"),
+			hv("content-type", "application/json"),
 		}},
-		EndOfStream: true,
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := st.Recv(); err != nil || len(resp.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()) == 0 {
-		t.Fatalf("not signed before the drain: %v %v", resp, err)
+	if resp, err := st.Recv(); err != nil || resp.GetRequestHeaders() == nil {
+		t.Fatalf("headers not answered before the drain: %v %v", resp, err)
 	}
 
 	drained := make(chan struct{})
@@ -309,11 +311,16 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 		t.Fatal("the drain finished while Envoy still had a stream open")
 	default:
 	}
-	if err := st.CloseSend(); err != nil {
+	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
+		Body: []byte(`{"a":1}`), EndOfStream: true,
+	}}}); err != nil {
 		t.Fatal(err)
 	}
+	if resp, err := st.Recv(); err != nil || len(resp.GetRequestBody().GetResponse().GetHeaderMutation().GetSetHeaders()) == 0 {
+		t.Fatalf("not signed during the drain: %v %v", resp, err)
+	}
 	if _, err := st.Recv(); err != io.EOF {
-		t.Fatalf("stream ended with %v, want Envoy's half-close answered OK", err)
+		t.Fatalf("stream ended with %v, want OK once the request was signed", err)
 	}
 	select {
 	case <-drained:
