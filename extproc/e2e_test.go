@@ -442,9 +442,41 @@ func TestNoStreamEndsOKUnanswered(t *testing.T) {
 		if len(s.oci.Requests()) != 0 {
 			t.Fatal("forwarded")
 		}
-		// Answered, then closed by Envoy: now an OK end is right.
-		_ = s.handlerStatus()
+		// Answered: now an OK end is right, and the stream ends at once.
+		if err := s.handlerStatus(); err != nil {
+			t.Fatalf("handler returned %v after answering", err)
+		}
 	})
+}
+
+// Envoy keeps the stream of a buffered request open until OCI's response
+// headers arrive. ocisigner ends it as soon as the request is signed, so a
+// signer that stops (a restart, a drain that times out) while OCI works on
+// the request no longer turns OCI's answer, for a request OCI executed,
+// into a 500.
+func TestSignerStoppedAfterSigningDoesNotFailTheRequest(t *testing.T) {
+	s := newStack(t, stackOptions{trackStatus: true})
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.oci.Handle("POST /20160918/instances", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":"ocid1.instance.oc1..created"}`)
+	}))
+	res := make(chan answer, 1)
+	go func() {
+		res <- s.do(s.request("POST", iaasHost, "/20160918/instances", strings.NewReader(`{"shape":"VM"}`)))
+	}()
+	<-entered
+	s.grpc.Stop() // the signer goes away while OCI still works on the request
+	close(release)
+	a := <-res
+	if a.status != http.StatusCreated || !strings.Contains(string(a.body), "created") {
+		t.Fatalf("client got %d %s, want OCI's 201", a.status, a.body)
+	}
+	if err := s.handlerStatus(); err != nil {
+		t.Fatalf("the stream of a signed request ended with %v, want OK", err)
+	}
 }
 
 // A request for a route the operator pins is signed as that profile even
