@@ -1,0 +1,223 @@
+package signer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// An Alias names an OCI service by a short word, so that a client can
+// address it as http://gateway/<alias>/<path> and leave the region and realm
+// to the profile: genai in eu-frankfurt-2 is
+// inference.generativeai.eu-frankfurt-2.oci.oraclecloud.eu.
+//
+// Template is a host name with two placeholders, {region} (Region.ID) and
+// {domain} (Region.Domain, the realm's second-level domain). The built-in
+// templates are those of oci-go-sdk's clients (each client's SetRegion calls
+// common.StringToRegion(region).EndpointForTemplate[DottedRegion] with them;
+// the SDK's {secondLevelDomain} is our {domain}), in the form the SDK sends
+// by default: its {dualStack?...} options resolved to IPv4 endpoints and
+// Object Storage's opt-in per-realm customer-oci.com template not used.
+// endpoints_test.go holds every entry to the SDK source it names.
+//
+// A host rendered from an alias is still subject to the signer's host
+// allowlist: an operator alias to a host outside the realm domains signs
+// nothing unless that host is also allowed.
+type Alias struct {
+	Name     string // lower-case letters, digits and hyphens: genai
+	Template string // inference.generativeai.{region}.oci.{domain}
+	// Service says what the endpoint serves and which oci-go-sdk package
+	// the template comes from; "operator-defined" for ParseAlias's.
+	Service string
+}
+
+// ErrInvalidAlias is returned (wrapped) by ParseAlias for a spec it refuses,
+// and by Alias.Host when the region cannot be rendered into a host name.
+var ErrInvalidAlias = errors.New("invalid endpoint alias")
+
+// Placeholders a template may hold.
+const (
+	PlaceholderRegion = "{region}"
+	PlaceholderDomain = "{domain}"
+)
+
+// aliases is sorted by name. Only services whose host is fixed per region
+// belong here: endpoints that are per resource (KMS keys and crypto, a
+// function's invoke endpoint, a stream pool's messages endpoint) cannot be
+// derived from a region.
+var aliases = []Alias{
+	{"audit", "audit.{region}.{domain}", "Audit events (oci-go-sdk audit)"},
+	{"containerengine", "containerengine.{region}.oci.{domain}", "Container Engine for Kubernetes, OKE (containerengine)"},
+	{"core", "iaas.{region}.{domain}", "Core Services: compute, virtual network, block storage; load balancer and work requests share the host (core)"},
+	{"database", "database.{region}.{domain}", "Database (database)"},
+	{"functions", "functions.{region}.oci.{domain}", "Functions management; invoking a function uses its own endpoint (functions)"},
+	{"genai", "inference.generativeai.{region}.oci.{domain}", "Generative AI inference: chat, embed, rerank, and the OpenAI-compatible /openai/v1 (generativeaiinference)"},
+	{"genai-agent", "agent-runtime.generativeai.{region}.oci.{domain}", "Generative AI Agents runtime: sessions and chat with agent endpoints (generativeaiagentruntime)"},
+	{"generativeai", "generativeai.{region}.oci.{domain}", "Generative AI management: models, endpoints, dedicated AI clusters (generativeai)"},
+	{"identity", "identity.{region}.oci.{domain}", "Identity and Access Management (identity)"},
+	{"kms", "kms.{region}.{domain}", "Key Management vaults; keys and crypto use each vault's own endpoints (keymanagement KmsVaultClient)"},
+	{"logging", "logging.{region}.oci.{domain}", "Logging management and log search (logging, loggingsearch)"},
+	{"loggingingestion", "ingestion.logging.{region}.oci.{domain}", "Logging ingestion (loggingingestion)"},
+	{"monitoring", "telemetry.{region}.{domain}", "Monitoring metrics queries and alarms; PostMetricData goes to telemetry-ingestion, for which the SDK has no template (monitoring)"},
+	{"objectstorage", "objectstorage.{region}.{domain}", "Object Storage (objectstorage)"},
+	{"resourcesearch", "query.{region}.oci.{domain}", "Resource Search (resourcesearch)"},
+	{"secrets", "secrets.vaults.{region}.oci.{domain}", "Vault secret retrieval (secrets)"},
+	{"usageapi", "usageapi.{region}.oci.{domain}", "Usage and cost reports (usageapi)"},
+	{"vault", "vaults.{region}.oci.{domain}", "Vault secret management (vault)"},
+}
+
+// Aliases returns the built-in aliases, sorted by name.
+func Aliases() []Alias { return slices.Clone(aliases) }
+
+// LookupAlias returns the built-in alias called name.
+func LookupAlias(name string) (Alias, bool) {
+	i, ok := slices.BinarySearchFunc(aliases, name, func(a Alias, n string) int { return strings.Compare(a.Name, n) })
+	if !ok {
+		return Alias{}, false
+	}
+	return aliases[i], true
+}
+
+// ParseAlias reads an operator's NAME=TEMPLATE (the --alias flag), such as
+// myai=inference.generativeai.{region}.oci.{domain}. NAME is lower-case
+// letters, digits and hyphens; TEMPLATE is a host name in which {region} and
+// {domain} may appear, with no scheme, port or path. The template is
+// lower-cased, as host names are case-insensitive. It does not check the
+// name against the built-in aliases: whether an operator may redefine one is
+// the caller's decision.
+func ParseAlias(spec string) (Alias, error) {
+	spec = strings.TrimSpace(spec)
+	name, tmpl, ok := strings.Cut(spec, "=")
+	if !ok {
+		return Alias{}, fmt.Errorf("%w: %q is not NAME=TEMPLATE (for example myai=inference.generativeai.{region}.oci.{domain})", ErrInvalidAlias, spec)
+	}
+	if err := checkAliasName(name); err != nil {
+		return Alias{}, fmt.Errorf("%w: %q: %w", ErrInvalidAlias, spec, err)
+	}
+	if err := checkAliasTemplate(tmpl); err != nil {
+		return Alias{}, fmt.Errorf("%w: %q: %w", ErrInvalidAlias, spec, err)
+	}
+	return Alias{Name: name, Template: strings.ToLower(tmpl), Service: "operator-defined"}, nil
+}
+
+// Host renders the alias for a region: r.ID for {region}, r.Domain for
+// {domain}. It refuses a region identifier that is not a single DNS label
+// (ResolveRegion passes unknown regions through as given), so that a bad
+// region in a profile cannot steer a request to another host.
+func (a Alias) Host(r Region) (string, error) {
+	if err := checkHostLabel(r.ID); err != nil {
+		return "", fmt.Errorf("%w: alias %s: region %q is not a region identifier: %w", ErrInvalidAlias, a.Name, r.ID, err)
+	}
+	host := renderAlias(a.Template, r.ID, r.Domain)
+	if err := checkAliasHost(host); err != nil {
+		return "", fmt.Errorf("%w: alias %s renders %q for region %s: %w", ErrInvalidAlias, a.Name, host, r.ID, err)
+	}
+	return host, nil
+}
+
+func renderAlias(tmpl, region, domain string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tmpl, PlaceholderRegion, region), PlaceholderDomain, domain)
+}
+
+func checkAliasName(name string) error {
+	if name == "" {
+		return errors.New("the name is empty")
+	}
+	if len(name) > 63 {
+		return fmt.Errorf("the name is %d characters long; at most 63", len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("the name %q may hold only lower-case letters, digits and hyphens", name)
+		}
+	}
+	if name[0] == '-' || name[len(name)-1] == '-' {
+		return fmt.Errorf("the name %q may not start or end with a hyphen", name)
+	}
+	return nil
+}
+
+// checkAliasTemplate refuses placeholders other than the two, and anything that
+// would not render to a bare host name (a scheme, a port, a path, empty
+// labels). Placeholders are matched as written ({Region} is not one); the
+// host is checked lower-cased, as ParseAlias keeps it. The probe region stands for any region: every region identifier
+// is a single label, and every realm domain is a valid domain.
+func checkAliasTemplate(tmpl string) error {
+	if tmpl == "" {
+		return errors.New("the template is empty")
+	}
+	for rest := tmpl; ; {
+		i := strings.IndexAny(rest, "{}")
+		if i < 0 {
+			break
+		}
+		if rest[i] == '}' {
+			return errors.New("the template has a '}' that closes no placeholder")
+		}
+		switch {
+		case strings.HasPrefix(rest[i:], PlaceholderRegion):
+			rest = rest[i+len(PlaceholderRegion):]
+		case strings.HasPrefix(rest[i:], PlaceholderDomain):
+			rest = rest[i+len(PlaceholderDomain):]
+		default:
+			end := strings.IndexByte(rest[i:], '}')
+			if end < 0 {
+				return errors.New("the template has a '{' that opens no placeholder")
+			}
+			return fmt.Errorf("the template has placeholder %s; only {region} and {domain} are known", rest[i:i+end+1])
+		}
+	}
+	switch {
+	case strings.Contains(tmpl, "://"):
+		return errors.New("the template is a host name, without a scheme (drop the https://)")
+	case strings.ContainsAny(tmpl, "/?#"):
+		return errors.New("the template is a host name, without a path (the path comes from the request)")
+	case strings.Contains(tmpl, ":"):
+		return errors.New("the template is a host name, without a port (the gateway speaks HTTPS on 443)")
+	case strings.Contains(tmpl, "@"):
+		return errors.New("the template is a host name, without user information")
+	}
+	return checkAliasHost(strings.ToLower(renderAlias(tmpl, "us-ashburn-1", "oraclecloud.com")))
+}
+
+// checkAliasHost accepts an RFC 1123 host name of at least two labels whose
+// last label is not numeric, which leaves out IPv4 literals.
+func checkAliasHost(host string) error {
+	if len(host) > 253 {
+		return fmt.Errorf("the host name is %d characters long; at most 253", len(host))
+	}
+	labels := strings.Split(host, ".")
+	if len(labels) < 2 {
+		return fmt.Errorf("%q is not a fully qualified host name", host)
+	}
+	for _, l := range labels {
+		if err := checkHostLabel(l); err != nil {
+			return fmt.Errorf("host %q: %w", host, err)
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return fmt.Errorf("%q is an IP address, not a host name", host)
+	}
+	return nil
+}
+
+func checkHostLabel(l string) error {
+	if l == "" {
+		return errors.New("it has an empty label (two dots in a row, or a dot at an end)")
+	}
+	if len(l) > 63 {
+		return fmt.Errorf("label %q is longer than 63 characters", l)
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("label %q may hold only letters, digits and hyphens", l)
+		}
+	}
+	if l[0] == '-' || l[len(l)-1] == '-' {
+		return fmt.Errorf("label %q may not start or end with a hyphen", l)
+	}
+	return nil
+}
