@@ -30,6 +30,7 @@ import (
 
 // Defaults of Config.
 const (
+	DefaultProfile       = "DEFAULT" // as the OCI CLI
 	DefaultProfileHeader = "x-oci-profile"
 	DefaultMaxBodyBytes  = 32 << 20
 	// DefaultMaxStreams bounds the streams the whole server serves at once.
@@ -131,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("extproc: Config.Credentials is required")
 	}
 	if cfg.DefaultProfile == "" {
-		cfg.DefaultProfile = signer.DefaultProfile
+		cfg.DefaultProfile = DefaultProfile
 	}
 	if cfg.ProfileHeader == "" {
 		cfg.ProfileHeader = DefaultProfileHeader

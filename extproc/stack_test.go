@@ -20,6 +20,7 @@ import (
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
@@ -55,7 +56,7 @@ type stack struct {
 	oci     *signertest.Server
 	folder  *signertest.Folder
 	issuer  *signertest.Issuer
-	config  *signer.ConfigFile
+	config  *credentials.ConfigFile
 	server  *extproc.Server
 	grpc    *grpc.Server
 	envoy   *extproctest.Envoy
@@ -67,8 +68,8 @@ type stack struct {
 }
 
 type stackOptions struct {
-	issuer      *signertest.Issuer // of session tokens; a new one when nil
-	signer      []signer.Option    // for the config's profiles
+	issuer      *signertest.Issuer   // of session tokens; a new one when nil
+	signer      []credentials.Option // for the config's profiles
 	maxBody     int64
 	envoy       func(*extproctest.Config)
 	server      func(*extproc.Config)
@@ -99,12 +100,12 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	secret(tok)
 
 	logger := slog.New(slog.NewTextHandler(&suiteLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg, err := signer.OpenConfig(s.folder.ConfigPath(), append([]signer.Option{signer.WithLogger(logger)}, so.signer...)...)
+	cfg, err := credentials.OpenConfig(s.folder.ConfigPath(), append([]credentials.Option{credentials.WithLogger(logger)}, so.signer...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.config = cfg
-	t.Cleanup(cfg.Close)
+	t.Cleanup(func() { cfg.Close() })
 	ec := extproc.Config{Credentials: cfg, DefaultProfile: "API", MaxBodyBytes: so.maxBody, Logger: logger}
 	if so.server != nil {
 		so.server(&ec)

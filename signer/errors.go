@@ -110,15 +110,3 @@ func (e *Error) Unwrap() []error {
 	}
 	return []error{e.Kind, e.Err}
 }
-
-// withProfile returns err with the profile name filled in when err is an
-// *Error without one.
-func withProfile(err error, profile string) error {
-	var e *Error
-	if errors.As(err, &e) && e.Profile == "" {
-		c := *e
-		c.Profile = profile
-		return &c
-	}
-	return err
-}

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -41,17 +40,44 @@ type Header interface {
 	Get(name string) (string, bool)
 }
 
-// HTTPHeader adapts net/http's header map.
-type HTTPHeader http.Header
+// HTTPHeader adapts net/http's header map (convert an http.Header to it),
+// without this package depending on net/http: its keys are in canonical form.
+type HTTPHeader map[string][]string
 
 // Get implements Header.
 func (h HTTPHeader) Get(name string) (string, bool) {
-	v := http.Header(h).Values(name)
+	v := h[canonicalKey(name)]
 	if len(v) == 0 {
 		return "", false
 	}
 	return v[0], true
 }
+
+// canonicalKey is net/textproto's canonical form of a header name made of
+// token characters: upper case after the start and after each hyphen.
+func canonicalKey(name string) string {
+	b := []byte(name)
+	upper := true
+	for i, c := range b {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return string(b)
+}
+
+// HTTP methods and the date layout of net/http, here so that signing does
+// not import a network package.
+const (
+	methodPost  = "POST"
+	methodPut   = "PUT"
+	methodPatch = "PATCH"
+	timeFormat  = "Mon, 02 Jan 2006 15:04:05 GMT"
+)
 
 // Digest is the length and SHA-256 of a body hashed by the caller where it
 // lies, so that Sign need not see the bytes.
@@ -79,6 +105,9 @@ type Request struct {
 	// Date, when set, is signed verbatim instead of now. It exists to
 	// reproduce recorded requests; a proxy always signs with its clock.
 	Date string
+	// NoHost leaves host out of the signature. Only OCI's x509 federation
+	// endpoint is signed that way (the SDKs do so); API requests never are.
+	NoHost bool
 }
 
 // Field is one header to set on the request.
@@ -122,9 +151,9 @@ var ErrInvalidRequest = errors.New("invalid request")
 // Methods are case-sensitive, as in HTTP and in the SDK.
 func BodySigned(method, target string) bool {
 	switch method {
-	case http.MethodPost, http.MethodPatch:
+	case methodPost, methodPatch:
 		return true
-	case http.MethodPut:
+	case methodPut:
 		return !isObjectUpload(target)
 	}
 	return false
@@ -165,19 +194,13 @@ func hasQueryParam(query, name string) bool {
 
 // FormatDate formats t as OCI expects in the date header.
 func FormatDate(t time.Time) string {
-	return t.UTC().Format(http.TimeFormat)
+	return t.UTC().Format(timeFormat)
 }
 
 // Sign signs r for the credentials c at time now. It is a pure function of
 // its arguments (RSASSA-PKCS1-v1_5 is deterministic), so the same inputs give
 // the same bytes.
 func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
-	return sign(r, c, now, true)
-}
-
-// sign is Sign with a choice the x509 federation endpoint needs: the SDKs
-// sign requests to it without host.
-func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, error) {
 	if c == nil || c.Key == nil || c.KeyID == "" {
 		return nil, fmt.Errorf("%w: no credentials", ErrInvalidRequest)
 	}
@@ -229,7 +252,7 @@ func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, er
 	sb.WriteByte(' ')
 	sb.WriteString(r.Target)
 	names = append(names, "(request-target)")
-	if withHost {
+	if !r.NoHost {
 		line("host", r.Host)
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
 )
 
 // probeResult is what a namespace probe found. The JSON form is stable:
@@ -226,7 +227,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	} else if region == "" && endpoint == "" {
 		// Through a gateway the local credentials are not needed, only the
 		// profile's region, when the config is at hand.
-		if prof, err := signer.ReadProfile(cf.configPath(getenv), p.profile); err == nil {
+		if prof, err := credentials.ReadProfile(cf.configPath(getenv), p.profile); err == nil {
 			p.region = prof.Get("region")
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
 )
 
 // DefaultAdmin is the admin HTTP address: not Envoy's 9901, so both fit in
@@ -45,7 +46,7 @@ type serveOptions struct {
 	firstMessage   time.Duration
 	discloseErrors bool
 
-	clock func() time.Time // tests only: the time credentials are judged by
+	clock credentials.Clock // tests only: the time credentials are judged by and refreshed on
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -111,7 +112,7 @@ type service struct {
 	opts    serveOptions
 	log     *slog.Logger
 	profile string
-	creds   credentialStore
+	creds   *credentials.Store
 	ext     *extproc.Server
 	grpc    *grpc.Server
 	health  *health.Server
@@ -131,9 +132,11 @@ type service struct {
 
 func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*service, error) {
 	s := &service{opts: o, log: log, profile: o.creds.profileName(getenv), stop: make(chan struct{})}
-	var extra []signer.Option
+	var extra []credentials.Option
+	var now func() time.Time
 	if o.clock != nil {
-		extra = append(extra, signer.WithClock(o.clock))
+		extra = append(extra, credentials.WithClock(o.clock))
+		now = o.clock.Now
 	}
 	creds, err := o.creds.open(getenv, log, extra...)
 	if err != nil {
@@ -157,7 +160,7 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 		FirstMessageTimeout: o.firstMessage,
 		DiscloseErrors:      o.discloseErrors,
 		Logger:              log,
-		Clock:               o.clock,
+		Clock:               now,
 		Observer:            s.metrics,
 	})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,16 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 )
-
-// clock is a settable time for credentials' expiry.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock          { c := &clock{}; c.ns.Store(time.Now().UnixNano()); return c }
-func (c *clock) now() time.Time { return time.Unix(0, c.ns.Load()) }
-func (c *clock) add(d time.Duration) {
-	c.ns.Add(int64(d))
-}
 
 // startService runs a service on loopback ports chosen by the system.
 func startService(t *testing.T, env map[string]string, o serveOptions, logs io.Writer) *service {
@@ -84,9 +75,9 @@ func healthStatus(t *testing.T, addr string) healthpb.HealthCheckResponse_Servin
 
 func TestAdminEndpointsAndReadinessFlipOnExpiry(t *testing.T) {
 	fx := newFixture(t)
-	clk := newClock()
+	clk := credentialstest.NewClock(time.Now())
 	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "SESSION"},
-		serveOptions{clock: clk.now, maxBodyBytes: 1 << 20, profileHeader: "x-oci-profile"}, nil)
+		serveOptions{clock: clk, maxBodyBytes: 1 << 20, profileHeader: "x-oci-profile"}, nil)
 	admin := "http://" + svc.adminL.Addr().String()
 
 	if code, body := get(t, admin+"/healthz"); code != 200 || body != "ok\n" {
@@ -105,7 +96,7 @@ func TestAdminEndpointsAndReadinessFlipOnExpiry(t *testing.T) {
 		t.Fatalf("token expiry gauge missing:\n%s", grepLines(metricsText, "ocisigner_"))
 	}
 
-	clk.add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	code, body = get(t, admin+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "expired at") || !strings.Contains(body, "oci session refresh --profile SESSION") {
 		t.Fatalf("/readyz after expiry: %d %s", code, body)

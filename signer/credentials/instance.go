@@ -1,7 +1,9 @@
-package signer
+package credentials
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // InstancePrincipal returns the credentials of the compute instance this
@@ -18,20 +22,34 @@ import (
 // a fresh in-memory RSA-2048 session key. The token is renewed before it
 // expires, and the certificate is fetched again at each renewal, so a
 // rotated certificate is picked up.
-func InstancePrincipal(opts ...Option) Source { return newInstancePrincipal(newOptions(opts)) }
-
-func newInstancePrincipal(o options) *instancePrincipal {
-	ip := &instancePrincipal{opts: o}
-	ip.renewer = newRenewer("instance_principal", ip.federate, o)
-	return ip
+func InstancePrincipal(opts ...Option) *Source {
+	o := newOptions(opts)
+	return newSource(string(signer.KindInstance), newInstanceFetcher(&o), &o, true)
 }
 
+func newInstanceFetcher(o *options) *instancePrincipal { return &instancePrincipal{opts: o} }
+
 type instancePrincipal struct {
-	*renewer
-	opts options
+	opts *options
 
 	mu     sync.Mutex
 	region string // fetched once: an instance does not move
+}
+
+func (ip *instancePrincipal) fetch(ctx context.Context, _ bool) (*entry[*signer.Credentials], error) {
+	c, err := ip.federate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return principalEntry(c, ip.opts), nil
+}
+
+// principalEntry is the cache entry of credentials a service issued:
+// renewed ahead of expiry.
+func principalEntry(c *signer.Credentials, o *options) *entry[*signer.Credentials] {
+	c.Refreshed = o.clock.Now()
+	o.log.Info("token obtained", "principal", string(c.Kind), "expires", c.Token.Expiry.UTC(), "key_id", signer.MaskKeyID(c.KeyID))
+	return &entry[*signer.Credentials]{value: c, expires: c.Token.Expiry, refreshAt: renewAt(c.Token, o.refreshMargin)}
 }
 
 // imdsGet reads one metadata path with the v2 header.
@@ -57,9 +75,9 @@ func (ip *instancePrincipal) imdsGet(ctx context.Context, path string) ([]byte, 
 	return data, nil
 }
 
-func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error) {
+func (ip *instancePrincipal) federate(ctx context.Context) (*signer.Credentials, error) {
 	fail := func(detail string, err error) error {
-		return &Error{Kind: ErrAuthService, Profile: "instance_principal", Detail: detail, Err: err,
+		return &signer.Error{Kind: signer.ErrAuthService, Profile: "instance_principal", Detail: detail, Err: err,
 			Hint: "instance principals work only on an OCI compute instance whose dynamic group has policies"}
 	}
 	ip.mu.Lock()
@@ -70,7 +88,7 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error)
 		if err != nil {
 			return nil, fail("cannot read the instance's region", err)
 		}
-		region = ResolveRegion(strings.TrimSpace(string(raw))).ID
+		region = signer.ResolveRegion(strings.TrimSpace(string(raw))).ID
 		ip.mu.Lock()
 		ip.region = region
 		ip.mu.Unlock()
@@ -91,7 +109,7 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error)
 	if err != nil {
 		return nil, fail("instance certificate unreadable", err)
 	}
-	leafKey, err := ParsePrivateKey(keyPEM, nil)
+	leafKey, err := signer.ParsePrivateKey(keyPEM, nil)
 	if err != nil {
 		return nil, fail("instance key unreadable", err)
 	}
@@ -109,19 +127,19 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*Credentials, error)
 		"intermediateCertificates": []string{pemBody(interPEM)},
 		"fingerprintAlgorithm":     "SHA256",
 	}
-	leafCreds := &Credentials{KeyID: tenancy + "/fed-x509-sha256/" + colonHex(sha256.Sum256(leaf.Raw)), Key: leafKey}
+	leafCreds := &signer.Credentials{KeyID: tenancy + "/fed-x509-sha256/" + colonHex(sha256.Sum256(leaf.Raw)), Key: leafKey}
 	var out struct {
 		Token string `json:"token"`
 	}
 	// The SDKs sign this endpoint without host.
-	if err := postSigned(ctx, &ip.opts, ip.opts.authURL(region)+"/v1/x509", body, leafCreds, false, &out); err != nil {
+	if err := postSigned(ctx, ip.opts, ip.opts.authURL(region)+"/v1/x509", body, leafCreds, false, &out); err != nil {
 		return nil, fail("federation at the auth service failed", err)
 	}
 	tok, err := bindToken(out.Token, sessionKey, "the auth service")
 	if err != nil {
 		return nil, fail("federation failed", err)
 	}
-	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindInstance, Profile: "instance_principal",
+	return &signer.Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: signer.KindInstance, Profile: "instance_principal",
 		Region: region, Tenancy: tenancy, Token: tok}, nil
 }
 
@@ -170,4 +188,32 @@ func colonHex(sum [sha256.Size]byte) string {
 		out = append(out, digits[c>>4], digits[c&0xf])
 	}
 	return string(out)
+}
+
+// newSessionKey makes the in-memory RSA-2048 key a federated token is bound
+// to, with its public half as PEM for the request that asks for the token.
+func newSessionKey() (*rsa.PrivateKey, []byte, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// bindToken reads a token a service issued for key, and refuses one issued
+// for another key: signing with it would only earn 401s.
+func bindToken(raw string, key *rsa.PrivateKey, issuer string) (*signer.Token, error) {
+	tok, err := signer.ParseToken(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s returned an unreadable token: %w", issuer, err)
+	}
+	if !tok.MatchesKey(&key.PublicKey) {
+		return nil, fmt.Errorf("%s returned a token for another key", issuer)
+	}
+	key.Precompute()
+	return tok, nil
 }

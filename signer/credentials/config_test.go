@@ -1,4 +1,4 @@
-package signer_test
+package credentials_test
 
 import (
 	"bytes"
@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
-func credentialsOf(t *testing.T, configPath, profile string, opts ...signer.Option) (*signer.Credentials, error) {
+func credentialsOf(t *testing.T, configPath, profile string, opts ...credentials.Option) (*signer.Credentials, error) {
 	t.Helper()
-	cfg, err := signer.OpenConfig(configPath, opts...)
+	cfg, err := openTest(t, configPath, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +134,7 @@ func TestDefaultSectionIsInheritedKeyByKey(t *testing.T) {
 	f.AppendConfig("DEFAULT", "tenancy", "ocid1.tenancy.oc1..fromdefault", "region", "us-phoenix-1",
 		"key_file", "k.pem", "fingerprint", signer.Fingerprint(&key.PublicKey), "user", "ocid1.user.oc1..default")
 	f.AppendConfig("OTHER", "user", "ocid1.user.oc1..other", "region", "eu-frankfurt-1")
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestConfigValueParsing(t *testing.T) {
 		"[p]",
 		"region=lowercase-profile-is-another-profile",
 	}, "\n")))
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestConfigAndProfileSelection(t *testing.T) {
 		{"home default", "", nil, filepath.Join(home, ".oci/config")},
 		{"tilde expanded", "~/cfg", nil, filepath.Join(home, "cfg")},
 	} {
-		if got := signer.ConfigPath(tc.flag, env(tc.env)); got != tc.want {
+		if got := credentials.ConfigPath(tc.flag, env(tc.env)); got != tc.want {
 			t.Errorf("config path, %s: %s, want %s", tc.name, got, tc.want)
 		}
 	}
@@ -215,7 +216,7 @@ func TestConfigAndProfileSelection(t *testing.T) {
 		{"env next", "", map[string]string{"OCI_CLI_PROFILE": "B"}, "B"},
 		{"DEFAULT last", "", nil, "DEFAULT"},
 	} {
-		if got := signer.ProfileName(tc.flag, env(tc.env)); got != tc.want {
+		if got := credentials.ProfileName(tc.flag, env(tc.env)); got != tc.want {
 			t.Errorf("profile, %s: %s, want %s", tc.name, got, tc.want)
 		}
 	}
@@ -266,7 +267,7 @@ func TestMountedFolderFindsFilesBelowWrittenRoot(t *testing.T) {
 				f.Write("config", []byte(fixed))
 			}
 			var logs bytes.Buffer
-			c, err := credentialsOf(t, f.ConfigPath(), "TEST123", signer.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			c, err := credentialsOf(t, f.ConfigPath(), "TEST123", credentials.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +320,7 @@ func TestIncompleteProfilesSayWhatIsMissing(t *testing.T) {
 	f := signertest.NewFolder(t)
 	f.AppendConfig("NOUSER", "tenancy", "t", "fingerprint", "f", "key_file", "k")
 	f.AppendConfig("NOKEY", "tenancy", "t", "fingerprint", "f", "user", "u")
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +376,7 @@ func TestConcurrentFirstUseLoadsOnce(t *testing.T) {
 	key := signertest.Key(t, 1)
 	f := signertest.NewFolder(t)
 	f.APIKeyProfile("P", key, "k.pem", signertest.PKCS1, "")
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,4 +444,14 @@ func TestEncryptedKeyWithUnreasonableKDFCost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openTest opens a config whose loop the test's end closes.
+func openTest(t testing.TB, path string, opts ...credentials.Option) (*credentials.ConfigFile, error) {
+	t.Helper()
+	cfg, err := credentials.OpenConfig(path, opts...)
+	if err == nil {
+		t.Cleanup(func() { cfg.Close() })
+	}
+	return cfg, err
 }

@@ -1,10 +1,15 @@
-package signer_test
+package credentials_test
 
 import (
 	"context"
 	"crypto/rsa"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,25 +19,19 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
-// eventually polls cond until it holds; the deadline only guards a hang.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// These tests move time by hand (credentialstest.Clock) and wait for the
+// background refreshes themselves (credentialstest.Refreshes): none sleeps
+// for a refresh to happen.
 
 // nearExpiry mints a one-hour token with minutes left: inside the refresh
 // margin from the start.
-func nearExpiry(t *testing.T, is *signertest.Issuer, key *rsa.PrivateKey, left time.Duration) string {
-	return is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: time.Now().Add(left - time.Hour)})
+func nearExpiry(t *testing.T, is *signertest.Issuer, key *rsa.PrivateKey, now time.Time, left time.Duration) string {
+	return is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: now.Add(left - time.Hour)})
 }
 
 func refreshes(a *signertest.AuthService) []signertest.Exchange {
@@ -45,28 +44,85 @@ func refreshes(a *signertest.AuthService) []signertest.Exchange {
 	return out
 }
 
-func TestSessionRefreshedBeforeExpiry(t *testing.T) {
-	key := signertest.Key(t, 2)
-	is := signertest.NewIssuer(t)
-	auth := signertest.NewAuthService(t, is)
-	f := signertest.NewFolder(t)
-	old := nearExpiry(t, is, key, 4*time.Minute)
-	sess := f.SessionProfile("S", key, old)
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL))
+// timed is a clock and a refresh recorder shared by the sources of a test
+// and the stand-ins they talk to.
+type timed struct {
+	clock *credentialstest.Clock
+	rec   *credentialstest.Refreshes
+}
+
+func newTimed() timed {
+	return timed{clock: credentialstest.NewClock(time.Now()), rec: credentialstest.NewRefreshes()}
+}
+
+func (tm timed) opts(more ...credentials.Option) []credentials.Option {
+	return append([]credentials.Option{credentials.WithClock(tm.clock), credentials.WithObserver(tm.rec.Observe)}, more...)
+}
+
+// gate sits in front of a server and holds requests until opened, so a
+// test can show that nobody waits for what it holds.
+type gate struct {
+	URL  string
+	open chan struct{}
+}
+
+func newGate(t *testing.T, target string) *gate {
+	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cfg.Close()
+	g := &gate{open: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-g.open
+		proxy.ServeHTTP(w, r)
+	})}}
+	srv.Start()
+	t.Cleanup(func() {
+		select {
+		case <-g.open:
+		default:
+			close(g.open)
+		}
+		srv.Close()
+	})
+	g.URL = srv.URL
+	return g
+}
+
+func TestSessionRefreshedBeforeExpiry(t *testing.T) {
+	tm := newTimed()
+	key := signertest.Key(t, 2)
+	is := signertest.NewIssuer(t)
+	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(tm.clock.Now)
+	held := newGate(t, auth.URL)
+	f := signertest.NewFolder(t)
+	old := nearExpiry(t, is, key, tm.clock.Now(), 4*time.Minute)
+	sess := f.SessionProfile("S", key, old)
+	cfg, err := openTest(t, f.ConfigPath(), tm.opts(credentials.WithAuthBaseURL(held.URL))...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	src := cfg.Source("S")
+	// The refresh is due at once and held at the auth service: callers are
+	// served the current token meanwhile.
 	c, err := src.Credentials(context.Background())
 	if err != nil || c.Token.Raw != old {
-		t.Fatalf("first call must not wait for the refresh: %v", err)
+		t.Fatalf("a caller waited for the refresh or got another token: %v", err)
 	}
-	var fresh *signer.Credentials
-	eventually(t, "the refresh", func() bool {
-		fresh, _ = src.Credentials(context.Background())
-		return fresh != nil && fresh.Token.Raw != old
-	})
+	close(held.open)
+	if ev := tm.rec.WaitRefresh(t, "S", 1); ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	fresh, err := src.Credentials(context.Background())
+	if err != nil || fresh.Token.Raw == old {
+		t.Fatalf("not refreshed: %v", err)
+	}
 	if !fresh.Key.Equal(key) || fresh.KeyID != "ST$"+fresh.Token.Raw || fresh.Refreshed.IsZero() {
 		t.Fatalf("refreshed credentials %+v", fresh)
 	}
@@ -81,90 +137,111 @@ func TestSessionRefreshedBeforeExpiry(t *testing.T) {
 	if data, _ := os.ReadFile(f.Path(sess.TokenPath)); strings.TrimSpace(string(data)) != old {
 		t.Fatal("token file changed without write-back")
 	}
+	// The next refresh comes ahead of the new token's expiry, not before.
+	tm.clock.Set(fresh.Token.Expiry.Add(-13 * time.Minute))
+	if c, _ := src.Credentials(context.Background()); c.Token.Raw != fresh.Token.Raw || len(refreshes(auth)) != 1 {
+		t.Fatal("refreshed again before it was due")
+	}
+	tm.clock.Set(fresh.Token.Expiry.Add(-5 * time.Minute))
+	if ev := tm.rec.WaitRefresh(t, "S", 2); ev.Err != nil || len(refreshes(auth)) != 2 {
+		t.Fatalf("second refresh: %v, %d requests", ev.Err, len(refreshes(auth)))
+	}
 }
 
 func TestSessionRefreshRetriesThenSucceeds(t *testing.T) {
+	tm := newTimed()
 	key := signertest.Key(t, 2)
 	is := signertest.NewIssuer(t)
 	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(tm.clock.Now)
 	auth.FailNext(2, 503)
 	f := signertest.NewFolder(t)
-	old := nearExpiry(t, is, key, 4*time.Minute)
+	old := nearExpiry(t, is, key, tm.clock.Now(), 4*time.Minute)
 	f.SessionProfile("S", key, old)
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL))
+	cfg, err := openTest(t, f.ConfigPath(), tm.opts(credentials.WithAuthBaseURL(auth.URL))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cfg.Close()
 	src := cfg.Source("S")
-	eventually(t, "a refresh after two failures", func() bool {
-		c, err := src.Credentials(context.Background())
-		if err != nil {
-			t.Fatalf("signing must go on while the refresh fails: %v", err)
+	for n := 1; n <= 2; n++ {
+		ev := tm.rec.WaitRefresh(t, "S", n)
+		if ev.Err == nil || ev.Failures != n || ev.RetryIn != time.Second<<(n-1) {
+			t.Fatalf("attempt %d: %+v", n, ev)
 		}
-		return c.Token.Raw != old
-	})
+		if c, err := src.Credentials(context.Background()); err != nil || c.Token.Raw != old {
+			t.Fatalf("signing must go on with the current token while the refresh fails: %v", err)
+		}
+		tm.clock.Advance(ev.RetryIn)
+	}
+	if ev := tm.rec.WaitRefresh(t, "S", 3); ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	if c, _ := src.Credentials(context.Background()); c.Token.Raw == old {
+		t.Fatal("not refreshed after the failures")
+	}
 	if n := len(refreshes(auth)); n != 3 {
 		t.Fatalf("%d refresh attempts, want 2 failures then 1 success", n)
 	}
 }
 
 func TestSessionRefreshRefusedBecomesExpiredError(t *testing.T) {
+	tm := newTimed()
 	key := signertest.Key(t, 2)
 	is := signertest.NewIssuer(t)
 	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(tm.clock.Now)
 	auth.RefuseRefresh(true)
 	f := signertest.NewFolder(t)
-	f.SessionProfile("S", key, nearExpiry(t, is, key, 4*time.Minute))
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
+	f.SessionProfile("S", key, nearExpiry(t, is, key, tm.clock.Now(), 4*time.Minute))
 	var logs signertest.LogBuffer
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL), signer.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-		signer.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
+	cfg, err := openTest(t, f.ConfigPath(), tm.opts(credentials.WithAuthBaseURL(auth.URL), credentials.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cfg.Close()
 	src := cfg.Source("S")
-	if _, err := src.Credentials(context.Background()); err != nil {
-		t.Fatal(err)
+	tm.rec.WaitRefresh(t, "S", 1)
+	if !strings.Contains(logs.String(), "refused to refresh") {
+		t.Fatalf("refusal not logged:\n%s", logs.String())
 	}
-	eventually(t, "the refused refresh", func() bool { return strings.Contains(logs.String(), "refused to refresh") })
 	// Still valid: it keeps signing until it expires.
 	if _, err := src.Credentials(context.Background()); err != nil {
 		t.Fatalf("token still valid: %v", err)
 	}
-	clock.Store(time.Now().Add(5 * time.Minute).UnixNano())
+	tm.clock.Advance(5 * time.Minute)
 	_, err = src.Credentials(context.Background())
 	if !errors.Is(err, signer.ErrTokenExpired) || !strings.Contains(err.Error(), "refused to refresh") ||
 		!strings.Contains(err.Error(), "oci session authenticate --profile-name S") {
 		t.Fatalf("err = %v", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	tm.clock.Advance(time.Hour)
+	if _, err := src.Credentials(context.Background()); err == nil {
+		t.Fatal("an expired session signs")
+	}
 	if n := len(refreshes(auth)); n != 1 {
-		t.Fatalf("a refused session must not be retried: %d attempts", n)
+		t.Fatalf("a refused session must not be retried: %d attempts, %d fetches", n, tm.rec.Count("S"))
 	}
 }
 
 // A token the CLI writes to disk is used as soon as it is newer than the
 // one ocisigner refreshed itself, and so is a new session.
 func TestNewerTokenOnDiskWins(t *testing.T) {
+	tm := newTimed()
 	key, other := signertest.Key(t, 2), signertest.Key(t, 3)
 	is := signertest.NewIssuer(t)
 	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(tm.clock.Now)
 	f := signertest.NewFolder(t)
-	sess := f.SessionProfile("S", key, nearExpiry(t, is, key, 4*time.Minute))
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL))
+	sess := f.SessionProfile("S", key, nearExpiry(t, is, key, tm.clock.Now(), 4*time.Minute))
+	cfg, err := openTest(t, f.ConfigPath(), tm.opts(credentials.WithAuthBaseURL(auth.URL))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cfg.Close()
 	src := cfg.Source("S")
-	var refreshed *signer.Credentials
-	eventually(t, "the refresh", func() bool {
-		refreshed, _ = src.Credentials(context.Background())
-		return refreshed != nil && !refreshed.Refreshed.IsZero()
-	})
+	tm.rec.WaitRefresh(t, "S", 1)
+	refreshed, err := src.Credentials(context.Background())
+	if err != nil || refreshed.Refreshed.IsZero() {
+		t.Fatalf("not refreshed: %v", err)
+	}
 	// `oci session refresh` by hand, later than ocisigner's.
 	byCLI := is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: refreshed.Token.IssuedAt.Add(time.Second)})
 	f.Replace(sess.TokenPath, []byte(byCLI))
@@ -172,7 +249,7 @@ func TestNewerTokenOnDiskWins(t *testing.T) {
 		t.Fatal("newer token on disk not used")
 	}
 	// `oci session authenticate`: a new key and token.
-	renewed := is.Mint(t, &other.PublicKey, signertest.TokenOptions{})
+	renewed := is.Mint(t, &other.PublicKey, signertest.TokenOptions{IssuedAt: tm.clock.Now()})
 	f.Replace(sess.KeyPath, signertest.EncodeKey(t, other, signertest.PKCS1, ""))
 	f.Replace(sess.TokenPath, []byte(renewed))
 	if c, _ := src.Credentials(context.Background()); c.Token.Raw != renewed || !c.Key.Equal(other) {
@@ -183,19 +260,17 @@ func TestNewerTokenOnDiskWins(t *testing.T) {
 // Write-back replaces the token file by rename: a reader sees the old
 // token or the new one, whole, never part of one.
 func TestWriteBackIsAtomic(t *testing.T) {
+	tm := newTimed()
 	key := signertest.Key(t, 2)
 	is := signertest.NewIssuer(t)
 	auth := signertest.NewAuthService(t, is)
-	auth.SetSessionLifetime(6 * time.Second) // each new token is soon due again: several write-backs
+	auth.SetClock(tm.clock.Now)
 	f := signertest.NewFolder(t)
-	first := nearExpiry(t, is, key, 4*time.Minute)
-	sess := f.SessionProfile("S", key, first)
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithAuthBaseURL(auth.URL), signer.WithWriteBack(true),
-		signer.WithSessionRefresh(true, 5*time.Second))
+	sess := f.SessionProfile("S", key, nearExpiry(t, is, key, tm.clock.Now(), 4*time.Minute))
+	cfg, err := openTest(t, f.ConfigPath(), tm.opts(credentials.WithAuthBaseURL(auth.URL), credentials.WithWriteBack(true))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cfg.Close()
 	var (
 		stop     atomic.Bool
 		wg       sync.WaitGroup
@@ -203,9 +278,7 @@ func TestWriteBackIsAtomic(t *testing.T) {
 		partials atomic.Int64
 		seen     sync.Map
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for !stop.Load() {
 			data, err := os.ReadFile(f.Path(sess.TokenPath))
 			if err != nil {
@@ -219,11 +292,18 @@ func TestWriteBackIsAtomic(t *testing.T) {
 			}
 			seen.Store(tok, true)
 		}
-	}()
-	if _, err := cfg.Source("S").Credentials(context.Background()); err != nil {
-		t.Fatal(err)
+	})
+	src := cfg.Source("S")
+	for n := 1; n <= 3; n++ {
+		if ev := tm.rec.WaitRefresh(t, "S", n); ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		c, err := src.Credentials(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.clock.Set(c.Token.Expiry.Add(-5 * time.Minute)) // the next one is due
 	}
-	eventually(t, "three write-backs", func() bool { return len(refreshes(auth)) >= 3 })
 	stop.Store(true)
 	wg.Wait()
 	cfg.Close() // no write-back in flight while the folder is inspected
@@ -240,32 +320,34 @@ func TestWriteBackIsAtomic(t *testing.T) {
 			t.Fatalf("temporary file left behind: %s", e.Name())
 		}
 	}
-	n := 0
-	seen.Range(func(any, any) bool { n++; return true })
-	if n < 3 {
-		t.Fatalf("reader saw %d tokens", n)
+	if data, _ := os.ReadFile(f.Path(sess.TokenPath)); strings.TrimSpace(string(data)) != refreshes(auth)[2].Token {
+		t.Fatal("the token file does not hold the last refreshed token")
 	}
 }
 
 // instanceFixture is an instance principal talking to metadata and auth
-// stand-ins, whose tokens live for lifetime and are renewed margin early.
-func instanceFixture(t *testing.T, lifetime, margin time.Duration) (*signertest.MetadataService, *signertest.AuthService, signer.Source) {
+// stand-ins on the test's clock.
+func instanceFixture(t *testing.T, tm timed) (*signertest.MetadataService, *signertest.AuthService, *credentials.Source) {
 	is := signertest.NewIssuer(t)
 	md := signertest.NewMetadataService(t)
+	md.SetClock(tm.clock.Now)
 	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(tm.clock.Now)
 	auth.TrustRoot(md.Root())
-	auth.SetInstanceLifetime(lifetime)
-	src := signer.InstancePrincipal(signer.WithMetadataBaseURL(md.BaseURL()), signer.WithAuthBaseURL(auth.URL),
-		signer.WithSessionRefresh(true, margin))
-	t.Cleanup(src.(interface{ Close() }).Close)
+	src := credentials.InstancePrincipal(tm.opts(credentials.WithMetadataBaseURL(md.BaseURL()), credentials.WithAuthBaseURL(auth.URL))...)
+	t.Cleanup(func() { src.Close() })
 	return md, auth, src
 }
 
-// Instance principal: certificate rotation and token renewals while
-// goroutines sign, with no failure and no signature from a mixed pair.
+// Instance principal: fetched ahead of use, certificate rotation and token
+// renewals while goroutines sign, with no failure and no signature from a
+// mixed pair.
 func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
-	md, auth, src := instanceFixture(t, 4*time.Second, 2*time.Second)
-
+	tm := newTimed()
+	md, auth, src := instanceFixture(t, tm)
+	if ev := tm.rec.Wait(t, string(signer.KindInstance), 1); ev.Err != nil {
+		t.Fatal(ev.Err) // federated before anyone asked
+	}
 	c, err := src.Credentials(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -278,12 +360,9 @@ func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
 		wg       sync.WaitGroup
 		failures atomic.Int64
 		tokens   sync.Map
-		signed   atomic.Int64
 	)
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for !stop.Load() {
 				c, err := src.Credentials(context.Background())
 				if err != nil {
@@ -291,34 +370,34 @@ func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				s, err := signer.Sign(&signer.Request{Method: "GET", Host: "iaas.us-phoenix-1.oraclecloud.com", Target: "/"}, c, time.Now())
+				s, err := signer.Sign(&signer.Request{Method: "GET", Host: "iaas.us-phoenix-1.oraclecloud.com", Target: "/"}, c, tm.clock.Now())
 				if err != nil || verifyWithTokenJWK(s) != nil {
 					failures.Add(1)
 					t.Errorf("sign or verify: %v", err)
 					return
 				}
 				tokens.Store(c.Token.Raw, true)
-				signed.Add(1)
 			}
-		}()
+		})
 	}
-	count := func() int {
-		n := 0
-		tokens.Range(func(any, any) bool { n++; return true })
-		return n
+	renew := func(n int) *signer.Credentials {
+		t.Helper()
+		cur, _ := src.Credentials(context.Background())
+		tm.clock.Set(cur.Token.Expiry.Add(-5 * time.Minute))
+		if ev := tm.rec.Wait(t, string(signer.KindInstance), n); ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		next, _ := src.Credentials(context.Background())
+		if next.Token.Raw == cur.Token.Raw || next.Key.Equal(cur.Key) {
+			t.Fatalf("renewal %d kept the token or the session key", n)
+		}
+		return next
 	}
-	eventually(t, "a renewal", func() bool { return count() >= 2 })
+	renew(2)
 	firstLeaf, _ := md.Leaf()
 	md.RotateLeaf()
 	newLeaf, _ := md.Leaf()
-	eventually(t, "a renewal with the rotated certificate", func() bool {
-		for _, e := range auth.Requests() {
-			if e.Path == signertest.AuthX509Path && !e.Failed && strings.Contains(e.KeyID, signertest.CertFingerprint(newLeaf)) {
-				return true
-			}
-		}
-		return false
-	})
+	renew(3)
 	stop.Store(true)
 	wg.Wait()
 	if failures.Load() != 0 {
@@ -327,6 +406,7 @@ func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
 	if signertest.CertFingerprint(firstLeaf) == signertest.CertFingerprint(newLeaf) {
 		t.Fatal("rotation did not change the leaf")
 	}
+	var rotatedUsed bool
 	for _, e := range auth.Requests() {
 		if e.Failed {
 			t.Errorf("federation request refused: %s", e.Reason)
@@ -334,8 +414,11 @@ func TestInstancePrincipalRenewsAndFollowsCertRotation(t *testing.T) {
 		if strings.Contains(strings.Join(e.SignedHeaders, " "), "host") {
 			t.Errorf("federation signed host: %v", e.SignedHeaders)
 		}
+		rotatedUsed = rotatedUsed || e.Path == signertest.AuthX509Path && strings.Contains(e.KeyID, signertest.CertFingerprint(newLeaf))
 	}
-	t.Logf("%d signatures over %d tokens", signed.Load(), count())
+	if !rotatedUsed {
+		t.Fatal("the renewal after the rotation did not present the new certificate")
+	}
 }
 
 func TestResourcePrincipal(t *testing.T) {
@@ -364,7 +447,7 @@ func TestResourcePrincipal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.env["OCI_RESOURCE_PRINCIPAL_VERSION"] = "2.2"
 			tc.env["OCI_RESOURCE_PRINCIPAL_REGION"] = "iad"
-			src, err := signer.ResourcePrincipal(signer.WithGetenv(func(k string) string { return tc.env[k] }))
+			src, err := credentials.ResourcePrincipal(credentials.WithGetenv(func(k string) string { return tc.env[k] }))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,7 +465,7 @@ func TestResourcePrincipal(t *testing.T) {
 	env := map[string]string{"OCI_RESOURCE_PRINCIPAL_VERSION": "2.2", "OCI_RESOURCE_PRINCIPAL_REGION": "phx",
 		"OCI_RESOURCE_PRINCIPAL_RPST": write("rpst", rpst), "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM": write("key.pem", pemText),
 		"OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE": "pw"}
-	src, err := signer.ResourcePrincipal(signer.WithGetenv(func(k string) string { return env[k] }))
+	src, err := credentials.ResourcePrincipal(credentials.WithGetenv(func(k string) string { return env[k] }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,16 +481,17 @@ func TestResourcePrincipal(t *testing.T) {
 		{"OCI_RESOURCE_PRINCIPAL_VERSION": "1.1"},
 		{"OCI_RESOURCE_PRINCIPAL_VERSION": "2.2", "OCI_RESOURCE_PRINCIPAL_REGION": "phx"},
 	} {
-		if _, err := signer.ResourcePrincipal(signer.WithGetenv(func(k string) string { return bad[k] })); !errors.Is(err, signer.ErrConfig) {
+		if _, err := credentials.ResourcePrincipal(credentials.WithGetenv(func(k string) string { return bad[k] })); !errors.Is(err, signer.ErrConfig) {
 			t.Errorf("%v: err = %v", bad, err)
 		}
 	}
 }
 
 func TestWorkloadIdentity(t *testing.T) {
+	tm := newTimed()
 	is := signertest.NewIssuer(t)
 	pm := signertest.NewProxymux(t, is)
-	pm.SetLifetime(4 * time.Second)
+	pm.SetClock(tm.clock.Now)
 	dir := t.TempDir()
 	saPath, caPath := filepath.Join(dir, "token"), filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(caPath, pm.CAPEM(), 0o600); err != nil {
@@ -417,12 +501,13 @@ func TestWorkloadIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"OCI_RESOURCE_PRINCIPAL_REGION": "us-ashburn-1"}
-	src, err := signer.WorkloadIdentity(signer.WithWorkloadIdentity(pm.URL(), saPath, caPath),
-		signer.WithGetenv(func(k string) string { return env[k] }), signer.WithSessionRefresh(true, 2*time.Second))
+	src, err := credentials.WorkloadIdentity(tm.opts(credentials.WithWorkloadIdentity(pm.URL(), saPath, caPath),
+		credentials.WithGetenv(func(k string) string { return env[k] }))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.(interface{ Close() }).Close()
+	defer src.Close()
+	tm.rec.Wait(t, string(signer.KindWorkload), 1)
 	c, err := src.Credentials(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -437,18 +522,20 @@ func TestWorkloadIdentity(t *testing.T) {
 	if err := os.WriteFile(saPath, []byte(rotated), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	first := c.Token.Raw
-	eventually(t, "a renewal with the rotated service-account token", func() bool {
-		c, err := src.Credentials(context.Background())
-		return err == nil && c.Token.Raw != first
-	})
+	tm.clock.Set(c.Token.Expiry.Add(-5 * time.Minute))
+	if ev := tm.rec.Wait(t, string(signer.KindWorkload), 2); ev.Err != nil {
+		t.Fatalf("renewal with the rotated service-account token: %v", ev.Err)
+	}
+	if next, err := src.Credentials(context.Background()); err != nil || next.Token.Raw == c.Token.Raw {
+		t.Fatalf("not renewed: %v", err)
+	}
 	for _, e := range pm.Requests() {
-		if e.Failed && e.Status != 401 {
+		if e.Failed {
 			t.Errorf("proxymux refused: %s", e.Reason)
 		}
 	}
 	// Outside a pod it says so.
-	if _, err := signer.WorkloadIdentity(signer.WithGetenv(func(string) string { return "" })); !errors.Is(err, signer.ErrConfig) ||
+	if _, err := credentials.WorkloadIdentity(credentials.WithGetenv(func(string) string { return "" })); !errors.Is(err, signer.ErrConfig) ||
 		!strings.Contains(err.Error(), "KUBERNETES_SERVICE_HOST") {
 		t.Fatalf("err = %v", err)
 	}
@@ -457,19 +544,31 @@ func TestWorkloadIdentity(t *testing.T) {
 // A failed renewal is retried with backoff while the current token keeps
 // signing.
 func TestInstancePrincipalRenewalRetries(t *testing.T) {
-	_, auth, src := instanceFixture(t, 6*time.Second, 5*time.Second)
+	tm := newTimed()
+	_, auth, src := instanceFixture(t, tm)
+	tm.rec.Wait(t, string(signer.KindInstance), 1)
 	first, err := src.Credentials(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	auth.FailNext(2, 503)
-	eventually(t, "a renewal after two failures", func() bool {
-		c, err := src.Credentials(context.Background())
-		if err != nil {
-			t.Fatalf("signing must go on while renewal fails: %v", err)
+	tm.clock.Set(first.Token.Expiry.Add(-5 * time.Minute))
+	for n := 2; n <= 3; n++ {
+		ev := tm.rec.Wait(t, string(signer.KindInstance), n)
+		if ev.Err == nil {
+			t.Fatalf("attempt %d succeeded", n)
 		}
-		return c.Token.Raw != first.Token.Raw
-	})
+		if c, err := src.Credentials(context.Background()); err != nil || c.Token.Raw != first.Token.Raw {
+			t.Fatalf("signing must go on with the current token while renewal fails: %v", err)
+		}
+		tm.clock.Advance(ev.RetryIn)
+	}
+	if ev := tm.rec.Wait(t, string(signer.KindInstance), 4); ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	if c, _ := src.Credentials(context.Background()); c.Token.Raw == first.Token.Raw {
+		t.Fatal("not renewed after the failures")
+	}
 	failed := 0
 	for _, e := range auth.Requests() {
 		if e.Failed {

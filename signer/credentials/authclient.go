@@ -1,4 +1,4 @@
-package signer
+package credentials
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // authError is a failed call to an OCI service that issues tokens.
@@ -40,14 +42,14 @@ func (e *authError) refused() bool {
 
 // authURL is the base URL of the auth service for a region.
 func (o *options) authURL(region string) string {
-	if o.authBaseURL != "" {
-		return strings.TrimSuffix(o.authBaseURL, "/")
+	if o.authBase != "" {
+		return strings.TrimSuffix(o.authBase, "/")
 	}
-	return "https://" + ResolveRegion(region).Endpoint("auth")
+	return "https://" + signer.ResolveRegion(region).Endpoint("auth")
 }
 
 // postSigned POSTs a JSON body signed with c and decodes a JSON answer into out.
-func postSigned(ctx context.Context, o *options, rawURL string, body any, c *Credentials, withHost bool, out any) error {
+func postSigned(ctx context.Context, o *options, rawURL string, body any, c *signer.Credentials, withHost bool, out any) error {
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -61,7 +63,7 @@ func postSigned(ctx context.Context, o *options, rawURL string, body any, c *Cre
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	s, err := sign(&Request{Method: http.MethodPost, Host: u.Host, Target: u.RequestURI(), Header: HTTPHeader(req.Header), Body: payload}, c, o.clock(), withHost)
+	s, err := signer.Sign(&signer.Request{Method: http.MethodPost, Host: u.Host, Target: u.RequestURI(), Header: signer.HTTPHeader(req.Header), Body: payload, NoHost: !withHost}, c, o.clock.Now())
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,7 @@ func do(client *http.Client, req *http.Request, out any) error {
 
 // refreshSession exchanges a session token for a new one, as `oci session
 // refresh` does: a POST of {"currentToken": ...} signed with the session.
-func refreshSession(ctx context.Context, o *options, c *Credentials) (*Token, error) {
+func refreshSession(ctx context.Context, o *options, c *signer.Credentials) (*signer.Token, error) {
 	var out struct {
 		Token string `json:"token"`
 	}
@@ -112,52 +114,27 @@ func refreshSession(ctx context.Context, o *options, c *Credentials) (*Token, er
 	if err != nil {
 		return nil, err
 	}
-	tok, err := ParseToken(out.Token)
+	tok, err := signer.ParseToken(out.Token)
 	if err != nil {
 		return nil, err
 	}
 	if !tok.MatchesKey(&c.Key.PublicKey) {
-		return nil, &Error{Kind: ErrKeyMismatch, Detail: "the auth service returned a token for another key"}
+		return nil, &signer.Error{Kind: signer.ErrKeyMismatch, Detail: "the auth service returned a token for another key"}
 	}
 	return tok, nil
 }
 
-// backoff is the wait before retry n (0-based): 1s doubling to a minute.
-func backoff(n int) time.Duration {
-	d := time.Second << min(n, 6)
-	return min(d, time.Minute)
-}
-
-// schedule is when a background loop next renews a token: margin before
-// it expires, or after a failure when the backoff says to try again.
-type schedule struct {
-	failures int
-	retryAt  time.Time
-}
-
-func (s *schedule) next(t *Token, margin time.Duration) time.Time {
-	if s.failures > 0 {
-		return s.retryAt
-	}
-	return renewAt(t, margin)
-}
-
-// failed records a failure at now and returns how long until the retry.
-func (s *schedule) failed(now time.Time) time.Duration {
-	d := backoff(s.failures)
-	s.failures++
-	s.retryAt = now.Add(d)
-	return d
-}
-
-func (s *schedule) succeeded() { s.failures = 0 }
-
 // renewAt is when a token should be renewed: margin before it expires, or a
 // fifth of its lifetime, whichever is earlier.
-func renewAt(t *Token, margin time.Duration) time.Time {
+func renewAt(t *signer.Token, margin time.Duration) time.Time {
 	life := t.Expiry.Sub(t.IssuedAt)
 	if t.IssuedAt.IsZero() || life <= 0 {
 		life = 0
 	}
 	return t.Expiry.Add(-max(margin, life/5))
+}
+
+func isRefused(err error) bool {
+	var ae *authError
+	return errors.As(err, &ae) && ae.refused()
 }

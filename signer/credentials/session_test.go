@@ -1,4 +1,4 @@
-package signer_test
+package credentials_test
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
@@ -98,17 +100,17 @@ func TestTokenExpiresWhileInUse(t *testing.T) {
 	f := signertest.NewFolder(t)
 	start := time.Now()
 	f.SessionProfile("S", key, is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: start}))
-	var clock atomic.Int64
-	clock.Store(start.UnixNano())
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
+	clock := credentialstest.NewClock(start)
+	cfg, err := openTest(t, f.ConfigPath(), credentials.WithClock(clock), credentials.WithSessionRefresh(false, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer cfg.Close()
 	src := cfg.Source("S")
 	if _, err := src.Credentials(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clock.Store(start.Add(time.Hour + time.Second).UnixNano())
+	clock.Set(start.Add(time.Hour + time.Second))
 	if _, err := src.Credentials(context.Background()); !errors.Is(err, signer.ErrTokenExpired) {
 		t.Fatalf("after exp: %v", err)
 	}
@@ -125,7 +127,7 @@ func TestRotationOnDisk(t *testing.T) {
 	f := signertest.NewFolder(t)
 	sess := f.SessionProfile("S", k1, is.Mint(t, &k1.PublicKey, signertest.TokenOptions{}))
 	var logs bytes.Buffer
-	cfg, err := signer.OpenConfig(f.ConfigPath(), signer.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	cfg, err := openTest(t, f.ConfigPath(), credentials.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestConfigChangesWithoutRestart(t *testing.T) {
 	is := signertest.NewIssuer(t)
 	f := signertest.NewFolder(t)
 	f.SessionProfile("OLD", key, is.Mint(t, &key.PublicKey, signertest.TokenOptions{}))
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +208,7 @@ func TestRotationUnderConcurrentSigning(t *testing.T) {
 	is := signertest.NewIssuer(t)
 	f := signertest.NewFolder(t)
 	sess := f.SessionProfile("S", keys[0], is.Mint(t, &keys[0].PublicKey, signertest.TokenOptions{}))
-	cfg, err := signer.OpenConfig(f.ConfigPath())
+	cfg, err := openTest(t, f.ConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}

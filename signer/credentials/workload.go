@@ -1,4 +1,4 @@
-package signer
+package credentials
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // Environment of the principals configured by environment.
@@ -32,16 +34,24 @@ const (
 // for a resource-principal session token bound to a fresh in-memory session
 // key, renewed before it expires. The service-account token is read again
 // at each renewal, since Kubernetes rotates projected tokens.
-func WorkloadIdentity(opts ...Option) (Source, error) { return newWorkloadIdentity(newOptions(opts)) }
+func WorkloadIdentity(opts ...Option) (*Source, error) {
+	o := newOptions(opts)
+	f, err := newWorkloadFetcher(&o)
+	if err != nil {
+		return nil, err
+	}
+	return newSource(string(signer.KindWorkload), f, &o, true), nil
+}
 
-func newWorkloadIdentity(o options) (Source, error) {
+func newWorkloadFetcher(po *options) (*workload, error) {
+	o := *po // the endpoint and paths are this principal's own
 	if p := o.getenv(EnvSACertPath); p != "" && o.saCAPath == DefaultSACAPath {
 		o.saCAPath = p
 	}
 	if o.workloadURL == "" {
 		host := o.getenv(EnvK8sHost)
 		if host == "" {
-			return nil, &Error{Kind: ErrConfig, Profile: "oke_workload_identity",
+			return nil, &signer.Error{Kind: signer.ErrConfig, Profile: "oke_workload_identity",
 				Detail: EnvK8sHost + " is not set", Hint: "OKE workload identity works only in a pod of an enhanced OKE cluster"}
 		}
 		if strings.Contains(host, ":") {
@@ -51,23 +61,28 @@ func newWorkloadIdentity(o options) (Source, error) {
 	}
 	region := o.getenv(EnvRPRegion)
 	if region == "" {
-		return nil, &Error{Kind: ErrConfig, Profile: "oke_workload_identity", Detail: EnvRPRegion + " is not set",
+		return nil, &signer.Error{Kind: signer.ErrConfig, Profile: "oke_workload_identity", Detail: EnvRPRegion + " is not set",
 			Hint: "set it to the cluster's region, e.g. us-ashburn-1"}
 	}
-	w := &workload{opts: o, region: ResolveRegion(region).ID}
-	w.renewer = newRenewer("oke_workload_identity", w.exchange, o)
-	return w, nil
+	return &workload{opts: &o, region: signer.ResolveRegion(region).ID}, nil
 }
 
 type workload struct {
-	*renewer
-	opts   options
+	opts   *options
 	region string
 }
 
-func (w *workload) exchange(ctx context.Context) (*Credentials, error) {
+func (w *workload) fetch(ctx context.Context, _ bool) (*entry[*signer.Credentials], error) {
+	c, err := w.exchange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return principalEntry(c, w.opts), nil
+}
+
+func (w *workload) exchange(ctx context.Context) (*signer.Credentials, error) {
 	fail := func(detail string, err error) error {
-		return &Error{Kind: ErrAuthService, Profile: "oke_workload_identity", Detail: detail, Err: err}
+		return &signer.Error{Kind: signer.ErrAuthService, Profile: "oke_workload_identity", Detail: detail, Err: err}
 	}
 	saToken, err := os.ReadFile(w.opts.saTokenPath)
 	if err != nil {
@@ -118,7 +133,7 @@ func (w *workload) exchange(ctx context.Context) (*Credentials, error) {
 	if err != nil {
 		return nil, fail("token exchange failed", err)
 	}
-	return &Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: KindWorkload, Profile: "oke_workload_identity",
+	return &signer.Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: signer.KindWorkload, Profile: "oke_workload_identity",
 		Region: w.region, Tenancy: tok.Tenant, Token: tok}, nil
 }
 
@@ -132,64 +147,91 @@ func requestID() string {
 // describes: OCI_RESOURCE_PRINCIPAL_RPST, _PRIVATE_PEM and
 // _PRIVATE_PEM_PASSPHRASE each hold a value or an absolute path to a file
 // holding it; files are read again when they change.
-func ResourcePrincipal(opts ...Option) (Source, error) { return newResourcePrincipal(newOptions(opts)) }
+func ResourcePrincipal(opts ...Option) (*Source, error) {
+	o := newOptions(opts)
+	f, err := newResourceFetcher(&o)
+	if err != nil {
+		return nil, err
+	}
+	return newSource(string(signer.KindResource), f, &o, false), nil
+}
 
-func newResourcePrincipal(o options) (Source, error) {
+// resourceFetcher reads the resource principal's values, from the
+// environment or the files it names.
+type resourceFetcher struct {
+	o                       *options
+	rpst, pem, pass, region string
+	files                   []string
+	w                       watch
+}
+
+func newResourceFetcher(o *options) (*resourceFetcher, error) {
 	fail := func(detail, hint string) error {
-		return &Error{Kind: ErrConfig, Profile: "resource_principal", Detail: detail, Hint: hint}
+		return &signer.Error{Kind: signer.ErrConfig, Profile: "resource_principal", Detail: detail, Hint: hint}
 	}
 	if v := o.getenv(EnvRPVersion); v != "2.2" {
 		return nil, fail(fmt.Sprintf("%s is %q; ocisigner reads resource principal version 2.2", EnvRPVersion, v), "")
 	}
-	rpst, pemV, pass, region := o.getenv(EnvRPST), o.getenv(EnvRPPrivatePEM), o.getenv(EnvRPPassphrase), o.getenv(EnvRPRegion)
-	if rpst == "" || pemV == "" {
+	f := &resourceFetcher{o: o, rpst: o.getenv(EnvRPST), pem: o.getenv(EnvRPPrivatePEM), pass: o.getenv(EnvRPPassphrase), region: o.getenv(EnvRPRegion)}
+	if f.rpst == "" || f.pem == "" {
 		return nil, fail(EnvRPST+" and "+EnvRPPrivatePEM+" must be set", "each holds a value or an absolute path")
 	}
-	if region == "" {
+	if f.region == "" {
 		return nil, fail(EnvRPRegion+" is not set", "")
 	}
-	region = ResolveRegion(region).ID
-	// A value that is an absolute path names a file; anything else is the value itself.
-	isPath := func(v string) bool { return strings.HasPrefix(v, "/") }
-	var files []string
-	for _, v := range []string{pemV, rpst, pass} {
+	f.region = signer.ResolveRegion(f.region).ID
+	for _, v := range []string{f.pem, f.rpst, f.pass} {
 		if isPath(v) {
-			files = append(files, v)
+			f.files = append(f.files, v)
 		}
 	}
-	value := func(v, what string) (string, error) {
-		if !isPath(v) {
-			return v, nil
+	return f, nil
+}
+
+// isPath: a value that is an absolute path names a file; anything else is
+// the value itself.
+func isPath(v string) bool { return strings.HasPrefix(v, "/") }
+
+func value(v, what string) (string, error) {
+	if !isPath(v) {
+		return v, nil
+	}
+	data, err := readFile(v, what)
+	return strings.TrimSpace(string(data)), err
+}
+
+func (f *resourceFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials], error) {
+	var c *signer.Credentials
+	err := f.w.read(f.files, func() error {
+		keyPEM, err := value(f.pem, "resource principal private key")
+		if err != nil {
+			return err
 		}
-		data, err := readFile(v, what)
-		return strings.TrimSpace(string(data)), err
+		passphrase, err := value(f.pass, "resource principal passphrase")
+		if err != nil {
+			return err
+		}
+		key, err := signer.ParsePrivateKey([]byte(keyPEM), []byte(passphrase))
+		if err != nil {
+			return err
+		}
+		raw, err := value(f.rpst, "resource principal session token")
+		if err != nil {
+			return err
+		}
+		c, err = signer.NewSessionCredentials(raw, key)
+		return err
+	})
+	if err != nil {
+		return nil, withProfile(err, "resource_principal")
 	}
-	l := loader{
-		resolve: func() ([]string, error) { return files, nil },
-		read: func([]string) (*Credentials, error) {
-			keyPEM, err := value(pemV, "resource principal private key")
-			if err != nil {
-				return nil, err
-			}
-			passphrase, err := value(pass, "resource principal passphrase")
-			if err != nil {
-				return nil, err
-			}
-			key, err := ParsePrivateKey([]byte(keyPEM), []byte(passphrase))
-			if err != nil {
-				return nil, err
-			}
-			raw, err := value(rpst, "resource principal session token")
-			if err != nil {
-				return nil, err
-			}
-			c, err := NewSessionCredentials(raw, key)
-			if err != nil {
-				return nil, err
-			}
-			c.Kind, c.Profile, c.Region = KindResource, "resource_principal", region
-			return c, nil
-		},
+	c.Kind, c.Profile, c.Region = signer.KindResource, "resource_principal", f.region
+	if c.Token.Expired(f.o.clock.Now()) {
+		return nil, tokenExpired("resource_principal", signer.KindResource, f.files, c.Token, nil, f.o.clock.Now())
 	}
-	return newFileSource("resource_principal", l, o), nil
+	e := &entry[*signer.Credentials]{value: c, expires: c.Token.Expiry}
+	if len(f.files) > 0 {
+		e.changed = f.w.changed
+	}
+	return e, nil
 }

@@ -1,0 +1,87 @@
+package credentials
+
+import (
+	"context"
+	"crypto/rsa"
+	"fmt"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// apiKeyFetcher reads an API-key profile and checks the key against the
+// profile's fingerprint, so a wrong key is an error now instead of a 401
+// later. The cache reads it again whenever the key file changes.
+type apiKeyFetcher struct {
+	p *Profile
+	o *options
+	w watch
+}
+
+func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials], error) {
+	p := f.p
+	for _, k := range []string{"tenancy", "user", "fingerprint"} {
+		if p.Get(k) == "" {
+			return nil, &signer.Error{Kind: signer.ErrConfig, Profile: p.Name, Path: p.ConfigPath,
+				Detail: fmt.Sprintf("API-key profile has no %s", k),
+				Hint:   "add " + k + "=... to the profile, or security_token_file=... for a session profile"}
+		}
+	}
+	keyPath, err := resolveLogged(p, "key_file", "key file", f.o)
+	if err != nil {
+		return nil, err
+	}
+	var c *signer.Credentials
+	err = f.w.read([]string{keyPath}, func() error {
+		key, err := readKey(keyPath, p.Passphrase())
+		if err != nil {
+			return err
+		}
+		fp := signer.Fingerprint(&key.PublicKey)
+		if want := p.Get("fingerprint"); fp != want {
+			return &signer.Error{Kind: signer.ErrFingerprintMismatch, Path: keyPath,
+				Detail: fmt.Sprintf("key %s has fingerprint %s but the profile says %s", keyPath, fp, want),
+				Hint:   "point key_file at the key you uploaded, or set fingerprint to the uploaded key's"}
+		}
+		c = &signer.Credentials{
+			KeyID:   p.Get("tenancy") + "/" + p.Get("user") + "/" + fp,
+			Key:     key,
+			Kind:    signer.KindAPIKey,
+			Profile: p.Name,
+			Region:  p.Get("region"),
+			Tenancy: p.Get("tenancy"),
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, withProfile(err, p.Name)
+	}
+	return &entry[*signer.Credentials]{value: c, changed: f.w.changed}, nil
+}
+
+func readKey(path, passphrase string) (*rsa.PrivateKey, error) {
+	data, err := readFile(path, "key file")
+	if err != nil {
+		return nil, err
+	}
+	key, err := signer.ParsePrivateKey(data, []byte(passphrase))
+	if err != nil {
+		if e, ok := err.(*signer.Error); ok {
+			e.Path = path
+		}
+		return nil, err
+	}
+	return key, nil
+}
+
+func resolveLogged(p *Profile, key, what string, o *options) (string, error) {
+	written := p.Get(key)
+	path, moved, err := resolvePath(p.ConfigPath, written, what)
+	if err != nil {
+		return "", withProfile(err, p.Name)
+	}
+	if moved {
+		o.log.Info("file named in the config not found where written; using the one under the config folder",
+			"profile", p.Name, "key", key, "written", written, "using", path)
+	}
+	return path, nil
+}

@@ -1,0 +1,187 @@
+package credentials
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/ini.v1"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// DefaultProfile is the profile used when none is named.
+const DefaultProfile = "DEFAULT"
+
+// Environment variables the OCI CLI and SDKs read, in order of precedence.
+const (
+	EnvCLIConfigFile = "OCI_CLI_CONFIG_FILE"
+	EnvConfigFile    = "OCI_CONFIG_FILE"
+	EnvCLIProfile    = "OCI_CLI_PROFILE"
+)
+
+// ConfigPath picks the config file as the CLI does: the flag, else
+// OCI_CLI_CONFIG_FILE, else OCI_CONFIG_FILE, else ~/.oci/config.
+func ConfigPath(flag string, getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	for _, p := range []string{flag, getenv(EnvCLIConfigFile), getenv(EnvConfigFile)} {
+		if p != "" {
+			return expandHome(p)
+		}
+	}
+	return expandHome("~/.oci/config")
+}
+
+// ProfileName picks the profile: the flag, else OCI_CLI_PROFILE, else DEFAULT.
+func ProfileName(flag string, getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if flag != "" {
+		return flag
+	}
+	if p := getenv(EnvCLIProfile); p != "" {
+		return p
+	}
+	return DefaultProfile
+}
+
+// Profile is one section of ~/.oci/config with [DEFAULT] merged in key by key.
+type Profile struct {
+	Name       string
+	ConfigPath string            // the config file it came from
+	Values     map[string]string // every key, DEFAULT's included
+	// Own are the keys the profile's own section sets, not inherited.
+	Own map[string]bool
+}
+
+// Get returns a key's value, or "".
+func (p *Profile) Get(key string) string { return p.Values[key] }
+
+// Passphrase returns pass_phrase, or its alias passphrase.
+func (p *Profile) Passphrase() string {
+	if v := p.Values["pass_phrase"]; v != "" {
+		return v
+	}
+	return p.Values["passphrase"]
+}
+
+// Kind tells which principal the profile describes. authentication_type
+// decides when the profile has it (own or inherited); else a profile whose
+// own section names a security_token_file is a session profile, whatever
+// [DEFAULT] holds: `oci session authenticate` appends exactly such a
+// section below an API-key [DEFAULT] with a user, and signing it as that
+// user's API key earns a 401.
+func (p *Profile) Kind() signer.Kind {
+	switch strings.ToLower(p.Values["authentication_type"]) {
+	case "instance_principal":
+		return signer.KindInstance
+	case "resource_principal":
+		return signer.KindResource
+	case "oke_workload_identity":
+		return signer.KindWorkload
+	case "security_token":
+		return signer.KindSession
+	case "api_key":
+		return signer.KindAPIKey
+	}
+	if p.Values["security_token_file"] != "" && (p.Own["security_token_file"] || p.Values["user"] == "") {
+		return signer.KindSession
+	}
+	return signer.KindAPIKey
+}
+
+func (p *Profile) equal(q *Profile) bool {
+	if p.Name != q.Name || p.ConfigPath != q.ConfigPath || len(p.Values) != len(q.Values) || len(p.Own) != len(q.Own) {
+		return false
+	}
+	for k := range p.Own {
+		if !q.Own[k] {
+			return false
+		}
+	}
+	for k, v := range p.Values {
+		if w, ok := q.Values[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// parseConfig reads an OCI config file's profiles. It accepts what the CLI
+// writes: values containing '=', '#' or ';' (a pass phrase can), no
+// continuation lines, keys case-insensitive, profile names case-sensitive.
+func parseConfig(path string, data []byte) (map[string]*Profile, error) {
+	f, err := ini.LoadSources(ini.LoadOptions{
+		InsensitiveKeys:         true,
+		IgnoreInlineComment:     true,
+		IgnoreContinuation:      true,
+		PreserveSurroundedQuote: true,
+		KeyValueDelimiters:      "=",
+		SkipUnrecognizableLines: false,
+		ChildSectionDelimiter:   "\x00",
+	}, data)
+	if err != nil {
+		return nil, &signer.Error{Kind: signer.ErrConfig, Path: path, Detail: "cannot parse OCI config file", Err: err}
+	}
+	defaults := map[string]string{}
+	if s, err := f.GetSection(ini.DefaultSection); err == nil {
+		for _, k := range s.Keys() {
+			defaults[k.Name()] = strings.TrimSpace(k.Value())
+		}
+	}
+	out := map[string]*Profile{}
+	for _, s := range f.Sections() {
+		name := s.Name()
+		if name == ini.DefaultSection && len(s.Keys()) == 0 {
+			continue
+		}
+		p := &Profile{Name: name, ConfigPath: path, Values: make(map[string]string, len(defaults)+len(s.Keys())), Own: make(map[string]bool, len(s.Keys()))}
+		for k, v := range defaults {
+			p.Values[k] = v
+		}
+		for _, k := range s.Keys() {
+			p.Values[k.Name()] = strings.TrimSpace(k.Value())
+			p.Own[k.Name()] = true
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+// ReadProfile reads one profile from a config file once, without watching.
+func ReadProfile(configPath, name string) (*Profile, error) {
+	data, err := readFile(configPath, "OCI config file")
+	if err != nil {
+		return nil, withProfile(err, name)
+	}
+	profiles, err := parseConfig(configPath, data)
+	if err != nil {
+		return nil, withProfile(err, name)
+	}
+	p, ok := profiles[name]
+	if !ok {
+		return nil, profileNotFound(configPath, name, profiles)
+	}
+	return p, nil
+}
+
+func profileNotFound(configPath, name string, profiles map[string]*Profile) error {
+	names := make([]string, 0, len(profiles))
+	for n := range profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	have := "it has no profiles"
+	if len(names) > 0 {
+		have = "it has " + strings.Join(names, ", ")
+	}
+	return &signer.Error{
+		Kind: signer.ErrProfileNotFound, Profile: name, Path: configPath,
+		Detail: fmt.Sprintf("no profile [%s] in %s (%s)", name, configPath, have),
+		Hint:   fmt.Sprintf("run `oci session authenticate --profile-name %s` or name an existing profile", name),
+	}
+}

@@ -1,0 +1,130 @@
+package credentials
+
+import (
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+)
+
+// options configure the sources of a Store, a ConfigFile or a principal.
+type options struct {
+	log      *slog.Logger
+	clock    Clock
+	loop     *Loop
+	observe  func(RefreshEvent)
+	client   *http.Client
+	authBase string // instead of https://auth.<region>.<realm domain>
+
+	refresh       bool // refresh session tokens before they expire
+	refreshMargin time.Duration
+	writeBack     bool
+	metadataURL   string
+	workloadURL   string
+	saTokenPath   string
+	saCAPath      string
+	getenv        func(string) string
+}
+
+// Option configures the sources.
+type Option func(*options)
+
+// WithLogger sends what the package notices (a moved file, a reload, a
+// rejected half-written file, a failed refresh) to l.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock replaces the system clock: expiry is judged and refreshes are
+// timed by c.
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLoop makes the sources refresh in l, which the caller owns and
+// closes. Without it, each ConfigFile, principal or Store starts its own and
+// closes it on Close.
+func WithLoop(l *Loop) Option { return func(o *options) { o.loop = l } }
+
+// WithObserver receives an event for every background fetch: metrics count
+// them, tests wait for them.
+func WithObserver(f func(RefreshEvent)) Option { return func(o *options) { o.observe = f } }
+
+// WithHTTPClient sets the client for calls to OCI's auth services.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithAuthBaseURL sends session refreshes and federation requests to base
+// (scheme://host[:port]) instead of https://auth.<region>.<realm domain>.
+func WithAuthBaseURL(base string) Option { return func(o *options) { o.authBase = base } }
+
+// WithSessionRefresh turns session-token auto-refresh on or off (on by
+// default) and sets how long before expiry it happens: margin, or a fifth of
+// the token's lifetime, whichever is larger. A zero margin keeps the default.
+func WithSessionRefresh(enabled bool, margin time.Duration) Option {
+	return func(o *options) {
+		o.refresh = enabled
+		if margin > 0 {
+			o.refreshMargin = margin
+		}
+	}
+}
+
+// WithWriteBack makes a refreshed session token also replace the token file
+// (atomically, mode 0600), so the OCI CLI on the same folder sees it.
+func WithWriteBack(on bool) Option { return func(o *options) { o.writeBack = on } }
+
+// WithMetadataBaseURL replaces http://169.254.169.254/opc/v2 for the
+// instance principal.
+func WithMetadataBaseURL(u string) Option { return func(o *options) { o.metadataURL = u } }
+
+// WithWorkloadIdentity replaces the OKE proxymux endpoint and the service
+// account token and CA paths; empty values keep the defaults.
+func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
+	return func(o *options) {
+		if endpoint != "" {
+			o.workloadURL = endpoint
+		}
+		if tokenPath != "" {
+			o.saTokenPath = tokenPath
+		}
+		if caPath != "" {
+			o.saCAPath = caPath
+		}
+	}
+}
+
+// WithGetenv replaces os.Getenv for the principals configured by environment.
+func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
+
+// Defaults of the options.
+const (
+	DefaultRefreshMargin   = 5 * time.Minute
+	DefaultMetadataBaseURL = "http://169.254.169.254/opc/v2"
+	DefaultSATokenPath     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultSACAPath        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
+func newOptions(opts []Option) options {
+	o := options{log: slog.New(slog.DiscardHandler), clock: SystemClock,
+		client: &http.Client{Timeout: fetchTimeout}, refresh: true, refreshMargin: DefaultRefreshMargin,
+		metadataURL: DefaultMetadataBaseURL, saTokenPath: DefaultSATokenPath, saCAPath: DefaultSACAPath, getenv: os.Getenv}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// ownLoop returns the loop to use and whether the caller owns it (and must
+// close it): the one given with WithLoop, else a new one.
+func (o *options) ownLoop() (*Loop, bool) {
+	if o.loop != nil {
+		return o.loop, false
+	}
+	return NewLoop(o.clock, o.log), true
+}
+
+// newCache makes a cache of credentials named name, in loop.
+func newCache(name string, f fetcher[*signerCredentials], o *options, loop *Loop, remote bool) *cache[*signerCredentials] {
+	c := &cache[*signerCredentials]{name: name, f: f, clock: o.clock, log: o.log, observe: o.observe, remote: remote}
+	if loop != nil {
+		c.onNew = loop.poke
+		loop.add(c)
+	}
+	return c
+}

@@ -1,0 +1,135 @@
+package credentials
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// Principals a Store can sign its default profile as, instead of reading it
+// from the config file.
+const (
+	PrincipalInstance = "instance"
+	PrincipalResource = "resource"
+	PrincipalWorkload = "workload"
+)
+
+// Settings say where a Store's credentials come from.
+type Settings struct {
+	// ConfigPath is the OCI config file (see ConfigPath).
+	ConfigPath string
+	// DefaultProfile is the profile a request gets when it names none.
+	DefaultProfile string
+	// Principal, when set, answers DefaultProfile with that principal
+	// instead of the config; the config's other profiles stay available
+	// when the file exists.
+	Principal string
+}
+
+// Store is every profile a process signs for, by name, and the one
+// background loop that keeps their credentials fresh. Close ends it.
+type Store struct {
+	loop      *Loop
+	cfg       *ConfigFile // nil without a config file (a principal alone)
+	name      string      // the default profile, when a principal answers it
+	principal *Source
+}
+
+// Open opens the credentials s describes. With a principal, a config file
+// that does not exist is not an error.
+func Open(s Settings, opts ...Option) (*Store, error) {
+	o := newOptions(opts)
+	loop, owns := o.ownLoop()
+	o.loop = loop // every source below shares it
+	st := &Store{loop: loop, name: s.DefaultProfile}
+	fail := func(err error) (*Store, error) {
+		if owns {
+			loop.Close()
+		}
+		return nil, err
+	}
+	if s.Principal == "" {
+		cfg, err := openConfig(s.ConfigPath, o, loop, false)
+		if err != nil {
+			return fail(err)
+		}
+		st.cfg = cfg
+		return st, nil
+	}
+	switch s.Principal {
+	case PrincipalInstance:
+		st.principal = newSource(string(signer.KindInstance), newInstanceFetcher(&o), &o, true)
+	case PrincipalResource:
+		f, err := newResourceFetcher(&o)
+		if err != nil {
+			return fail(err)
+		}
+		st.principal = newSource(string(signer.KindResource), f, &o, false)
+	case PrincipalWorkload:
+		f, err := newWorkloadFetcher(&o)
+		if err != nil {
+			return fail(err)
+		}
+		st.principal = newSource(string(signer.KindWorkload), f, &o, true)
+	default:
+		return fail(fmt.Errorf("principal %q: want %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload))
+	}
+	if _, err := os.Stat(s.ConfigPath); err == nil {
+		cfg, err := openConfig(s.ConfigPath, o, loop, false)
+		if err != nil {
+			st.principal.Close()
+			return fail(err)
+		}
+		st.cfg = cfg
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		st.principal.Close()
+		return fail(err)
+	}
+	return st, nil
+}
+
+// Source returns the named profile's credentials.
+func (s *Store) Source(profile string) signer.Source {
+	if s.principal != nil && profile == s.name {
+		return s.principal
+	}
+	if s.cfg != nil {
+		return s.cfg.Source(profile)
+	}
+	return NotFound(profile, "only the default profile "+s.name+" is configured (by a principal)")
+}
+
+// Names lists the profiles the store signs for, sorted.
+func (s *Store) Names() []string {
+	var names []string
+	if s.principal != nil {
+		names = append(names, s.name)
+	}
+	if s.cfg != nil {
+		for _, n := range s.cfg.Names() {
+			if s.principal == nil || n != s.name {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Config is the watched config file, or nil when a principal stands alone.
+func (s *Store) Config() *ConfigFile { return s.cfg }
+
+// Close stops the loop: no refresh runs after it returns.
+func (s *Store) Close() error {
+	if s.principal != nil {
+		s.principal.Close()
+	}
+	if s.cfg != nil {
+		s.cfg.Close()
+	}
+	return s.loop.Close()
+}
