@@ -52,9 +52,11 @@ type Config struct {
 	// AllowedOverrideModes is allowed_override_modes.
 	AllowedOverrideModes []*extprocfilterv3.ProcessingMode
 	// BodyBufferLimit is request_body_buffer_limit (or the connection buffer limit); 0 means
-	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413. While the answer to the
-	// request headers is pending, reading stops at the limit instead (a watermark), so an
-	// answer that switches the body to NONE still streams the whole body.
+	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413, also when it arrives while
+	// the answer to the request headers is pending and that answer would have switched the
+	// body to NONE (ext_proc.cc Filter::onData returns StopIterationAndBuffer for BUFFERED).
+	// Envoy 1.37 and later apply the route's limit when the route is matched; the stand-in
+	// has one limit for every route, as ocisigner's envoy.yaml sets the same on each.
 	BodyBufferLimit int64
 	// MessageTimeout is message_timeout; 0 means Envoy's 200 ms.
 	MessageTimeout time.Duration

@@ -195,11 +195,13 @@ func (f *filter) decode() {
 		f.reqHeaders.remove("content-length")
 	}
 	if f.dec.sendHeaders {
-		// While the answer is pending Envoy holds the body with a watermark (ext_proc.cc
-		// onData, HeadersCallback: StopIterationAndWatermark): it buffers what arrives and
-		// stops reading the client once the buffer reaches the limit, without a 413, since
-		// the answer may still switch the body to NONE. Any other mode is held back by
-		// flow control from the start.
+		// While the answer is pending, a BUFFERED body is buffered, not held back: ext_proc.cc
+		// Filter::onData (HeadersCallback) returns StopIterationAndBuffer for BUFFERED, so the
+		// filter manager's watermark buffer calls ActiveStreamDecoderFilter::requestDataTooLarge
+		// (filter_manager.cc) once it passes the limit, which sends a 413 local reply, even
+		// though the answer might have switched the body to NONE. Only other body modes get
+		// StopIterationAndWatermark (flow control, no 413); here they are not read until the
+		// router needs them, which has the same effect on the client.
 		if f.hasBody && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED {
 			f.pump = f.e.startPump(f.dsBody)
 		}
@@ -207,7 +209,6 @@ func (f *filter) decode() {
 		if f.stopped() {
 			return
 		}
-		f.checkBufferLimit()
 	}
 
 	if !f.hasBody || f.complete || f.bodyReplaced {
@@ -256,7 +257,7 @@ func (f *filter) waitFor(cond func() bool) {
 			evC = f.sess.events
 		}
 		var pumpC <-chan chunk
-		if f.pump != nil && !f.bodyDone && !f.heldByWatermark() {
+		if f.pump != nil && !f.bodyDone {
 			pumpC = f.pump.ch
 		}
 		if evC == nil && pumpC == nil && f.timerC == nil {
@@ -281,8 +282,9 @@ func (f *filter) waitFor(cond func() bool) {
 
 func (f *filter) stopped() bool { return f.reply != nil || f.gone }
 
-// onChunk buffers body data. Past the limit Envoy answers 413, unless the processor was
-// already dropped, in which case the data just flows.
+// onChunk buffers body data. Past the limit Envoy answers 413, whether or not the headers
+// answer has come, unless the processor was already dropped, in which case the data just
+// flows.
 func (f *filter) onChunk(c chunk) {
 	f.buf = append(f.buf, c.data...)
 	if c.err != nil {
@@ -292,18 +294,12 @@ func (f *filter) onChunk(c chunk) {
 		}
 		f.bodyDone = true
 	}
-	if f.cb != cbRequestHeaders {
-		f.checkBufferLimit()
-	}
+	f.checkBufferLimit()
 }
 
-// heldByWatermark: while the headers answer is pending, reading stops once the
-// buffer holds the limit (the pump blocks, and TCP pushes back on the client).
-func (f *filter) heldByWatermark() bool {
-	return f.cb == cbRequestHeaders && int64(len(f.buf)) >= f.cfg.BodyBufferLimit
-}
-
-// checkBufferLimit answers 413 for a BUFFERED body over the limit.
+// checkBufferLimit answers 413 for a BUFFERED body over the limit: the watermark buffer's
+// high watermark is the limit and fires above it, not at it (filter_manager.cc
+// ActiveStreamDecoderFilter::createBuffer and requestDataTooLarge).
 func (f *filter) checkBufferLimit() {
 	if !f.complete && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED &&
 		int64(len(f.buf)) > f.cfg.BodyBufferLimit {
