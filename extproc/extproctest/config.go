@@ -95,9 +95,6 @@ type Config struct {
 	// processor that cannot be reached within it gives StatusOnError, unless the message
 	// timeout (504) runs out first.
 	ConnectTimeout time.Duration
-	// StreamTimeout is grpc_service.timeout: Envoy ends the whole stream with
-	// DEADLINE_EXCEEDED (a local reply with StatusOnError) when it runs out. 0 means none.
-	StreamTimeout time.Duration
 	// RouteTimeout is the route's timeout, counted from the end of the request to the
 	// upstream response headers; 0 means Envoy's 15 s and a negative value means none
 	// ("timeout: 0s" in a route).

@@ -174,3 +174,25 @@ func TestOverrideMessageTimeout(t *testing.T) {
 		})
 	}
 }
+
+// Envoy opens the stream without a timeout (ext_proc.cc Filter::openStream sets none, and
+// grpc_service.timeout is never read), so no grpc-timeout reaches the server and its stream
+// has no deadline.
+func TestStreamHasNoDeadline(t *testing.T) {
+	deadlines := make(chan bool, 1)
+	handle := func(s *procStream) error {
+		_, ok := s.grpc.Context().Deadline()
+		deadlines <- ok
+		return signer()(s)
+	}
+	h := newHarness(t, handle, nil)
+	if code, _, _ := h.do(t, h.newRequest(t, http.MethodGet, "/", nil)); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if <-deadlines {
+		t.Error("the processor's stream has a deadline")
+	}
+	if got := h.proc.only(t).md.Get("grpc-timeout"); len(got) != 0 {
+		t.Errorf("grpc-timeout metadata %q", got)
+	}
+}
