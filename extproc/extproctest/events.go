@@ -268,13 +268,22 @@ func (f *filter) onGrpcError(code codes.Code, msg string) {
 	}, &f.e.stats.lrGRPC)
 }
 
-// onGrpcClose: the server ended the stream with OK while Envoy still used it. Envoy treats
-// that as "no more processing wanted" and continues: the trap a server must not fall into.
+// onGrpcClose is Filter::onGrpcCloseWithStatus: the server ended the stream with OK while
+// Envoy still held it. Envoy stops using the processor and lets the request continue as it
+// is. Before the last answer Envoy needs, that is the trap a server must not fall into (the
+// rest goes through unprocessed). After it (the stream of a BUFFERED body stays open until
+// the upstream response headers, closeGrpcStreamIfLastRespReceived never closes it) nothing
+// is left to process and the close is harmless; a close after the last answer of a bodiless
+// request never arrives, as Envoy closed that stream itself.
 func (f *filter) onGrpcClose() {
 	if f.complete {
 		return
 	}
-	f.e.stats.closedOKEarly.Add(1)
+	if f.moreExpected() {
+		f.e.stats.closedOKEarly.Add(1)
+	} else {
+		f.e.stats.closedOKAfterLastAnswer.Add(1)
+	}
 	f.dropProcessor()
 }
 
