@@ -354,6 +354,14 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
+	{"100-continue comes from OCI", func(c *envoyConfig) error {
+		// Envoy's own 100 would start an upload before the signer answered its
+		// headers, racing ext_proc's buffer limit (413).
+		if !c.hcm.GetProxy_100Continue() {
+			return errors.New("proxy_100_continue must be true: only OCI's 100 may start an upload")
+		}
+		return nil
+	}},
 	{"http filter order", func(c *envoyConfig) error {
 		want := []string{extProcFilterName, dfpFilterName, routerFilterName}
 		if !slices.Equal(c.filterNames, want) {
@@ -781,6 +789,7 @@ var envoyMutations = []mutation{
 	{"slashes merged", replaceFirst("merge_slashes: false", "merge_slashes: true"), "connection manager keeps host and path as signed"},
 	{"path normalised", replaceFirst("normalize_path: false", "normalize_path: true"), "connection manager keeps host and path as signed"},
 	{"escaped slashes unescaped", replaceFirst("KEEP_UNCHANGED", "UNESCAPE_AND_FORWARD"), "connection manager keeps host and path as signed"},
+	{"Envoy answers 100-continue", replaceFirst("proxy_100_continue: true", "proxy_100_continue: false"), "100-continue comes from OCI"},
 	{"filter order", swapFilters, "http filter order"},
 	{"fail open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
 	{"status_on_error", replaceFirst("code: InternalServerError", "code: OK"), "ext_proc fails closed"},

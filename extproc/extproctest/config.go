@@ -79,6 +79,14 @@ type Config struct {
 	// (ExtProcPerRoute.disabled): no stream is opened. May be nil.
 	Disabled func(r *http.Request) bool
 
+	// Proxy100Continue is the HTTP connection manager's proxy_100_continue, which
+	// ocisigner's envoy.yaml sets. Off, Envoy answers "Expect: 100-continue" itself as soon
+	// as it has the headers and drops the header; on, the header goes to the processor and
+	// upstream, and the client's only 100 is the upstream's, relayed once the request has
+	// been forwarded: an upload is held back until the processor has answered its headers
+	// (and a BUFFERED body, which is needed before anything is forwarded, comes only when
+	// the client stops waiting for the 100). Only 100 is relayed; other 1xx are dropped.
+	Proxy100Continue bool
 	// StripAnyHostPort is the HTTP connection manager's strip_any_host_port, which
 	// ocisigner's envoy.yaml sets: the port is removed from :authority before filters run.
 	StripAnyHostPort bool

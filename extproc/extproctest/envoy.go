@@ -60,11 +60,12 @@ func New(cfg Config) (*Envoy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extproctest: dial processor %q: %w", s.Processor, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("extproctest: listen: %w", err)
 	}
+	ln := downListener{Listener: tcp, dropContinue: s.Proxy100Continue}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Envoy{
 		cfg:     s,
@@ -81,6 +82,9 @@ func New(cfg Config) (*Envoy, error) {
 		MaxHeaderBytes:    maxHeadersBytes,
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, downConnKey{}, c)
+		},
 	}
 	go func() {
 		defer close(e.srvDone)

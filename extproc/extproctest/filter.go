@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -57,9 +56,10 @@ type filter struct {
 	respBody            []byte
 	respHeadersAnswered bool
 
-	exchange *exchange
-	reply    *localReply
-	gone     bool // the client went away: no response at all
+	exchange   *exchange
+	relayed100 bool // written by the upstream reader while the handler waits for it
+	reply      *localReply
+	gone       bool // the client went away: no response at all
 
 	// access log
 	status         int
@@ -111,7 +111,7 @@ func (f *filter) serve() {
 		f.sendLocalReply()
 		return
 	}
-	h, err := requestHeaders(r, f.cfg.StripAnyHostPort)
+	h, err := requestHeaders(r, f.cfg.StripAnyHostPort, f.cfg.Proxy100Continue)
 	if err != nil {
 		f.reply = &localReply{status: http.StatusRequestHeaderFieldsTooLarge, details: "http1.too_many_headers"}
 		f.sendLocalReply()
@@ -119,7 +119,7 @@ func (f *filter) serve() {
 	}
 	f.reqHeaders = h
 	f.hasBody = hasBody(r)
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+	if expectsContinue(r) && !f.cfg.Proxy100Continue {
 		// Envoy answers 100 Continue as soon as it has the headers; net/http would wait
 		// for the first body read.
 		_, _ = r.Body.Read(nil)

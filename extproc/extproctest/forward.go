@@ -36,18 +36,38 @@ func (f *filter) upstreamBody() (body io.Reader, streaming bool) {
 		return bytes.NewReader(f.buf), false
 	}
 	// Part of the body is buffered (the processor chose NONE, or was dropped): send that,
-	// then stream the rest.
-	c := f.pump.halt()
-	f.buf = append(f.buf, c.data...)
-	switch {
-	case errors.Is(c.err, io.EOF):
-		f.bodyDone = true
-		return bytes.NewReader(f.buf), false
-	case c.err != nil:
-		f.onDownstreamGone()
-		return nil, false
+	// then stream the rest. The pump may be blocked reading a client that waits for the
+	// upstream's 100 Continue, so the filter does not wait for it: the upstream writer takes
+	// over the pump's last read when it completes, then reads the client itself.
+	f.pump.abandon()
+	return io.MultiReader(bytes.NewReader(f.buf), &handoffReader{p: f.pump, body: f.dsBody}), true
+}
+
+// handoffReader is the body after a stopped pump: what the pump's last read got, then the
+// rest straight from the client.
+type handoffReader struct {
+	p      *pump
+	body   io.Reader
+	took   bool
+	rest   []byte
+	endErr error
+}
+
+func (r *handoffReader) Read(b []byte) (int, error) {
+	if !r.took {
+		<-r.p.done
+		r.took = true
+		r.rest, r.endErr = r.p.leftover.data, r.p.leftover.err
 	}
-	return io.MultiReader(bytes.NewReader(f.buf), f.dsBody), true
+	if len(r.rest) > 0 {
+		n := copy(b, r.rest)
+		r.rest = r.rest[n:]
+		return n, nil
+	}
+	if r.endErr != nil {
+		return 0, r.endErr
+	}
+	return r.body.Read(b)
 }
 
 func (f *filter) drainDownstream() {
@@ -91,7 +111,7 @@ func (f *filter) forward() {
 	defer upCancel()
 	resC := make(chan upstreamResult, 1)
 	f.e.goTracked(func() {
-		x, err := f.e.up.start(upCtx, req, f.e.goTracked)
+		x, err := f.e.up.start(upCtx, req, f.e.goTracked, f.relayInformational)
 		resC <- upstreamResult{x, err}
 	})
 
@@ -184,6 +204,20 @@ func (f *filter) forward() {
 		return
 	}
 	f.encodeHeaders(res.x, time.Since(upStart))
+}
+
+// relayInformational is Filter::onUpstream1xxHeaders and the connection manager's
+// encode1xxHeaders: with proxy_100_continue the first upstream 100 goes to the client
+// (ActiveStreamDecoderFilter::encode1xxHeaders swallows it otherwise). It runs while the
+// handler waits for the final response headers, so nothing else writes to the client.
+func (f *filter) relayInformational(resp *http.Response) {
+	if !f.cfg.Proxy100Continue || resp.StatusCode != http.StatusContinue || f.relayed100 {
+		return
+	}
+	f.relayed100 = true
+	if dc, ok := f.r.Context().Value(downConnKey{}).(*downConn); ok {
+		_ = dc.writeInformational(encodeInformational(resp))
+	}
 }
 
 // finishExchange makes sure the upstream writer is not left reading the client's body, then
