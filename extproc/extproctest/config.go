@@ -39,7 +39,7 @@ type Config struct {
 	// cluster's HTTP/2 connection.
 	Processor string
 	// Upstream is the "host:port" of the plain HTTP/1.1 server that receives processed
-	// requests (a loopback address in tests).
+	// requests (a loopback address in tests), unless Resolve is set.
 	Upstream string
 
 	// ProcessingMode is the filter's processing_mode. Nil means what ocisigner's envoy.yaml
@@ -72,11 +72,25 @@ type Config struct {
 	// MutationRules is mutation_rules; nil means Envoy's defaults.
 	MutationRules *mutationrulesv3.HeaderMutationRules
 
+	// Routes is the route table: it picks the route for a request's headers, once when the
+	// request arrives and again, with the mutated headers, after ext_proc cleared the route
+	// cache. Nil is one route that forwards everything with ext_proc enabled.
+	Routes func(RouteRequest) Route
+	// RouteCacheAction is route_cache_action: whether an answer with a header mutation
+	// clears the route cache always (CLEAR), never (RETAIN) or when the answer sets
+	// clear_route_cache (DEFAULT).
+	RouteCacheAction extprocfilterv3.ExternalProcessor_RouteCacheAction
+	// Resolve is the dynamic forward proxy's DNS: it maps the request's :authority, as the
+	// filters left it, to the "host:port" to connect to. An error fails the request with 503,
+	// as a failed resolution does. Nil sends every request to Upstream.
+	Resolve func(authority string) (addr string, err error)
 	// Metadata gives the gRPC initial metadata of a request's stream, as
-	// ExtProcPerRoute.overrides.grpc_initial_metadata does for the matched route. May be nil.
+	// ExtProcPerRoute.overrides.grpc_initial_metadata does for the matched route; it adds
+	// to the route's Metadata. May be nil.
 	Metadata func(r *http.Request) map[string]string
 	// Disabled reports that ext_proc is disabled for the request's route
-	// (ExtProcPerRoute.disabled): no stream is opened. May be nil.
+	// (ExtProcPerRoute.disabled), like the route's ExtProcDisabled: no stream is opened.
+	// May be nil.
 	Disabled func(r *http.Request) bool
 
 	// Proxy100Continue is the HTTP connection manager's proxy_100_continue, which
@@ -153,8 +167,8 @@ func (c Config) resolve() (*settings, error) {
 	if c.Processor == "" {
 		return nil, fmt.Errorf("%w: Processor is empty", ErrConfig)
 	}
-	if c.Upstream == "" {
-		return nil, fmt.Errorf("%w: Upstream is empty", ErrConfig)
+	if c.Upstream == "" && c.Resolve == nil {
+		return nil, fmt.Errorf("%w: Upstream is empty and there is no Resolve", ErrConfig)
 	}
 	if c.ProcessingMode == nil {
 		s.mode = DefaultProcessingMode()

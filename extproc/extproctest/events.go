@@ -129,6 +129,7 @@ func (f *filter) onRequestHeadersResponse(hr *extprocv3.HeadersResponse) error {
 			return err
 		}
 	}
+	f.clearRouteCache(common)
 	f.finishCall()
 	if replace {
 		// The answer is final for the request: its body mutation replaces the body (and
@@ -178,6 +179,7 @@ func (f *filter) onRequestBodyResponse(br *extprocv3.BodyResponse) error {
 		}
 		f.buf = applyBodyMutation(bm, f.buf)
 	}
+	f.clearRouteCache(common)
 	f.finishCall()
 	f.bodyAnswered = true
 	return nil

@@ -56,6 +56,10 @@ type filter struct {
 	respBody            []byte
 	respHeadersAnswered bool
 
+	route        Route // the cached route (ActiveStream::cached_route_)
+	routeCleared bool  // ext_proc cleared the route cache: the next look-up matches again
+	upstreamAddr string
+
 	exchange   *exchange
 	relayed100 bool // written by the upstream reader while the handler waits for it
 	reply      *localReply
@@ -119,6 +123,8 @@ func (f *filter) serve() {
 	}
 	f.reqHeaders = h
 	f.hasBody = hasBody(r)
+	// ActiveStream::decodeHeaders matches the route before the filters run.
+	f.route = f.matchRoute()
 	if expectsContinue(r) && !f.cfg.Proxy100Continue {
 		// Envoy answers 100 Continue as soon as it has the headers; net/http would wait
 		// for the first body read.
@@ -175,7 +181,7 @@ func (f *filter) cleanup() {
 // time waiting for the answer.
 func (f *filter) decode() {
 	mode := f.cfg.mode
-	if f.cfg.Disabled != nil && f.cfg.Disabled(f.r) {
+	if f.route.ExtProcDisabled || (f.cfg.Disabled != nil && f.cfg.Disabled(f.r)) {
 		mode = allDisabledMode()
 	}
 	f.dec, f.enc = decodingState(mode), encodingState(mode)
@@ -322,9 +328,14 @@ func (f *filter) openStream() {
 	if f.sess != nil {
 		return
 	}
-	var md map[string]string
+	md := map[string]string{}
+	for k, v := range f.route.Metadata {
+		md[k] = v
+	}
 	if f.cfg.Metadata != nil {
-		md = f.cfg.Metadata(f.r)
+		for k, v := range f.cfg.Metadata(f.r) {
+			md[k] = v
+		}
 	}
 	f.sess = f.e.openSession(md)
 	f.sessOpen = true

@@ -93,9 +93,49 @@ type upstreamResult struct {
 }
 
 func (f *filter) forward() {
+	// The dynamic forward proxy filter, then the router, ask for the route: if ext_proc
+	// cleared the cache it is matched again, against the headers as mutated.
+	if f.routeCleared {
+		f.route = f.matchRoute()
+		f.routeCleared = false
+	}
+	if d := f.route.Direct; d != nil {
+		// router.cc Filter::decodeHeaders: a direct_response route is answered by the
+		// router itself (the forward proxy filter skips routes without a route entry).
+		f.setReply(&localReply{status: d.Status, body: []byte(d.Body), headers: d.Headers,
+			details: "direct_response"}, &f.e.stats.lrDirect)
+		f.sendLocalReply()
+		return
+	}
+	addr := f.cfg.Upstream
+	if f.cfg.Resolve != nil {
+		// ProxyFilter::decodeHeaders resolves headers.Host() as the filters before it
+		// left it, and the cluster's load balancer picks the host by the same header
+		// (dynamic_forward_proxy cluster.cc Cluster::LoadBalancer::chooseHost).
+		authority, _ := f.reqHeaders.get(":authority")
+		a, err := f.cfg.Resolve(authority)
+		if err != nil {
+			f.e.logf("extproctest: resolve %q: %v", authority, err)
+			f.setReply(&localReply{status: http.StatusServiceUnavailable, body: []byte("DNS resolution failure"),
+				details: "dns_resolution_failure{" + err.Error() + "}"}, &f.e.stats.lrDNS)
+			f.sendLocalReply()
+			return
+		}
+		addr = a
+	}
+	f.upstreamAddr = addr
 	body, streaming := f.upstreamBody()
 	if f.gone {
 		return
+	}
+	if rw := f.route.Rewrite; rw != nil {
+		// Router finalizeRequestHeaders: after every filter, and after the connection pool
+		// (so the upstream host) was chosen.
+		authority, _ := f.reqHeaders.get(":authority")
+		path, _ := f.reqHeaders.get(":path")
+		authority, path = rw(authority, path)
+		f.reqHeaders.set(":authority", authority)
+		f.reqHeaders.set(":path", path)
 	}
 	if !f.cfg.SuppressEnvoyHeaders && f.cfg.RouteTimeout > 0 {
 		// FilterUtility::setTimeoutHeaders: the route timeout left, in milliseconds.
@@ -111,7 +151,7 @@ func (f *filter) forward() {
 	defer upCancel()
 	resC := make(chan upstreamResult, 1)
 	f.e.goTracked(func() {
-		x, err := f.e.up.start(upCtx, req, f.e.goTracked, f.relayInformational)
+		x, err := f.e.pool(addr).start(upCtx, req, f.e.goTracked, f.relayInformational)
 		resC <- upstreamResult{x, err}
 	})
 

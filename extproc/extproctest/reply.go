@@ -15,6 +15,7 @@ type localReply struct {
 	status   int
 	body     []byte
 	mutation *extprocv3.HeaderMutation // an ImmediateResponse's headers
+	headers  map[string]string         // a direct_response's response_headers_to_add
 	details  string                    // %RESPONSE_CODE_DETAILS%
 }
 
@@ -36,6 +37,9 @@ func (f *filter) sendLocalReply() {
 		if !h.has("content-type") {
 			h.set("content-type", "text/plain")
 		}
+	}
+	for k, v := range lr.headers {
+		h.set(strings.ToLower(k), v) // OVERWRITE_IF_EXISTS_OR_ADD
 	}
 	finishResponseHeaders(h)
 	f.status = writeResponseHeaders(f.w, h)

@@ -54,6 +54,20 @@ type Stats struct {
 	FailureModeAllowed int64
 
 	UpstreamRequests int64 // requests sent upstream
+
+	// RouteCacheCleared counts answers that cleared the route cache (route_cache_action
+	// DEFAULT with clear_route_cache set, or CLEAR, on an answer with a header mutation).
+	RouteCacheCleared int64
+	// ClearRouteCacheIgnored is clear_route_cache_ignored: clear_route_cache set on an
+	// answer without a header mutation.
+	ClearRouteCacheIgnored int64
+	// ClearRouteCacheDisabled is clear_route_cache_disabled: clear_route_cache set while
+	// route_cache_action is RETAIN.
+	ClearRouteCacheDisabled int64
+	// LocalRepliesDirect counts routes answered with their direct_response.
+	LocalRepliesDirect int64
+	// LocalRepliesDNS counts requests whose :authority could not be resolved (503).
+	LocalRepliesDNS int64
 }
 
 // counters is the live, concurrently updated form of Stats.
@@ -63,7 +77,8 @@ type counters struct {
 	timeoutOverrideReceived, timeoutOverrideIgnored, immediate                          atomic.Int64
 	lrGRPC, lrTimeout, lrMutation, lrSpurious, lrTooLarge, lrUnsupported, lrUpstream    atomic.Int64
 	closedOKEarly, continuedUnprocessed, failureModeAllowed, upstreamRequests           atomic.Int64
-	closedOKAfterLastAnswer                                                             atomic.Int64
+	closedOKAfterLastAnswer, routeCacheCleared, clearRouteCacheIgnored                  atomic.Int64
+	clearRouteCacheDisabled, lrDirect, lrDNS                                            atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -93,5 +108,10 @@ func (c *counters) snapshot() Stats {
 		ContinuedUnprocessed:           c.continuedUnprocessed.Load(),
 		FailureModeAllowed:             c.failureModeAllowed.Load(),
 		UpstreamRequests:               c.upstreamRequests.Load(),
+		RouteCacheCleared:              c.routeCacheCleared.Load(),
+		ClearRouteCacheIgnored:         c.clearRouteCacheIgnored.Load(),
+		ClearRouteCacheDisabled:        c.clearRouteCacheDisabled.Load(),
+		LocalRepliesDirect:             c.lrDirect.Load(),
+		LocalRepliesDNS:                c.lrDNS.Load(),
 	}
 }
