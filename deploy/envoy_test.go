@@ -37,11 +37,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/signer"
 
 	// Extensions named only by a typed_config "@type" in envoy.yaml: linked in
 	// so their Any resolves (an unresolvable Any fails the load).
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 )
 
@@ -68,6 +69,10 @@ const (
 	exampleRouteValue  = "example"
 	profileMetadataKey = "x-oci-profile"
 	exampleProfile     = "EXAMPLE"
+
+	// signerMetadataNamespace is the dynamic metadata namespace the signer
+	// reports what it signed under.
+	signerMetadataNamespace = "ocisigner"
 )
 
 // realms is the realm table of shared/docs/oci-signing.md ("Regions, realms,
@@ -856,6 +861,29 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
+	{"signer metadata reaches the access log", func(c *envoyConfig) error {
+		var p problems
+		for _, f := range c.extProcs() {
+			if got := f.ep.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(); !slices.Equal(got, []string{signerMetadataNamespace}) {
+				p.addf("%s: metadata_options.receiving_namespaces.untyped = %q, want [%s]", f.name, got, signerMetadataNamespace)
+			}
+		}
+		// Exactly the format the stand-in renders (and the lead's end-to-end
+		// tests assert), with no option that changes how values print.
+		want := &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_TextFormatSource{
+			TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: extproctest.AccessLogFormat}},
+		}}
+		var formats []*corev3.SubstitutionFormatString
+		for _, al := range c.hcm.GetAccessLog() {
+			if out, err := unpack(al.GetTypedConfig(), &streamv3.StdoutAccessLog{}); err == nil {
+				formats = append(formats, out.GetLogFormat())
+			}
+		}
+		if len(formats) != 1 || !proto.Equal(formats[0], want) {
+			p.addf("want one stdout access log whose log_format is {%v}, have %v", want, formats)
+		}
+		return p.err()
+	}},
 	{"admin on loopback", func(c *envoyConfig) error {
 		sa := c.bs.GetAdmin().GetAddress().GetSocketAddress()
 		ip, err := netip.ParseAddr(sa.GetAddress())
@@ -930,6 +958,7 @@ func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
 		"envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
 		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+		"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
 	} {
 		if !seen[want] {
 			t.Errorf("typed config %s not reached by the walk (seen %v)", want, seen)
@@ -1028,6 +1057,15 @@ var envoyMutations = []mutation{
 	{"auto_san_validation off", replaceFirst("auto_san_validation: true", "auto_san_validation: false"), "OCI cluster verifies TLS"},
 	{"auto_sni off", replaceFirst("auto_sni: true", "auto_sni: false"), "OCI cluster verifies TLS"},
 	{"lb policy", replaceFirst("lb_policy: CLUSTER_PROVIDED", "lb_policy: ROUND_ROBIN"), "OCI cluster verifies TLS"},
+	{"metadata namespace not received", replaceFirst("untyped: [ocisigner]", "untyped: [signer]"), "signer metadata reaches the access log"},
+	{"gateway metadata not received", replaceLast("untyped: [ocisigner]", "untyped: []"), "signer metadata reaches the access log"},
+	{"access log without the profile", replaceFirst("profile=%DYNAMIC_METADATA(ocisigner:profile)%", "profile=%REQ(x-oci-profile)%"), "signer metadata reaches the access log"},
+	{"default access log format", replaceFirst(`                      log_format:
+                        text_format_source:
+`, `                      log_format:
+                        omit_empty_values: true
+                        text_format_source:
+`), "signer metadata reaches the access log"},
 	{"admin exposed", replaceFirst("address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901"), "admin on loopback"},
 }
 

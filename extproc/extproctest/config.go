@@ -9,6 +9,7 @@ import (
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // ErrUnsupported is wrapped by New when the configuration asks for something the stand-in
@@ -122,6 +123,12 @@ type Config struct {
 	// ("timeout: 0s" in a route).
 	RouteTimeout time.Duration
 
+	// ReceivingNamespaces is metadata_options.receiving_namespaces.untyped: the top-level
+	// keys of a ProcessingResponse's dynamic_metadata that Envoy takes into the request's
+	// dynamic metadata (Filter::setDynamicMetadata). Others are dropped; typed receiving
+	// namespaces are not read by ext_proc.
+	ReceivingNamespaces []string
+
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
@@ -129,6 +136,7 @@ type Config struct {
 }
 
 // AccessLogEntry is what Envoy's access log would say about one downstream request.
+// FormatAccessLog renders it with an Envoy format string.
 type AccessLogEntry struct {
 	Method string
 	Path   string // the request target as received
@@ -139,7 +147,22 @@ type AccessLogEntry struct {
 	ResponseCodeDetails string
 	StreamStarted       bool // an ext_proc stream was opened for the request
 	UpstreamCalled      bool // the request was sent upstream
+	StartTime           time.Time
 	Duration            time.Duration
+	// RequestHeaders are the request headers as the access log sees them, at the end: after
+	// every filter and the router (the processor's mutations, route rewrites). Pseudo-headers
+	// are keyed as they are (":authority"), the others by canonical name.
+	RequestHeaders http.Header
+	// ResponseHeaders are the response headers sent to the client.
+	ResponseHeaders http.Header
+	// DynamicMetadata is the request's dynamic metadata by namespace: what the processor
+	// sent in ProcessingResponse.dynamic_metadata for the namespaces in
+	// ReceivingNamespaces, merged answer after answer.
+	DynamicMetadata map[string]*structpb.Struct
+	// UpstreamHost is the "host:port" the request was sent to, if it was.
+	UpstreamHost string
+	// RouteName is the name of the route the request ended on.
+	RouteName string
 }
 
 // settings is Config with Envoy's defaults filled in and the rules compiled.

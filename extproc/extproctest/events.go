@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // This file is what Envoy does when something arrives on the stream: Filter::onReceiveMessage,
@@ -48,6 +51,15 @@ func (f *filter) onMessage(resp *extprocv3.ProcessingResponse) {
 	}
 	if mo := resp.GetModeOverride(); mo != nil {
 		f.onModeOverride(mo)
+	}
+	switch resp.GetResponse().(type) {
+	case *extprocv3.ProcessingResponse_RequestHeaders, *extprocv3.ProcessingResponse_RequestBody,
+		*extprocv3.ProcessingResponse_RequestTrailers, *extprocv3.ProcessingResponse_ResponseHeaders,
+		*extprocv3.ProcessingResponse_ResponseBody, *extprocv3.ProcessingResponse_ResponseTrailers,
+		*extprocv3.ProcessingResponse_ImmediateResponse:
+		// Filter::onReceiveMessage takes the metadata before it handles the answer, so it
+		// stays even when the answer then fails (a refused mutation, a spurious message).
+		f.setDynamicMetadata(resp)
 	}
 
 	var err error
@@ -94,6 +106,33 @@ func (f *filter) onMessage(resp *extprocv3.ProcessingResponse) {
 		f.handleErrorResponse(err, &f.e.stats.lrMutation)
 	}
 	f.closeIfLastResponse(resp)
+}
+
+// setDynamicMetadata is Filter::setDynamicMetadata: each top-level field of the answer's
+// dynamic_metadata whose name is a receiving namespace is merged, as a Struct, into the
+// request's metadata under that name (StreamInfo::setDynamicMetadata: MergeFrom, so a later
+// answer replaces the fields it names and keeps the others); other fields are dropped.
+func (f *filter) setDynamicMetadata(resp *extprocv3.ProcessingResponse) {
+	md := resp.GetDynamicMetadata()
+	if md == nil || len(f.cfg.ReceivingNamespaces) == 0 {
+		return
+	}
+	for name, v := range md.GetFields() {
+		if !slices.Contains(f.cfg.ReceivingNamespaces, name) {
+			continue
+		}
+		if f.dynMeta == nil {
+			f.dynMeta = map[string]*structpb.Struct{}
+		}
+		dst, ok := f.dynMeta[name]
+		if !ok {
+			dst = &structpb.Struct{}
+			f.dynMeta[name] = dst
+		}
+		if s := v.GetStructValue(); s != nil {
+			proto.Merge(dst, s)
+		}
+	}
 }
 
 // onModeOverride: honoured only when allow_mode_override, while a headers answer is pending,

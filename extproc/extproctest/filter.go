@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // filter is one request's pass through the ext_proc filter (Filter and its two
@@ -66,6 +67,8 @@ type filter struct {
 	gone       bool // the client went away: no response at all
 
 	// access log
+	dynMeta        map[string]*structpb.Struct
+	logRespHeaders *headerList
 	status         int
 	details        string
 	upstreamCalled bool
@@ -162,6 +165,10 @@ func (f *filter) cleanup() {
 	}
 	f.stop()
 	if f.cfg.AccessLog != nil {
+		var upstreamHost string
+		if f.upstreamCalled {
+			upstreamHost = f.upstreamAddr
+		}
 		f.cfg.AccessLog(AccessLogEntry{
 			Method:              f.r.Method,
 			Path:                f.r.RequestURI,
@@ -169,7 +176,13 @@ func (f *filter) cleanup() {
 			ResponseCodeDetails: f.details,
 			StreamStarted:       f.sess != nil,
 			UpstreamCalled:      f.upstreamCalled,
+			StartTime:           f.start,
 			Duration:            time.Since(f.start),
+			RequestHeaders:      headerMapForLog(f.reqHeaders),
+			ResponseHeaders:     headerMapForLog(f.logRespHeaders),
+			DynamicMetadata:     f.dynMeta,
+			UpstreamHost:        upstreamHost,
+			RouteName:           f.route.Name,
 		})
 	}
 	if f.abort {

@@ -333,6 +333,7 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	f.closeStreamMaybeGraceful()
 
 	finishResponseHeaders(f.respHeaders)
+	f.logRespHeaders = f.respHeaders
 	f.status = writeResponseHeaders(f.w, f.respHeaders)
 	f.wrote = true
 	f.details = "via_upstream"

@@ -42,6 +42,7 @@ func (f *filter) sendLocalReply() {
 		h.set(strings.ToLower(k), v) // OVERWRITE_IF_EXISTS_OR_ADD
 	}
 	finishResponseHeaders(h)
+	f.logRespHeaders = h
 	f.status = writeResponseHeaders(f.w, h)
 	f.wrote = true
 	if len(lr.body) > 0 {
