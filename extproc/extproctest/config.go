@@ -118,9 +118,10 @@ type Config struct {
 	// processor that cannot be reached within it gives StatusOnError, unless the message
 	// timeout (504) runs out first.
 	ConnectTimeout time.Duration
-	// RouteTimeout is the route's timeout, counted from the end of the request to the
-	// upstream response headers; 0 means Envoy's 15 s and a negative value means none
-	// ("timeout: 0s" in a route).
+	// RouteTimeout is the route's timeout, counted from the end of the request to the end
+	// of the upstream response: before the response headers it gives 504, after them it
+	// cuts the response off (router.cc onResponseTimeout). 0 means Envoy's 15 s and a
+	// negative value means none ("timeout: 0s" in a route), which a long stream needs.
 	RouteTimeout time.Duration
 
 	// ReceivingNamespaces is metadata_options.receiving_namespaces.untyped: the top-level

@@ -57,9 +57,10 @@ type filter struct {
 	respBody            []byte
 	respHeadersAnswered bool
 
-	route        Route // the cached route (ActiveStream::cached_route_)
-	routeCleared bool  // ext_proc cleared the route cache: the next look-up matches again
-	upstreamAddr string
+	route         Route // the cached route (ActiveStream::cached_route_)
+	routeCleared  bool  // ext_proc cleared the route cache: the next look-up matches again
+	upstreamAddr  string
+	routeDeadline time.Time // when the route timeout runs out, once it runs
 
 	exchange   *exchange
 	relayed100 bool // written by the upstream reader while the handler waits for it

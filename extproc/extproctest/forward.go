@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -155,12 +156,14 @@ func (f *filter) forward() {
 		resC <- upstreamResult{x, err}
 	})
 
-	// The route timeout runs from the end of the request to the response headers.
+	// The route timeout runs from the end of the request (Filter::onRequestComplete) to the
+	// end of the response (onUpstreamComplete disarms it), body included.
 	var eofC <-chan struct{}
 	var routeC <-chan time.Time
 	var routeTimer *time.Timer
 	startRouteTimer := func() {
 		if f.cfg.RouteTimeout > 0 {
+			f.routeDeadline = time.Now().Add(f.cfg.RouteTimeout)
 			routeTimer = time.NewTimer(f.cfg.RouteTimeout)
 			routeC = routeTimer.C
 		}
@@ -339,6 +342,21 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	f.details = "via_upstream"
 	if f.respBodyReplaced {
 		_, _ = f.w.Write(f.respBody)
+		return
+	}
+	if !f.routeDeadline.IsZero() {
+		// The response has started: when the route timeout runs out now, Envoy can only
+		// reset the stream (router.cc onUpstreamAbort via onResponseTimeout).
+		var timedOut atomic.Bool
+		t := time.AfterFunc(time.Until(f.routeDeadline), func() {
+			timedOut.Store(true)
+			x.abandon()
+		})
+		defer t.Stop()
+		f.relay(x.body())
+		if timedOut.Load() && f.abort {
+			f.details = "upstream_response_timeout"
+		}
 		return
 	}
 	f.relay(x.body())
