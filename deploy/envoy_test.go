@@ -16,7 +16,6 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	dfpclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
@@ -26,14 +25,12 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/extproc"
@@ -520,15 +517,12 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		var p problems
 		// Proxy form never changes the host: Envoy's defaults, which refuse
 		// host, :authority, :method, :scheme and x-envoy-*.
-		wantProxy := &mutationrulesv3.HeaderMutationRules{DisallowIsError: wrapperspb.Bool(true)}
+		wantProxy := extproctest.ProxyMutationRules()
 		if got := c.extProc.GetMutationRules(); !proto.Equal(got, wantProxy) {
 			p.addf("%s: mutation_rules = {%v}, want {%v}", extProcFilterName, got, wantProxy)
 		}
 		// Gateway form may set :authority and nothing else the defaults refuse.
-		wantGateway := &mutationrulesv3.HeaderMutationRules{
-			AllowExpression: &matcherv3.RegexMatcher{Regex: ":authority"},
-			DisallowIsError: wrapperspb.Bool(true),
-		}
+		wantGateway := extproctest.GatewayMutationRules()
 		if got := c.gatewayProc.GetMutationRules(); !proto.Equal(got, wantGateway) {
 			p.addf("%s: mutation_rules = {%v}, want {%v}", gatewayFilterName, got, wantGateway)
 		}

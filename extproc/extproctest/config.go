@@ -8,8 +8,10 @@ import (
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // ErrUnsupported is wrapped by New when the configuration asks for something the stand-in
@@ -183,6 +185,24 @@ func DefaultProcessingMode() *extprocfilterv3.ProcessingMode {
 		ResponseBodyMode:    extprocfilterv3.ProcessingMode_NONE,
 		RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
 		ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
+	}
+}
+
+// ProxyMutationRules returns the mutation_rules of the proxy-form ext_proc filter in
+// ocisigner's envoy.yaml (deploy/envoy_test.go keeps them equal): Envoy's defaults, which
+// refuse host, :authority, :method, :scheme and x-envoy-*, with a refused mutation failing
+// the request.
+func ProxyMutationRules() *mutationrulesv3.HeaderMutationRules {
+	return &mutationrulesv3.HeaderMutationRules{DisallowIsError: wrapperspb.Bool(true)}
+}
+
+// GatewayMutationRules returns the mutation_rules of the gateway-form ext_proc filter in
+// ocisigner's envoy.yaml (deploy/envoy_test.go keeps them equal): the defaults plus
+// :authority, the narrowest rule that lets the signer address a request.
+func GatewayMutationRules() *mutationrulesv3.HeaderMutationRules {
+	return &mutationrulesv3.HeaderMutationRules{
+		AllowExpression: &matcherv3.RegexMatcher{Regex: ":authority"},
+		DisallowIsError: wrapperspb.Bool(true),
 	}
 }
 

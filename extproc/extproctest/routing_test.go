@@ -10,7 +10,6 @@ import (
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
 )
@@ -30,13 +29,9 @@ func gatewayRoutes(rr extproctest.RouteRequest) extproctest.Route {
 	}}
 }
 
-// authorityRules is the narrowest rule that lets a processor set :authority.
-func authorityRules() *mutationrulesv3.HeaderMutationRules {
-	return &mutationrulesv3.HeaderMutationRules{
-		AllowExpression: &matcherv3.RegexMatcher{Regex: ":authority"},
-		DisallowIsError: boolValue(true),
-	}
-}
+// authorityRules is the narrowest rule that lets a processor set :authority, as
+// envoy.yaml's gateway filter has it.
+func authorityRules() *mutationrulesv3.HeaderMutationRules { return extproctest.GatewayMutationRules() }
 
 // resolver maps every host under .oci.test to one upstream and records what it was asked.
 type resolver struct {
@@ -97,7 +92,7 @@ func TestAuthorityMutationFollowsTheMutationRules(t *testing.T) {
 		},
 		{
 			name:        "refused by default rules",
-			rules:       &mutationrulesv3.HeaderMutationRules{DisallowIsError: boolValue(true)},
+			rules:       extproctest.ProxyMutationRules(),
 			mutation:    setHeaders(":authority", "objectstorage"+ociSuffix),
 			wantCode:    http.StatusInternalServerError,
 			wantDetails: "Invalid_attempt_to_modify_:authority",
