@@ -27,9 +27,11 @@ const (
 	envoyConfigIn = "/etc/envoy/envoy.yaml"
 	adminPort     = 9465
 
-	// minEnvoy is the oldest Envoy with request_body_buffer_limit on virtual
-	// hosts and ext_proc's status_on_error.
-	minEnvoyMinor = 36
+	// minEnvoy is the oldest Envoy that applies a route's
+	// request_body_buffer_limit when the route is matched, before ext_proc
+	// buffers the body (1.36 applied it only in the router: every signed body
+	// over 1 MiB got 413).
+	minEnvoyMinor = 37
 )
 
 // A composeScenario is one environment `docker compose` may run in. HOME is
@@ -185,7 +187,7 @@ var composeChecks = []namedCheck[composeCase]{
 		}
 		return nil
 	}},
-	{"Envoy image pinned to 1.36 or newer", func(c composeCase) error {
+	{"Envoy image pinned to 1.37 or newer", func(c composeCase) error {
 		g, err := service(c.p, gatewayService)
 		if err != nil {
 			return err
@@ -424,8 +426,8 @@ var composeMutations = []mutation{
 	{"signer behind a profile", replaceFirst("  signer:\n    build:", "  signer:\n    profiles: [extra]\n    build:"), ""},
 	{"gateway on all interfaces", replaceFirst(`"${GATEWAY_HOST_IP:-127.0.0.1}:10000:10000"`, `"10000:10000"`), "gateway published on 10000"},
 	{"gateway port", replaceFirst(`:10000:10000"`, `:10001:10000"`), "gateway published on 10000"},
-	{"envoy latest", replaceFirst("envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:latest"), "Envoy image pinned to 1.36 or newer"},
-	{"envoy too old", replaceFirst("envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:v1.35.3"), "Envoy image pinned to 1.36 or newer"},
+	{"envoy latest", replaceFirst("envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:latest"), "Envoy image pinned to 1.37 or newer"},
+	{"envoy too old", replaceFirst("envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:v1.36.6"), "Envoy image pinned to 1.37 or newer"},
 	{"envoy.yaml writable", replaceNth("read_only: true", "read_only: false", 1), "envoy.yaml mounted read-only"},
 	{"envoy.yaml created if missing", replaceNth("create_host_path: false", "create_host_path: true", 1), "envoy.yaml mounted read-only"},
 	{"other envoy config", replaceFirst("source: ./envoy.yaml", "source: ./envoy-dev.yaml"), "envoy.yaml mounted read-only"},

@@ -34,16 +34,18 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/signer"
 
 	// Extensions named only by a typed_config "@type" in envoy.yaml: linked in
 	// so their Any resolves (an unresolvable Any fails the load).
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 )
 
 const (
-	extProcFilterName = "envoy.filters.http.ext_proc"
+	extProcFilterName = "envoy.filters.http.ext_proc" // proxy form
+	gatewayFilterName = "ocisigner.ext_proc.gateway"  // gateway form: may set :authority
 	dfpFilterName     = "envoy.filters.http.dynamic_forward_proxy"
 	routerFilterName  = "envoy.filters.http.router"
 	httpOptionsKey    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -64,6 +66,10 @@ const (
 	exampleRouteValue  = "example"
 	profileMetadataKey = "x-oci-profile"
 	exampleProfile     = "EXAMPLE"
+
+	// signerMetadataNamespace is the dynamic metadata namespace the signer
+	// reports what it signed under.
+	signerMetadataNamespace = "ocisigner"
 )
 
 // realms is the realm table of shared/docs/oci-signing.md ("Regions, realms,
@@ -139,7 +145,8 @@ type envoyConfig struct {
 	bs          *bootstrapv3.Bootstrap
 	hcm         *hcmv3.HttpConnectionManager
 	filterNames []string
-	extProc     *extprocv3.ExternalProcessor
+	extProc     *extprocv3.ExternalProcessor // the proxy-form filter
+	gatewayProc *extprocv3.ExternalProcessor // the gateway-form filter
 	dfpFilter   *dfpfilterv3.FilterConfig
 	routes      *routev3.RouteConfiguration
 	ociHosts    []*routev3.VirtualHost // every virtual host but the catch-all
@@ -275,6 +282,10 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 			if c.extProc, err = unpack(f.GetTypedConfig(), &extprocv3.ExternalProcessor{}); err != nil {
 				return nil, err
 			}
+		case gatewayFilterName:
+			if c.gatewayProc, err = unpack(f.GetTypedConfig(), &extprocv3.ExternalProcessor{}); err != nil {
+				return nil, err
+			}
 		case dfpFilterName:
 			if c.dfpFilter, err = unpack(f.GetTypedConfig(), &dfpfilterv3.FilterConfig{}); err != nil {
 				return nil, err
@@ -285,8 +296,9 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 			}
 		}
 	}
-	if c.extProc == nil || c.dfpFilter == nil {
-		return nil, fmt.Errorf("http filters %v: ext_proc and dynamic_forward_proxy are required", c.filterNames)
+	if c.extProc == nil || c.gatewayProc == nil || c.dfpFilter == nil {
+		return nil, fmt.Errorf("http filters %v: %s, %s and dynamic_forward_proxy are required",
+			c.filterNames, extProcFilterName, gatewayFilterName)
 	}
 	c.routes = hcm.GetRouteConfig()
 	if c.routes == nil {
@@ -305,13 +317,70 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 	return c, nil
 }
 
-// extProcPerRoute returns the ext_proc per-filter config in m, if any.
-func extProcPerRoute(m map[string]*anypb.Any) (*extprocv3.ExtProcPerRoute, error) {
-	a, ok := m[extProcFilterName]
+// extProcPerRoute returns the per-filter config in m for the filter named filter, if any.
+// Envoy looks a filter's per-route config up by its exact name (no fallback to the
+// canonical extension name: runtime guard no_downgrade_to_canonical_name).
+func extProcPerRoute(m map[string]*anypb.Any, filter string) (*extprocv3.ExtProcPerRoute, error) {
+	a, ok := m[filter]
 	if !ok {
 		return nil, nil
 	}
 	return unpack(a, &extprocv3.ExtProcPerRoute{})
+}
+
+// extProcs are the two ext_proc filters by name, for checks that hold for both.
+func (c *envoyConfig) extProcs() []struct {
+	name string
+	ep   *extprocv3.ExternalProcessor
+} {
+	return []struct {
+		name string
+		ep   *extprocv3.ExternalProcessor
+	}{{extProcFilterName, c.extProc}, {gatewayFilterName, c.gatewayProc}}
+}
+
+// runsOn reports whether the named ext_proc filter runs for route r of virtual host vh:
+// the most specific ExtProcPerRoute (route, then virtual host, then route table) decides,
+// and with none the filter runs.
+func (c *envoyConfig) runsOn(filter string, vh *routev3.VirtualHost, r *routev3.Route) (bool, error) {
+	for _, m := range []map[string]*anypb.Any{r.GetTypedPerFilterConfig(), vh.GetTypedPerFilterConfig(), c.routes.GetTypedPerFilterConfig()} {
+		pr, err := extProcPerRoute(m, filter)
+		if err != nil {
+			return false, err
+		}
+		if pr != nil {
+			return !pr.GetDisabled(), nil
+		}
+	}
+	return true, nil
+}
+
+// routerRewrites lists the rewrites a route's router applies, after every filter.
+func routerRewrites(r *routev3.Route) []string {
+	a := r.GetRoute()
+	var out []string
+	if a.GetHostRewriteSpecifier() != nil {
+		out = append(out, "host rewrite")
+	}
+	if a.GetPrefixRewrite() != "" {
+		out = append(out, "prefix_rewrite")
+	}
+	if a.GetRegexRewrite() != nil {
+		out = append(out, "regex_rewrite")
+	}
+	if a.GetPathRewrite() != "" {
+		out = append(out, "path_rewrite")
+	}
+	if a.GetPathRewritePolicy() != nil {
+		out = append(out, "path_rewrite_policy")
+	}
+	if a.GetInternalRedirectPolicy() != nil {
+		out = append(out, "internal_redirect_policy")
+	}
+	if _, ok := r.GetTypedPerFilterConfig()[dfpFilterName]; ok {
+		out = append(out, "dynamic_forward_proxy host rewrite")
+	}
+	return out
 }
 
 func headerTouches(p *problems, where string, add []*corev3.HeaderValueOption, remove []string) {
@@ -354,8 +423,16 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
+	{"100-continue comes from OCI", func(c *envoyConfig) error {
+		// Envoy's own 100 would start an upload before the signer answered its
+		// headers, racing ext_proc's buffer limit (413).
+		if !c.hcm.GetProxy_100Continue() {
+			return errors.New("proxy_100_continue must be true: only OCI's 100 may start an upload")
+		}
+		return nil
+	}},
 	{"http filter order", func(c *envoyConfig) error {
-		want := []string{extProcFilterName, dfpFilterName, routerFilterName}
+		want := []string{extProcFilterName, gatewayFilterName, dfpFilterName, routerFilterName}
 		if !slices.Equal(c.filterNames, want) {
 			return fmt.Errorf("http_filters = %v, want %v", c.filterNames, want)
 		}
@@ -363,74 +440,154 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 	}},
 	{"ext_proc fails closed", func(c *envoyConfig) error {
 		var p problems
-		ep := c.extProc
-		if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != signerClusterName {
-			p.addf("grpc_service.envoy_grpc.cluster_name = %q, want %q", got, signerClusterName)
-		}
-		if ep.GetHttpService() != nil {
-			p.addf("http_service must not be set")
-		}
-		if ep.GetFailureModeAllow() {
-			p.addf("failure_mode_allow must be false: an unsigned request must not go upstream")
-		}
-		if got := ep.GetStatusOnError().GetCode(); got != typev3.StatusCode_InternalServerError {
-			p.addf("status_on_error = %v (%d), want 500", got, got)
-		}
-		if !ep.GetMutationRules().GetDisallowIsError().GetValue() {
-			p.addf("mutation_rules.disallow_is_error must be true")
-		}
-		if ep.GetObservabilityMode() {
-			p.addf("observability_mode ignores the signer's answers")
-		}
-		if ep.GetDisableImmediateResponse() {
-			p.addf("disable_immediate_response would drop the signer's error replies")
-		}
-		if ep.GetSendBodyWithoutWaitingForHeaderResponse() {
-			p.addf("send_body_without_waiting_for_header_response disables mode overrides")
+		for _, f := range c.extProcs() {
+			p = append(p, extProcFailsClosed(f.name, f.ep)...)
 		}
 		return p.err()
 	}},
 	{"ext_proc processing mode", func(c *envoyConfig) error {
+		var p problems
 		want := processingMode(extprocv3.ProcessingMode_BUFFERED)
-		if got := c.extProc.GetProcessingMode(); !proto.Equal(got, want) {
-			return fmt.Errorf("processing_mode = {%v}, want {%v} (request headers + buffered body, no response processing)", got, want)
+		for _, f := range c.extProcs() {
+			if got := f.ep.GetProcessingMode(); !proto.Equal(got, want) {
+				p.addf("%s: processing_mode = {%v}, want {%v} (request headers + buffered body, no response processing)", f.name, got, want)
+			}
 		}
-		return nil
+		return p.err()
 	}},
 	{"ext_proc mode override", func(c *envoyConfig) error {
 		var p problems
-		if !c.extProc.GetAllowModeOverride() {
-			p.addf("allow_mode_override must be true (Object Storage uploads stream)")
-		}
 		// The NONE entry must be exactly what the signer sends, or Envoy
 		// ignores the override and buffers uploads.
 		want := []*extprocv3.ProcessingMode{
 			processingMode(extprocv3.ProcessingMode_BUFFERED),
 			extproc.StreamedUploadMode,
 		}
-		got := c.extProc.GetAllowedOverrideModes()
-		if len(got) != len(want) {
-			p.addf("allowed_override_modes has %d entries, want %d", len(got), len(want))
-		}
-		for _, w := range want {
-			if !slices.ContainsFunc(got, func(g *extprocv3.ProcessingMode) bool { return proto.Equal(g, w) }) {
-				p.addf("allowed_override_modes lacks the fully explicit mode {%v}", w)
+		for _, f := range c.extProcs() {
+			if !f.ep.GetAllowModeOverride() {
+				p.addf("%s: allow_mode_override must be true (Object Storage uploads stream)", f.name)
+			}
+			got := f.ep.GetAllowedOverrideModes()
+			if len(got) != len(want) {
+				p.addf("%s: allowed_override_modes has %d entries, want %d", f.name, len(got), len(want))
+			}
+			for _, w := range want {
+				if !slices.ContainsFunc(got, func(g *extprocv3.ProcessingMode) bool { return proto.Equal(g, w) }) {
+					p.addf("%s: allowed_override_modes lacks the fully explicit mode {%v}", f.name, w)
+				}
 			}
 		}
 		return p.err()
 	}},
 	{"ext_proc timeouts", func(c *envoyConfig) error {
 		var p problems
-		ep := c.extProc
-		msg := ep.GetMessageTimeout().AsDuration() // nil-safe: 0 when unset
-		if msg < time.Second {
-			p.addf("message_timeout = %v, want >= 1s (RSA signature plus credential refresh)", msg)
+		for _, f := range c.extProcs() {
+			msg := f.ep.GetMessageTimeout().AsDuration() // nil-safe: 0 when unset
+			if msg < time.Second {
+				p.addf("%s: message_timeout = %v, want >= 1s (RSA signature plus credential refresh)", f.name, msg)
+			}
+			if m := f.ep.GetMaxMessageTimeout(); m != nil && m.AsDuration() < msg {
+				p.addf("%s: max_message_timeout %v < message_timeout %v", f.name, m.AsDuration(), msg)
+			}
+			// ext_proc never passes grpc_service.timeout to its stream (ext_proc.cc
+			// Filter::openStream): a value there would only mislead the reader.
+			if f.ep.GetGrpcService().GetTimeout() != nil {
+				p.addf("%s: grpc_service.timeout is ignored by ext_proc: remove it", f.name)
+			}
 		}
-		if m := ep.GetMaxMessageTimeout(); m != nil && m.AsDuration() < msg {
-			p.addf("max_message_timeout %v < message_timeout %v", m.AsDuration(), msg)
+		return p.err()
+	}},
+	{"the two ext_proc filters differ only where they must", func(c *envoyConfig) error {
+		// Same signer, same failure mode, same body handling: only the mutation
+		// rules, the route cache action and the stat prefix may differ.
+		strip := func(ep *extprocv3.ExternalProcessor) *extprocv3.ExternalProcessor {
+			ep = proto.Clone(ep).(*extprocv3.ExternalProcessor)
+			ep.MutationRules, ep.RouteCacheAction, ep.StatPrefix = nil, 0, ""
+			return ep
 		}
-		if g := ep.GetGrpcService().GetTimeout(); g == nil || g.AsDuration() < msg {
-			p.addf("grpc_service.timeout must be set and >= message_timeout")
+		if !proto.Equal(strip(c.extProc), strip(c.gatewayProc)) {
+			return fmt.Errorf("%s and %s differ beyond mutation_rules, route_cache_action and stat_prefix", extProcFilterName, gatewayFilterName)
+		}
+		if c.extProc.GetStatPrefix() == c.gatewayProc.GetStatPrefix() {
+			return errors.New("the two ext_proc filters need distinct stat_prefix values to tell their stats apart")
+		}
+		return nil
+	}},
+	{"narrowest mutation rules", func(c *envoyConfig) error {
+		var p problems
+		// Proxy form never changes the host: Envoy's defaults, which refuse
+		// host, :authority, :method, :scheme and x-envoy-*.
+		wantProxy := extproctest.ProxyMutationRules()
+		if got := c.extProc.GetMutationRules(); !proto.Equal(got, wantProxy) {
+			p.addf("%s: mutation_rules = {%v}, want {%v}", extProcFilterName, got, wantProxy)
+		}
+		// Gateway form may set :authority and nothing else the defaults refuse.
+		wantGateway := extproctest.GatewayMutationRules()
+		if got := c.gatewayProc.GetMutationRules(); !proto.Equal(got, wantGateway) {
+			p.addf("%s: mutation_rules = {%v}, want {%v}", gatewayFilterName, got, wantGateway)
+		}
+		// And what the expression lets through, as Envoy matches it (RE2
+		// FullMatch, common/regex.h CompiledGoogleReMatcher::match).
+		if re, err := regexp.Compile(`^(?:` + c.gatewayProc.GetMutationRules().GetAllowExpression().GetRegex() + `)$`); err != nil {
+			p.addf("%s: allow_expression: %v", gatewayFilterName, err)
+		} else {
+			if !re.MatchString(":authority") {
+				p.addf("%s: allow_expression does not open :authority", gatewayFilterName)
+			}
+			for _, h := range []string{"host", ":method", ":scheme", "x-envoy-original-path", "x-envoy-upstream-rq-timeout-ms"} {
+				if re.MatchString(h) {
+					p.addf("%s: allow_expression opens %s", gatewayFilterName, h)
+				}
+			}
+		}
+		return p.err()
+	}},
+	{"only the gateway filter re-routes", func(c *envoyConfig) error {
+		var p problems
+		// The gateway filter clears the route cache on every answer with a header
+		// mutation (processor_state.cc DecodingProcessorState::clearRouteCache),
+		// so the router matches the host the signer set.
+		if a := c.gatewayProc.GetRouteCacheAction(); a != extprocv3.ExternalProcessor_CLEAR {
+			p.addf("%s: route_cache_action = %v, want CLEAR", gatewayFilterName, a)
+		}
+		if a := c.extProc.GetRouteCacheAction(); a != extprocv3.ExternalProcessor_RETAIN {
+			p.addf("%s: route_cache_action = %v, want RETAIN", extProcFilterName, a)
+		}
+		if c.extProc.GetDisableClearRouteCache() || c.gatewayProc.GetDisableClearRouteCache() {
+			p.addf("disable_clear_route_cache is deprecated: use route_cache_action")
+		}
+		return p.err()
+	}},
+	{"every rewriting route goes through the signer", func(c *envoyConfig) error {
+		// A request's host or path changes either in the router (forbidden:
+		// after signing) or through the gateway filter (that is the signer).
+		// Every route runs exactly one of the two signing filters; a route
+		// that forwards runs the proxy-form one on an OCI host; a route where
+		// the gateway filter may move the request forwards nothing itself.
+		var p problems
+		for _, vh := range c.routes.GetVirtualHosts() {
+			oci := vh != c.catchAll
+			for _, r := range vh.GetRoutes() {
+				where := fmt.Sprintf("route %s/%s", vh.GetName(), r.GetName())
+				if rw := routerRewrites(r); len(rw) > 0 {
+					p.addf("%s: %v run after ext_proc and change what was signed", where, rw)
+				}
+				proxy, err1 := c.runsOn(extProcFilterName, vh, r)
+				gateway, err2 := c.runsOn(gatewayFilterName, vh, r)
+				if err := errors.Join(err1, err2); err != nil {
+					p.addf("%s: %v", where, err)
+					continue
+				}
+				if proxy == gateway {
+					p.addf("%s: %s runs %v, %s runs %v: exactly one must", where, extProcFilterName, proxy, gatewayFilterName, gateway)
+				}
+				if r.GetRoute() != nil && (!oci || !proxy || gateway) {
+					p.addf("%s forwards: it must be on an OCI host with only %s", where, extProcFilterName)
+				}
+				if gateway && r.GetDirectResponse() == nil {
+					p.addf("%s: %s may move requests here, so the route itself must only refuse (direct_response)", where, gatewayFilterName)
+				}
+			}
 		}
 		return p.err()
 	}},
@@ -450,7 +607,7 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		headerTouches(&p, "route_config", c.routes.GetRequestHeadersToAdd(), c.routes.GetRequestHeadersToRemove())
 		for _, vh := range c.ociHosts {
 			headerTouches(&p, "virtual host "+vh.GetName(), vh.GetRequestHeadersToAdd(), vh.GetRequestHeadersToRemove())
-			if pr, err := extProcPerRoute(vh.GetTypedPerFilterConfig()); err != nil || pr.GetDisabled() {
+			if pr, err := extProcPerRoute(vh.GetTypedPerFilterConfig(), extProcFilterName); err != nil || pr.GetDisabled() {
 				p.addf("virtual host %s: ext_proc disabled or unreadable (%v)", vh.GetName(), err)
 			}
 			if _, ok := vh.GetTypedPerFilterConfig()[dfpFilterName]; ok {
@@ -469,16 +626,12 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 				if a.GetCluster() != ociClusterName {
 					p.addf("%s: cluster %q, want %q", where, a.GetCluster(), ociClusterName)
 				}
-				if a.GetHostRewriteSpecifier() != nil || a.GetPrefixRewrite() != "" || a.GetRegexRewrite() != nil ||
-					a.GetPathRewritePolicy() != nil || a.GetInternalRedirectPolicy() != nil {
-					p.addf("%s: rewrites run after ext_proc and break the signature", where)
+				if rw := routerRewrites(r); len(rw) > 0 {
+					p.addf("%s: %v run after ext_proc and break the signature", where, rw)
 				}
 				headerTouches(&p, where, r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove())
-				if pr, err := extProcPerRoute(r.GetTypedPerFilterConfig()); err != nil || pr.GetDisabled() {
+				if pr, err := extProcPerRoute(r.GetTypedPerFilterConfig(), extProcFilterName); err != nil || pr.GetDisabled() {
 					p.addf("%s: ext_proc disabled or unreadable (%v)", where, err)
-				}
-				if _, ok := r.GetTypedPerFilterConfig()[dfpFilterName]; ok {
-					p.addf("%s: dynamic_forward_proxy per-route config (host rewrite) not allowed", where)
 				}
 			}
 		}
@@ -486,7 +639,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 	}},
 	{"OCI body buffer limit", func(c *envoyConfig) error {
 		var p problems
-		for _, vh := range c.ociHosts {
+		// The catch-all too: a gateway-form body is buffered for signing
+		// under it, before the signer names the OCI host.
+		for _, vh := range append(slices.Clone(c.ociHosts), c.catchAll) {
 			if got := vh.GetRequestBodyBufferLimit().GetValue(); got != maxSignedBody {
 				p.addf("virtual host %s: request_body_buffer_limit = %d, want %d (32 MiB)", vh.GetName(), got, maxSignedBody)
 			}
@@ -515,7 +670,7 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		if example == len(routes)-1 {
 			p.addf("the example route must come before the general route")
 		}
-		pr, err := extProcPerRoute(routes[example].GetTypedPerFilterConfig())
+		pr, err := extProcPerRoute(routes[example].GetTypedPerFilterConfig(), extProcFilterName)
 		switch {
 		case err != nil:
 			p.addf("example route: %v", err)
@@ -540,10 +695,6 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		if vh == nil {
 			return errors.New(`no virtual host with domains ["*"]`)
 		}
-		vhOff := false
-		if pr, err := extProcPerRoute(vh.GetTypedPerFilterConfig()); err == nil && pr.GetDisabled() {
-			vhOff = true
-		}
 		if len(vh.GetRoutes()) == 0 {
 			p.addf("catch-all has no routes")
 		}
@@ -566,9 +717,13 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 			}) {
 				p.addf("catch-all reply lacks content-type: application/json")
 			}
-			pr, err := extProcPerRoute(r.GetTypedPerFilterConfig())
-			if !(vhOff || (err == nil && pr.GetDisabled())) {
-				p.addf("ext_proc must be disabled for the catch-all (ExtProcPerRoute{disabled: true})")
+			proxy, err1 := c.runsOn(extProcFilterName, vh, r)
+			gateway, err2 := c.runsOn(gatewayFilterName, vh, r)
+			if proxy || err1 != nil {
+				p.addf("%s must be disabled for the catch-all (ExtProcPerRoute{disabled: true})", extProcFilterName)
+			}
+			if !gateway || err2 != nil {
+				p.addf("%s must run for the catch-all: it is how a gateway-form request reaches OCI", gatewayFilterName)
 			}
 		}
 		return p.err()
@@ -671,6 +826,58 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
+	{"long responses stream", func(c *envoyConfig) error {
+		// Streamed answers (downloads, text/event-stream from generative AI)
+		// flow as they come: no filter processes or buffers responses (see the
+		// processing mode), no route timeout ends them, and the stream idle
+		// timeout, reset by every byte either way, is at least its default.
+		var p problems
+		if d := c.hcm.GetStreamIdleTimeout(); d != nil && d.AsDuration() < 5*time.Minute {
+			p.addf("stream_idle_timeout %v would cut a quiet stream: leave the 5m default or raise it", d.AsDuration())
+		}
+		for _, vh := range c.ociHosts {
+			for _, r := range vh.GetRoutes() {
+				a := r.GetRoute()
+				if a == nil {
+					continue
+				}
+				where := fmt.Sprintf("route %s/%s", vh.GetName(), r.GetName())
+				if t := a.GetTimeout(); t == nil || t.AsDuration() != 0 {
+					p.addf("%s: timeout must be 0s (none): the 15s default cuts long answers", where)
+				}
+				if t := a.GetIdleTimeout(); t != nil && t.AsDuration() != 0 && t.AsDuration() < 5*time.Minute {
+					p.addf("%s: idle_timeout %v would cut a quiet stream", where, t.AsDuration())
+				}
+				if a.GetMaxStreamDuration() != nil {
+					p.addf("%s: max_stream_duration would cut long streams", where)
+				}
+			}
+		}
+		return p.err()
+	}},
+	{"signer metadata reaches the access log", func(c *envoyConfig) error {
+		var p problems
+		for _, f := range c.extProcs() {
+			if got := f.ep.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(); !slices.Equal(got, []string{signerMetadataNamespace}) {
+				p.addf("%s: metadata_options.receiving_namespaces.untyped = %q, want [%s]", f.name, got, signerMetadataNamespace)
+			}
+		}
+		// Exactly the format the stand-in renders (and the lead's end-to-end
+		// tests assert), with no option that changes how values print.
+		want := &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_TextFormatSource{
+			TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: extproctest.AccessLogFormat}},
+		}}
+		var formats []*corev3.SubstitutionFormatString
+		for _, al := range c.hcm.GetAccessLog() {
+			if out, err := unpack(al.GetTypedConfig(), &streamv3.StdoutAccessLog{}); err == nil {
+				formats = append(formats, out.GetLogFormat())
+			}
+		}
+		if len(formats) != 1 || !proto.Equal(formats[0], want) {
+			p.addf("want one stdout access log whose log_format is {%v}, have %v", want, formats)
+		}
+		return p.err()
+	}},
 	{"admin on loopback", func(c *envoyConfig) error {
 		sa := c.bs.GetAdmin().GetAddress().GetSocketAddress()
 		ip, err := netip.ParseAddr(sa.GetAddress())
@@ -745,6 +952,7 @@ func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
 		"envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
 		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+		"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
 	} {
 		if !seen[want] {
 			t.Errorf("typed config %s not reached by the walk (seen %v)", want, seen)
@@ -779,6 +987,7 @@ var envoyMutations = []mutation{
 	{"slashes merged", replaceFirst("merge_slashes: false", "merge_slashes: true"), "connection manager keeps host and path as signed"},
 	{"path normalised", replaceFirst("normalize_path: false", "normalize_path: true"), "connection manager keeps host and path as signed"},
 	{"escaped slashes unescaped", replaceFirst("KEEP_UNCHANGED", "UNESCAPE_AND_FORWARD"), "connection manager keeps host and path as signed"},
+	{"Envoy answers 100-continue", replaceFirst("proxy_100_continue: true", "proxy_100_continue: false"), "100-continue comes from OCI"},
 	{"filter order", swapFilters, "http filter order"},
 	{"fail open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
 	{"status_on_error", replaceFirst("code: InternalServerError", "code: OK"), "ext_proc fails closed"},
@@ -792,7 +1001,7 @@ var envoyMutations = []mutation{
 	{"NONE override missing", replaceFirst("request_body_mode: NONE", "request_body_mode: STREAMED"), "ext_proc mode override"},
 	{"override not fully explicit", replaceLast("                          response_trailer_mode: SKIP\n", ""), "ext_proc mode override"},
 	{"message timeout too short", replaceFirst("message_timeout: 5s", "message_timeout: 0.2s"), "ext_proc timeouts"},
-	{"grpc timeout shorter than a message", replaceFirst("timeout: 300s", "timeout: 1s"), "ext_proc timeouts"},
+	{"grpc timeout that does nothing", replaceFirst("                          cluster_name: signer\n", "                          cluster_name: signer\n                        timeout: 300s\n"), "ext_proc timeouts"},
 	{"realm missing", replaceFirst("- \"*.oraclecloud52.com\"", "- \"oraclecloud52.com\""), "OCI virtual host domains"},
 	{"extra domain", replaceFirst("- \"*.oraclecloud.eu\"       # oc19\n", "- \"*.oraclecloud.eu\"\n                        - \"*.example.com\"\n"), "OCI virtual host domains"},
 	{"prefix rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            prefix_rewrite: /v2/\n"), "OCI routes go to the signing path unmodified"},
@@ -804,8 +1013,30 @@ var envoyMutations = []mutation{
 	{"example route last", replaceFirst("                        - name: oci\n                          match: { prefix: \"/\" }", "                        - name: oci\n                          match: { prefix: \"/x\" }"), "example route pins a profile"},
 	{"example matcher", replaceFirst("string_match: { exact: example }", "string_match: { exact: sample }"), "example route pins a profile"},
 	{"catch-all allows", replaceFirst("status: 403", "status: 200"), "catch-all refuses other hosts"},
-	{"catch-all signs", replaceFirst("disabled: true", "overrides: { grpc_initial_metadata: [{ key: x-oci-profile, value: DEFAULT }] }"), "catch-all refuses other hosts"},
-	{"catch-all disabled: false", replaceFirst("disabled: true", "disabled: false"), ""},
+	{"catch-all signs", replaceNth("disabled: true", "overrides: { grpc_initial_metadata: [{ key: x-oci-profile, value: DEFAULT }] }", 2), "catch-all refuses other hosts"},
+	{"catch-all disabled: false", replaceNth("disabled: true", "disabled: false", 2), ""},
+	{"catch-all without the gateway filter", replaceFirst("overrides: {}", "disabled: true"), "catch-all refuses other hosts"},
+	{"catch-all forwards", replaceFirst(`                          direct_response:
+                            status: 403
+                            body:
+                              inline_string: '{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}'
+`, "                          route: { cluster: oci, timeout: 0s }\n"), "every rewriting route goes through the signer"},
+	{"gateway filter on OCI routes", replaceFirst("disabled: true", "overrides: {}"), "every rewriting route goes through the signer"},
+	{"both filters on the catch-all", replaceNth("disabled: true", "overrides: {}", 2), "every rewriting route goes through the signer"},
+	{"gateway filter may set host", replaceFirst(`allow_expression: { regex: ":authority" }`, `allow_expression: { regex: ":authority|host" }`), "narrowest mutation rules"},
+	{"gateway filter may set any routing header", replaceFirst(`allow_expression: { regex: ":authority" }`, `allow_expression: { regex: ":authority" }`+"\n                        allow_all_routing: true"), "narrowest mutation rules"},
+	{"proxy filter may set :authority", replaceFirst("                      mutation_rules:\n                        disallow_is_error: true\n",
+		"                      mutation_rules:\n                        allow_expression: { regex: \":authority\" }\n                        disallow_is_error: true\n"), "narrowest mutation rules"},
+	{"gateway filter keeps the stale route", replaceFirst("route_cache_action: CLEAR", "route_cache_action: DEFAULT"), "only the gateway filter re-routes"},
+	{"proxy filter re-routes", replaceFirst("route_cache_action: RETAIN", "route_cache_action: CLEAR"), "only the gateway filter re-routes"},
+	{"gateway filter fails open", replaceLast("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
+	{"gateway filter signs elsewhere", replaceNth("cluster_name: signer", "cluster_name: oci", 2), "ext_proc fails closed"},
+	{"gateway filter drifts", replaceLast("message_timeout: 5s", "message_timeout: 6s"), "the two ext_proc filters differ only where they must"},
+	{"one stat prefix for both", replaceFirst("                      stat_prefix: gateway\n", ""), "the two ext_proc filters differ only where they must"},
+	{"gateway buffer limit", replaceLast("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
+	{"path rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            path_rewrite: /v2/x\n"), "OCI routes go to the signing path unmodified"},
+	{"route timeout", replaceLast("timeout: 0s", "timeout: 60s"), "long responses stream"},
+	{"stream idle timeout short", replaceFirst("                proxy_100_continue: true\n", "                proxy_100_continue: true\n                stream_idle_timeout: 30s\n"), "long responses stream"},
 	{"catch-all body", replaceFirst(`'{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}'`, `forbidden`), "catch-all refuses other hosts"},
 	{"catch-all content type", replaceFirst("value: application/json", "value: text/plain"), "catch-all refuses other hosts"},
 	{"no catch-all", replaceFirst(`domains: ["*"]`, `domains: ["*.example.com"]`), "catch-all refuses other hosts"},
@@ -820,6 +1051,15 @@ var envoyMutations = []mutation{
 	{"auto_san_validation off", replaceFirst("auto_san_validation: true", "auto_san_validation: false"), "OCI cluster verifies TLS"},
 	{"auto_sni off", replaceFirst("auto_sni: true", "auto_sni: false"), "OCI cluster verifies TLS"},
 	{"lb policy", replaceFirst("lb_policy: CLUSTER_PROVIDED", "lb_policy: ROUND_ROBIN"), "OCI cluster verifies TLS"},
+	{"metadata namespace not received", replaceFirst("untyped: [ocisigner]", "untyped: [signer]"), "signer metadata reaches the access log"},
+	{"gateway metadata not received", replaceLast("untyped: [ocisigner]", "untyped: []"), "signer metadata reaches the access log"},
+	{"access log without the profile", replaceFirst("profile=%DYNAMIC_METADATA(ocisigner:profile)%", "profile=%REQ(x-oci-profile)%"), "signer metadata reaches the access log"},
+	{"default access log format", replaceFirst(`                      log_format:
+                        text_format_source:
+`, `                      log_format:
+                        omit_empty_values: true
+                        text_format_source:
+`), "signer metadata reaches the access log"},
 	{"admin exposed", replaceFirst("address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901"), "admin on loopback"},
 }
 
@@ -951,4 +1191,34 @@ func TestRealmTableMatchesDoc(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("doc realms %v\ntest realms %v", got, want)
 	}
+}
+
+// extProcFailsClosed lists what would let one ext_proc filter forward a request unsigned.
+func extProcFailsClosed(name string, ep *extprocv3.ExternalProcessor) problems {
+	var p problems
+	if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != signerClusterName {
+		p.addf("%s: grpc_service.envoy_grpc.cluster_name = %q, want %q", name, got, signerClusterName)
+	}
+	if ep.GetHttpService() != nil {
+		p.addf("%s: http_service must not be set", name)
+	}
+	if ep.GetFailureModeAllow() {
+		p.addf("%s: failure_mode_allow must be false: an unsigned request must not go upstream", name)
+	}
+	if got := ep.GetStatusOnError().GetCode(); got != typev3.StatusCode_InternalServerError {
+		p.addf("%s: status_on_error = %v (%d), want 500", name, got, got)
+	}
+	if !ep.GetMutationRules().GetDisallowIsError().GetValue() {
+		p.addf("%s: mutation_rules.disallow_is_error must be true", name)
+	}
+	if ep.GetObservabilityMode() {
+		p.addf("%s: observability_mode ignores the signer's answers", name)
+	}
+	if ep.GetDisableImmediateResponse() {
+		p.addf("%s: disable_immediate_response would drop the signer's error replies", name)
+	}
+	if ep.GetSendBodyWithoutWaitingForHeaderResponse() {
+		p.addf("%s: send_body_without_waiting_for_header_response disables mode overrides", name)
+	}
+	return p
 }

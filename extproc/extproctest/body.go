@@ -9,8 +9,8 @@ import (
 
 // pump reads the downstream body in the background while the filter waits for the
 // processor, which is how Envoy keeps reading a connection while ext_proc holds the request
-// in BUFFERED mode (the data lands in the filter's buffer: up to the limit with a watermark
-// while the headers answer is pending, with a 413 past it once the body is to be buffered).
+// in BUFFERED mode (the data lands in the filter's buffer, with a 413 once it passes the
+// limit, also while the headers answer is pending).
 // It is only used for BUFFERED bodies; NONE bodies are copied straight to the upstream and
 // never pass through memory.
 type pump struct {

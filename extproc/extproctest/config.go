@@ -8,7 +8,10 @@ import (
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // ErrUnsupported is wrapped by New when the configuration asks for something the stand-in
@@ -39,7 +42,7 @@ type Config struct {
 	// cluster's HTTP/2 connection.
 	Processor string
 	// Upstream is the "host:port" of the plain HTTP/1.1 server that receives processed
-	// requests (a loopback address in tests).
+	// requests (a loopback address in tests), unless Resolve is set.
 	Upstream string
 
 	// ProcessingMode is the filter's processing_mode. Nil means what ocisigner's envoy.yaml
@@ -52,9 +55,11 @@ type Config struct {
 	// AllowedOverrideModes is allowed_override_modes.
 	AllowedOverrideModes []*extprocfilterv3.ProcessingMode
 	// BodyBufferLimit is request_body_buffer_limit (or the connection buffer limit); 0 means
-	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413. While the answer to the
-	// request headers is pending, reading stops at the limit instead (a watermark), so an
-	// answer that switches the body to NONE still streams the whole body.
+	// Envoy's 1 MiB. A BUFFERED body longer than this gets 413, also when it arrives while
+	// the answer to the request headers is pending and that answer would have switched the
+	// body to NONE (ext_proc.cc Filter::onData returns StopIterationAndBuffer for BUFFERED).
+	// Envoy 1.37 and later apply the route's limit when the route is matched; the stand-in
+	// has one limit for every route, as ocisigner's envoy.yaml sets the same on each.
 	BodyBufferLimit int64
 	// MessageTimeout is message_timeout; 0 means Envoy's 200 ms.
 	MessageTimeout time.Duration
@@ -70,13 +75,35 @@ type Config struct {
 	// MutationRules is mutation_rules; nil means Envoy's defaults.
 	MutationRules *mutationrulesv3.HeaderMutationRules
 
+	// Routes is the route table: it picks the route for a request's headers, once when the
+	// request arrives and again, with the mutated headers, after ext_proc cleared the route
+	// cache. Nil is one route that forwards everything with ext_proc enabled.
+	Routes func(RouteRequest) Route
+	// RouteCacheAction is route_cache_action: whether an answer with a header mutation
+	// clears the route cache always (CLEAR), never (RETAIN) or when the answer sets
+	// clear_route_cache (DEFAULT).
+	RouteCacheAction extprocfilterv3.ExternalProcessor_RouteCacheAction
+	// Resolve is the dynamic forward proxy's DNS: it maps the request's :authority, as the
+	// filters left it, to the "host:port" to connect to. An error fails the request with 503,
+	// as a failed resolution does. Nil sends every request to Upstream.
+	Resolve func(authority string) (addr string, err error)
 	// Metadata gives the gRPC initial metadata of a request's stream, as
-	// ExtProcPerRoute.overrides.grpc_initial_metadata does for the matched route. May be nil.
+	// ExtProcPerRoute.overrides.grpc_initial_metadata does for the matched route; it adds
+	// to the route's Metadata. May be nil.
 	Metadata func(r *http.Request) map[string]string
 	// Disabled reports that ext_proc is disabled for the request's route
-	// (ExtProcPerRoute.disabled): no stream is opened. May be nil.
+	// (ExtProcPerRoute.disabled), like the route's ExtProcDisabled: no stream is opened.
+	// May be nil.
 	Disabled func(r *http.Request) bool
 
+	// Proxy100Continue is the HTTP connection manager's proxy_100_continue, which
+	// ocisigner's envoy.yaml sets. Off, Envoy answers "Expect: 100-continue" itself as soon
+	// as it has the headers and drops the header; on, the header goes to the processor and
+	// upstream, and the client's only 100 is the upstream's, relayed once the request has
+	// been forwarded: an upload is held back until the processor has answered its headers
+	// (and a BUFFERED body, which is needed before anything is forwarded, comes only when
+	// the client stops waiting for the 100). Only 100 is relayed; other 1xx are dropped.
+	Proxy100Continue bool
 	// StripAnyHostPort is the HTTP connection manager's strip_any_host_port, which
 	// ocisigner's envoy.yaml sets: the port is removed from :authority before filters run.
 	StripAnyHostPort bool
@@ -93,13 +120,17 @@ type Config struct {
 	// processor that cannot be reached within it gives StatusOnError, unless the message
 	// timeout (504) runs out first.
 	ConnectTimeout time.Duration
-	// StreamTimeout is grpc_service.timeout: Envoy ends the whole stream with
-	// DEADLINE_EXCEEDED (a local reply with StatusOnError) when it runs out. 0 means none.
-	StreamTimeout time.Duration
-	// RouteTimeout is the route's timeout, counted from the end of the request to the
-	// upstream response headers; 0 means Envoy's 15 s and a negative value means none
-	// ("timeout: 0s" in a route).
+	// RouteTimeout is the route's timeout, counted from the end of the request to the end
+	// of the upstream response: before the response headers it gives 504, after them it
+	// cuts the response off (router.cc onResponseTimeout). 0 means Envoy's 15 s and a
+	// negative value means none ("timeout: 0s" in a route), which a long stream needs.
 	RouteTimeout time.Duration
+
+	// ReceivingNamespaces is metadata_options.receiving_namespaces.untyped: the top-level
+	// keys of a ProcessingResponse's dynamic_metadata that Envoy takes into the request's
+	// dynamic metadata (Filter::setDynamicMetadata). Others are dropped; typed receiving
+	// namespaces are not read by ext_proc.
+	ReceivingNamespaces []string
 
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
@@ -108,6 +139,7 @@ type Config struct {
 }
 
 // AccessLogEntry is what Envoy's access log would say about one downstream request.
+// FormatAccessLog renders it with an Envoy format string.
 type AccessLogEntry struct {
 	Method string
 	Path   string // the request target as received
@@ -118,7 +150,22 @@ type AccessLogEntry struct {
 	ResponseCodeDetails string
 	StreamStarted       bool // an ext_proc stream was opened for the request
 	UpstreamCalled      bool // the request was sent upstream
+	StartTime           time.Time
 	Duration            time.Duration
+	// RequestHeaders are the request headers as the access log sees them, at the end: after
+	// every filter and the router (the processor's mutations, route rewrites). Pseudo-headers
+	// are keyed as they are (":authority"), the others by canonical name.
+	RequestHeaders http.Header
+	// ResponseHeaders are the response headers sent to the client.
+	ResponseHeaders http.Header
+	// DynamicMetadata is the request's dynamic metadata by namespace: what the processor
+	// sent in ProcessingResponse.dynamic_metadata for the namespaces in
+	// ReceivingNamespaces, merged answer after answer.
+	DynamicMetadata map[string]*structpb.Struct
+	// UpstreamHost is the "host:port" the request was sent to, if it was.
+	UpstreamHost string
+	// RouteName is the name of the route the request ended on.
+	RouteName string
 }
 
 // settings is Config with Envoy's defaults filled in and the rules compiled.
@@ -141,13 +188,31 @@ func DefaultProcessingMode() *extprocfilterv3.ProcessingMode {
 	}
 }
 
+// ProxyMutationRules returns the mutation_rules of the proxy-form ext_proc filter in
+// ocisigner's envoy.yaml (deploy/envoy_test.go keeps them equal): Envoy's defaults, which
+// refuse host, :authority, :method, :scheme and x-envoy-*, with a refused mutation failing
+// the request.
+func ProxyMutationRules() *mutationrulesv3.HeaderMutationRules {
+	return &mutationrulesv3.HeaderMutationRules{DisallowIsError: wrapperspb.Bool(true)}
+}
+
+// GatewayMutationRules returns the mutation_rules of the gateway-form ext_proc filter in
+// ocisigner's envoy.yaml (deploy/envoy_test.go keeps them equal): the defaults plus
+// :authority, the narrowest rule that lets the signer address a request.
+func GatewayMutationRules() *mutationrulesv3.HeaderMutationRules {
+	return &mutationrulesv3.HeaderMutationRules{
+		AllowExpression: &matcherv3.RegexMatcher{Regex: ":authority"},
+		DisallowIsError: wrapperspb.Bool(true),
+	}
+}
+
 func (c Config) resolve() (*settings, error) {
 	s := &settings{Config: c}
 	if c.Processor == "" {
 		return nil, fmt.Errorf("%w: Processor is empty", ErrConfig)
 	}
-	if c.Upstream == "" {
-		return nil, fmt.Errorf("%w: Upstream is empty", ErrConfig)
+	if c.Upstream == "" && c.Resolve == nil {
+		return nil, fmt.Errorf("%w: Upstream is empty and there is no Resolve", ErrConfig)
 	}
 	if c.ProcessingMode == nil {
 		s.mode = DefaultProcessingMode()

@@ -26,8 +26,11 @@ type Envoy struct {
 	srv    *http.Server
 	conn   *grpc.ClientConn
 	client extprocv3.ExternalProcessorClient
-	up     *upstreamPool
 	stats  counters
+
+	poolsMu     sync.Mutex
+	pools       map[string]*upstreamPool // by "host:port"
+	poolsClosed bool
 
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -60,18 +63,19 @@ func New(cfg Config) (*Envoy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extproctest: dial processor %q: %w", s.Processor, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("extproctest: listen: %w", err)
 	}
+	ln := downListener{Listener: tcp, dropContinue: s.Proxy100Continue}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Envoy{
 		cfg:     s,
 		ln:      ln,
 		conn:    conn,
 		client:  extprocv3.NewExternalProcessorClient(conn),
-		up:      newUpstreamPool(s.Upstream),
+		pools:   map[string]*upstreamPool{},
 		baseCtx: ctx,
 		cancel:  cancel,
 		srvDone: make(chan struct{}),
@@ -81,6 +85,9 @@ func New(cfg Config) (*Envoy, error) {
 		MaxHeaderBytes:    maxHeadersBytes,
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, downConnKey{}, c)
+		},
 	}
 	go func() {
 		defer close(e.srvDone)
@@ -113,7 +120,12 @@ func (e *Envoy) Close() error {
 	err := e.srv.Close()
 	<-e.srvDone
 	e.wg.Wait()
-	e.up.close()
+	e.poolsMu.Lock()
+	e.poolsClosed = true
+	for _, p := range e.pools {
+		p.close()
+	}
+	e.poolsMu.Unlock()
 	if cerr := e.conn.Close(); err == nil {
 		err = cerr
 	}
@@ -121,6 +133,22 @@ func (e *Envoy) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// pool returns the connection pool to addr. After Close it returns a closed pool, whose
+// connections fail.
+func (e *Envoy) pool(addr string) *upstreamPool {
+	e.poolsMu.Lock()
+	defer e.poolsMu.Unlock()
+	p, ok := e.pools[addr]
+	if !ok {
+		p = newUpstreamPool(addr)
+		if e.poolsClosed {
+			p.close()
+		}
+		e.pools[addr] = p
+	}
+	return p
 }
 
 // goTracked runs f on a goroutine Close waits for. Only call it while a handler is running

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // This file is what Envoy does when something arrives on the stream: Filter::onReceiveMessage,
@@ -48,6 +51,15 @@ func (f *filter) onMessage(resp *extprocv3.ProcessingResponse) {
 	}
 	if mo := resp.GetModeOverride(); mo != nil {
 		f.onModeOverride(mo)
+	}
+	switch resp.GetResponse().(type) {
+	case *extprocv3.ProcessingResponse_RequestHeaders, *extprocv3.ProcessingResponse_RequestBody,
+		*extprocv3.ProcessingResponse_RequestTrailers, *extprocv3.ProcessingResponse_ResponseHeaders,
+		*extprocv3.ProcessingResponse_ResponseBody, *extprocv3.ProcessingResponse_ResponseTrailers,
+		*extprocv3.ProcessingResponse_ImmediateResponse:
+		// Filter::onReceiveMessage takes the metadata before it handles the answer, so it
+		// stays even when the answer then fails (a refused mutation, a spurious message).
+		f.setDynamicMetadata(resp)
 	}
 
 	var err error
@@ -96,6 +108,33 @@ func (f *filter) onMessage(resp *extprocv3.ProcessingResponse) {
 	f.closeIfLastResponse(resp)
 }
 
+// setDynamicMetadata is Filter::setDynamicMetadata: each top-level field of the answer's
+// dynamic_metadata whose name is a receiving namespace is merged, as a Struct, into the
+// request's metadata under that name (StreamInfo::setDynamicMetadata: MergeFrom, so a later
+// answer replaces the fields it names and keeps the others); other fields are dropped.
+func (f *filter) setDynamicMetadata(resp *extprocv3.ProcessingResponse) {
+	md := resp.GetDynamicMetadata()
+	if md == nil || len(f.cfg.ReceivingNamespaces) == 0 {
+		return
+	}
+	for name, v := range md.GetFields() {
+		if !slices.Contains(f.cfg.ReceivingNamespaces, name) {
+			continue
+		}
+		if f.dynMeta == nil {
+			f.dynMeta = map[string]*structpb.Struct{}
+		}
+		dst, ok := f.dynMeta[name]
+		if !ok {
+			dst = &structpb.Struct{}
+			f.dynMeta[name] = dst
+		}
+		if s := v.GetStructValue(); s != nil {
+			proto.Merge(dst, s)
+		}
+	}
+}
+
 // onModeOverride: honoured only when allow_mode_override, while a headers answer is pending,
 // without FULL_DUPLEX_STREAMED configured, and (with allowed_override_modes) only if the
 // effective mode is in the list.
@@ -129,6 +168,7 @@ func (f *filter) onRequestHeadersResponse(hr *extprocv3.HeadersResponse) error {
 			return err
 		}
 	}
+	f.clearRouteCache(common)
 	f.finishCall()
 	if replace {
 		// The answer is final for the request: its body mutation replaces the body (and
@@ -178,6 +218,7 @@ func (f *filter) onRequestBodyResponse(br *extprocv3.BodyResponse) error {
 		}
 		f.buf = applyBodyMutation(bm, f.buf)
 	}
+	f.clearRouteCache(common)
 	f.finishCall()
 	f.bodyAnswered = true
 	return nil
@@ -268,13 +309,22 @@ func (f *filter) onGrpcError(code codes.Code, msg string) {
 	}, &f.e.stats.lrGRPC)
 }
 
-// onGrpcClose: the server ended the stream with OK while Envoy still used it. Envoy treats
-// that as "no more processing wanted" and continues: the trap a server must not fall into.
+// onGrpcClose is Filter::onGrpcCloseWithStatus: the server ended the stream with OK while
+// Envoy still held it. Envoy stops using the processor and lets the request continue as it
+// is. Before the last answer Envoy needs, that is the trap a server must not fall into (the
+// rest goes through unprocessed). After it (the stream of a BUFFERED body stays open until
+// the upstream response headers, closeGrpcStreamIfLastRespReceived never closes it) nothing
+// is left to process and the close is harmless; a close after the last answer of a bodiless
+// request never arrives, as Envoy closed that stream itself.
 func (f *filter) onGrpcClose() {
 	if f.complete {
 		return
 	}
-	f.e.stats.closedOKEarly.Add(1)
+	if f.moreExpected() {
+		f.e.stats.closedOKEarly.Add(1)
+	} else {
+		f.e.stats.closedOKAfterLastAnswer.Add(1)
+	}
 	f.dropProcessor()
 }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // filter is one request's pass through the ext_proc filter (Filter and its two
@@ -57,11 +57,19 @@ type filter struct {
 	respBody            []byte
 	respHeadersAnswered bool
 
-	exchange *exchange
-	reply    *localReply
-	gone     bool // the client went away: no response at all
+	route         Route // the cached route (ActiveStream::cached_route_)
+	routeCleared  bool  // ext_proc cleared the route cache: the next look-up matches again
+	upstreamAddr  string
+	routeDeadline time.Time // when the route timeout runs out, once it runs
+
+	exchange   *exchange
+	relayed100 bool // written by the upstream reader while the handler waits for it
+	reply      *localReply
+	gone       bool // the client went away: no response at all
 
 	// access log
+	dynMeta        map[string]*structpb.Struct
+	logRespHeaders *headerList
 	status         int
 	details        string
 	upstreamCalled bool
@@ -111,7 +119,7 @@ func (f *filter) serve() {
 		f.sendLocalReply()
 		return
 	}
-	h, err := requestHeaders(r, f.cfg.StripAnyHostPort)
+	h, err := requestHeaders(r, f.cfg.StripAnyHostPort, f.cfg.Proxy100Continue)
 	if err != nil {
 		f.reply = &localReply{status: http.StatusRequestHeaderFieldsTooLarge, details: "http1.too_many_headers"}
 		f.sendLocalReply()
@@ -119,7 +127,9 @@ func (f *filter) serve() {
 	}
 	f.reqHeaders = h
 	f.hasBody = hasBody(r)
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+	// ActiveStream::decodeHeaders matches the route before the filters run.
+	f.route = f.matchRoute()
+	if expectsContinue(r) && !f.cfg.Proxy100Continue {
 		// Envoy answers 100 Continue as soon as it has the headers; net/http would wait
 		// for the first body read.
 		_, _ = r.Body.Read(nil)
@@ -156,6 +166,10 @@ func (f *filter) cleanup() {
 	}
 	f.stop()
 	if f.cfg.AccessLog != nil {
+		var upstreamHost string
+		if f.upstreamCalled {
+			upstreamHost = f.upstreamAddr
+		}
 		f.cfg.AccessLog(AccessLogEntry{
 			Method:              f.r.Method,
 			Path:                f.r.RequestURI,
@@ -163,7 +177,13 @@ func (f *filter) cleanup() {
 			ResponseCodeDetails: f.details,
 			StreamStarted:       f.sess != nil,
 			UpstreamCalled:      f.upstreamCalled,
+			StartTime:           f.start,
 			Duration:            time.Since(f.start),
+			RequestHeaders:      headerMapForLog(f.reqHeaders),
+			ResponseHeaders:     headerMapForLog(f.logRespHeaders),
+			DynamicMetadata:     f.dynMeta,
+			UpstreamHost:        upstreamHost,
+			RouteName:           f.route.Name,
 		})
 	}
 	if f.abort {
@@ -175,7 +195,7 @@ func (f *filter) cleanup() {
 // time waiting for the answer.
 func (f *filter) decode() {
 	mode := f.cfg.mode
-	if f.cfg.Disabled != nil && f.cfg.Disabled(f.r) {
+	if f.route.ExtProcDisabled || (f.cfg.Disabled != nil && f.cfg.Disabled(f.r)) {
 		mode = allDisabledMode()
 	}
 	f.dec, f.enc = decodingState(mode), encodingState(mode)
@@ -195,11 +215,13 @@ func (f *filter) decode() {
 		f.reqHeaders.remove("content-length")
 	}
 	if f.dec.sendHeaders {
-		// While the answer is pending Envoy holds the body with a watermark (ext_proc.cc
-		// onData, HeadersCallback: StopIterationAndWatermark): it buffers what arrives and
-		// stops reading the client once the buffer reaches the limit, without a 413, since
-		// the answer may still switch the body to NONE. Any other mode is held back by
-		// flow control from the start.
+		// While the answer is pending, a BUFFERED body is buffered, not held back: ext_proc.cc
+		// Filter::onData (HeadersCallback) returns StopIterationAndBuffer for BUFFERED, so the
+		// filter manager's watermark buffer calls ActiveStreamDecoderFilter::requestDataTooLarge
+		// (filter_manager.cc) once it passes the limit, which sends a 413 local reply, even
+		// though the answer might have switched the body to NONE. Only other body modes get
+		// StopIterationAndWatermark (flow control, no 413); here they are not read until the
+		// router needs them, which has the same effect on the client.
 		if f.hasBody && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED {
 			f.pump = f.e.startPump(f.dsBody)
 		}
@@ -207,7 +229,6 @@ func (f *filter) decode() {
 		if f.stopped() {
 			return
 		}
-		f.checkBufferLimit()
 	}
 
 	if !f.hasBody || f.complete || f.bodyReplaced {
@@ -256,7 +277,7 @@ func (f *filter) waitFor(cond func() bool) {
 			evC = f.sess.events
 		}
 		var pumpC <-chan chunk
-		if f.pump != nil && !f.bodyDone && !f.heldByWatermark() {
+		if f.pump != nil && !f.bodyDone {
 			pumpC = f.pump.ch
 		}
 		if evC == nil && pumpC == nil && f.timerC == nil {
@@ -281,8 +302,9 @@ func (f *filter) waitFor(cond func() bool) {
 
 func (f *filter) stopped() bool { return f.reply != nil || f.gone }
 
-// onChunk buffers body data. Past the limit Envoy answers 413, unless the processor was
-// already dropped, in which case the data just flows.
+// onChunk buffers body data. Past the limit Envoy answers 413, whether or not the headers
+// answer has come, unless the processor was already dropped, in which case the data just
+// flows.
 func (f *filter) onChunk(c chunk) {
 	f.buf = append(f.buf, c.data...)
 	if c.err != nil {
@@ -292,18 +314,12 @@ func (f *filter) onChunk(c chunk) {
 		}
 		f.bodyDone = true
 	}
-	if f.cb != cbRequestHeaders {
-		f.checkBufferLimit()
-	}
+	f.checkBufferLimit()
 }
 
-// heldByWatermark: while the headers answer is pending, reading stops once the
-// buffer holds the limit (the pump blocks, and TCP pushes back on the client).
-func (f *filter) heldByWatermark() bool {
-	return f.cb == cbRequestHeaders && int64(len(f.buf)) >= f.cfg.BodyBufferLimit
-}
-
-// checkBufferLimit answers 413 for a BUFFERED body over the limit.
+// checkBufferLimit answers 413 for a BUFFERED body over the limit: the watermark buffer's
+// high watermark is the limit and fires above it, not at it (filter_manager.cc
+// ActiveStreamDecoderFilter::createBuffer and requestDataTooLarge).
 func (f *filter) checkBufferLimit() {
 	if !f.complete && f.dec.bodyMode == extprocfilterv3.ProcessingMode_BUFFERED &&
 		int64(len(f.buf)) > f.cfg.BodyBufferLimit {
@@ -326,9 +342,14 @@ func (f *filter) openStream() {
 	if f.sess != nil {
 		return
 	}
-	var md map[string]string
+	md := map[string]string{}
+	for k, v := range f.route.Metadata {
+		md[k] = v
+	}
 	if f.cfg.Metadata != nil {
-		md = f.cfg.Metadata(f.r)
+		for k, v := range f.cfg.Metadata(f.r) {
+			md[k] = v
+		}
 	}
 	f.sess = f.e.openSession(md)
 	f.sessOpen = true

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -36,18 +37,38 @@ func (f *filter) upstreamBody() (body io.Reader, streaming bool) {
 		return bytes.NewReader(f.buf), false
 	}
 	// Part of the body is buffered (the processor chose NONE, or was dropped): send that,
-	// then stream the rest.
-	c := f.pump.halt()
-	f.buf = append(f.buf, c.data...)
-	switch {
-	case errors.Is(c.err, io.EOF):
-		f.bodyDone = true
-		return bytes.NewReader(f.buf), false
-	case c.err != nil:
-		f.onDownstreamGone()
-		return nil, false
+	// then stream the rest. The pump may be blocked reading a client that waits for the
+	// upstream's 100 Continue, so the filter does not wait for it: the upstream writer takes
+	// over the pump's last read when it completes, then reads the client itself.
+	f.pump.abandon()
+	return io.MultiReader(bytes.NewReader(f.buf), &handoffReader{p: f.pump, body: f.dsBody}), true
+}
+
+// handoffReader is the body after a stopped pump: what the pump's last read got, then the
+// rest straight from the client.
+type handoffReader struct {
+	p      *pump
+	body   io.Reader
+	took   bool
+	rest   []byte
+	endErr error
+}
+
+func (r *handoffReader) Read(b []byte) (int, error) {
+	if !r.took {
+		<-r.p.done
+		r.took = true
+		r.rest, r.endErr = r.p.leftover.data, r.p.leftover.err
 	}
-	return io.MultiReader(bytes.NewReader(f.buf), f.dsBody), true
+	if len(r.rest) > 0 {
+		n := copy(b, r.rest)
+		r.rest = r.rest[n:]
+		return n, nil
+	}
+	if r.endErr != nil {
+		return 0, r.endErr
+	}
+	return r.body.Read(b)
 }
 
 func (f *filter) drainDownstream() {
@@ -73,9 +94,49 @@ type upstreamResult struct {
 }
 
 func (f *filter) forward() {
+	// The dynamic forward proxy filter, then the router, ask for the route: if ext_proc
+	// cleared the cache it is matched again, against the headers as mutated.
+	if f.routeCleared {
+		f.route = f.matchRoute()
+		f.routeCleared = false
+	}
+	if d := f.route.Direct; d != nil {
+		// router.cc Filter::decodeHeaders: a direct_response route is answered by the
+		// router itself (the forward proxy filter skips routes without a route entry).
+		f.setReply(&localReply{status: d.Status, body: []byte(d.Body), headers: d.Headers,
+			details: "direct_response"}, &f.e.stats.lrDirect)
+		f.sendLocalReply()
+		return
+	}
+	addr := f.cfg.Upstream
+	if f.cfg.Resolve != nil {
+		// ProxyFilter::decodeHeaders resolves headers.Host() as the filters before it
+		// left it, and the cluster's load balancer picks the host by the same header
+		// (dynamic_forward_proxy cluster.cc Cluster::LoadBalancer::chooseHost).
+		authority, _ := f.reqHeaders.get(":authority")
+		a, err := f.cfg.Resolve(authority)
+		if err != nil {
+			f.e.logf("extproctest: resolve %q: %v", authority, err)
+			f.setReply(&localReply{status: http.StatusServiceUnavailable, body: []byte("DNS resolution failure"),
+				details: "dns_resolution_failure{" + err.Error() + "}"}, &f.e.stats.lrDNS)
+			f.sendLocalReply()
+			return
+		}
+		addr = a
+	}
+	f.upstreamAddr = addr
 	body, streaming := f.upstreamBody()
 	if f.gone {
 		return
+	}
+	if rw := f.route.Rewrite; rw != nil {
+		// Router finalizeRequestHeaders: after every filter, and after the connection pool
+		// (so the upstream host) was chosen.
+		authority, _ := f.reqHeaders.get(":authority")
+		path, _ := f.reqHeaders.get(":path")
+		authority, path = rw(authority, path)
+		f.reqHeaders.set(":authority", authority)
+		f.reqHeaders.set(":path", path)
 	}
 	if !f.cfg.SuppressEnvoyHeaders && f.cfg.RouteTimeout > 0 {
 		// FilterUtility::setTimeoutHeaders: the route timeout left, in milliseconds.
@@ -91,16 +152,18 @@ func (f *filter) forward() {
 	defer upCancel()
 	resC := make(chan upstreamResult, 1)
 	f.e.goTracked(func() {
-		x, err := f.e.up.start(upCtx, req, f.e.goTracked)
+		x, err := f.e.pool(addr).start(upCtx, req, f.e.goTracked, f.relayInformational)
 		resC <- upstreamResult{x, err}
 	})
 
-	// The route timeout runs from the end of the request to the response headers.
+	// The route timeout runs from the end of the request (Filter::onRequestComplete) to the
+	// end of the response (onUpstreamComplete disarms it), body included.
 	var eofC <-chan struct{}
 	var routeC <-chan time.Time
 	var routeTimer *time.Timer
 	startRouteTimer := func() {
 		if f.cfg.RouteTimeout > 0 {
+			f.routeDeadline = time.Now().Add(f.cfg.RouteTimeout)
 			routeTimer = time.NewTimer(f.cfg.RouteTimeout)
 			routeC = routeTimer.C
 		}
@@ -186,6 +249,20 @@ func (f *filter) forward() {
 	f.encodeHeaders(res.x, time.Since(upStart))
 }
 
+// relayInformational is Filter::onUpstream1xxHeaders and the connection manager's
+// encode1xxHeaders: with proxy_100_continue the first upstream 100 goes to the client
+// (ActiveStreamDecoderFilter::encode1xxHeaders swallows it otherwise). It runs while the
+// handler waits for the final response headers, so nothing else writes to the client.
+func (f *filter) relayInformational(resp *http.Response) {
+	if !f.cfg.Proxy100Continue || resp.StatusCode != http.StatusContinue || f.relayed100 {
+		return
+	}
+	f.relayed100 = true
+	if dc, ok := f.r.Context().Value(downConnKey{}).(*downConn); ok {
+		_ = dc.writeInformational(encodeInformational(resp))
+	}
+}
+
 // finishExchange makes sure the upstream writer is not left reading the client's body, then
 // releases the connection.
 func (f *filter) finishExchange() {
@@ -259,11 +336,27 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	f.closeStreamMaybeGraceful()
 
 	finishResponseHeaders(f.respHeaders)
+	f.logRespHeaders = f.respHeaders
 	f.status = writeResponseHeaders(f.w, f.respHeaders)
 	f.wrote = true
 	f.details = "via_upstream"
 	if f.respBodyReplaced {
 		_, _ = f.w.Write(f.respBody)
+		return
+	}
+	if !f.routeDeadline.IsZero() {
+		// The response has started: when the route timeout runs out now, Envoy can only
+		// reset the stream (router.cc onUpstreamAbort via onResponseTimeout).
+		var timedOut atomic.Bool
+		t := time.AfterFunc(time.Until(f.routeDeadline), func() {
+			timedOut.Store(true)
+			x.abandon()
+		})
+		defer t.Stop()
+		f.relay(x.body())
+		if timedOut.Load() && f.abort {
+			f.details = "upstream_response_timeout"
+		}
 		return
 	}
 	f.relay(x.body())

@@ -1,12 +1,14 @@
 package extproctest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,7 +38,7 @@ var errTooManyHeaders = fmt.Errorf("too many request headers")
 // The order of ordinary headers is not the wire order (net/http does not keep it): they are
 // sorted by name, after the pseudo-headers, and the headers the connection manager adds come
 // last. Envoy keeps wire order; no ext_proc server should depend on order.
-func requestHeaders(r *http.Request, stripPort bool) (*headerList, error) {
+func requestHeaders(r *http.Request, stripPort, proxy100Continue bool) (*headerList, error) {
 	count := 1 // Host
 	for _, vs := range r.Header {
 		count += len(vs)
@@ -107,12 +109,91 @@ func requestHeaders(r *http.Request, stripPort bool) (*headerList, error) {
 	if !h.has("x-request-id") {
 		h.add("x-request-id", uuid4())
 	}
-	// ActiveStream::decodeHeaders: with proxy_100_continue off Envoy answers 100-continue
-	// itself and drops the header.
-	if v, ok := h.get("expect"); ok && strings.EqualFold(v, "100-continue") {
+	// ActiveStream::decodeHeaders (conn_manager_impl.cc): with proxy_100_continue off Envoy
+	// answers 100-continue itself, before any filter runs, and drops the header; with it on
+	// the header stays and the only 100 the client gets is the upstream's, relayed by the
+	// router (Filter::onUpstream1xxHeaders) once the request has been forwarded.
+	if v, ok := h.get("expect"); ok && strings.EqualFold(v, "100-continue") && !proxy100Continue {
 		h.remove("expect")
 	}
 	return h, nil
+}
+
+// expectsContinue reports a request whose client waits for 100 Continue before its body.
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Expect"), "100-continue")
+}
+
+// continueLine is the 100 Continue net/http writes on the first read of such a body.
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// downConn is a downstream connection. With proxy_100_continue Envoy never answers 100
+// Continue itself, but net/http does so on the first read of the body, which the stand-in
+// does whenever Envoy would read: so those bytes are dropped here, and the upstream's 100
+// is written by writeInformational instead. net/http writes its 100 as one flush of exactly
+// continueLine, on a connection with nothing else pending.
+type downConn struct {
+	net.Conn
+	dropContinue bool
+	mu           sync.Mutex
+}
+
+func (c *downConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dropContinue && bytes.Equal(p, continueLine) {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// writeInformational writes a 1xx response straight to the client. Only call it before the
+// handler has written anything: net/http's buffered writer is empty then.
+func (c *downConn) writeInformational(p []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// downListener wraps accepted connections in downConn.
+type downListener struct {
+	net.Listener
+	dropContinue bool
+}
+
+func (l downListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &downConn{Conn: c, dropContinue: l.dropContinue}, nil
+}
+
+type downConnKey struct{}
+
+// encodeInformational is the HTTP/1 codec's encode1xxHeaders after the connection manager
+// stripped hop-by-hop headers (ActiveStream::encode1xxHeaders): no date or server header.
+func encodeInformational(resp *http.Response) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", resp.StatusCode, http.StatusText(resp.StatusCode))
+	names := make([]string, 0, len(resp.Header))
+	for k := range resp.Header {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		key := strings.ToLower(k)
+		switch key {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			continue
+		}
+		for _, v := range resp.Header[k] {
+			fmt.Fprintf(&b, "%s: %s\r\n", key, v)
+		}
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
 }
 
 // sanitizeTE keeps "te: trailers" and drops any other TE value.

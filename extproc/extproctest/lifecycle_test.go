@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,86 @@ func TestOverrideMessageTimeout(t *testing.T) {
 			st := h.envoy.Stats()
 			if (st.OverrideMessageTimeoutReceived == 1) != tt.wantReceived || st.OverrideMessageTimeoutReceived+st.OverrideMessageTimeoutIgnored != 1 {
 				t.Errorf("received %d ignored %d", st.OverrideMessageTimeoutReceived, st.OverrideMessageTimeoutIgnored)
+			}
+		})
+	}
+}
+
+// Envoy opens the stream without a timeout (ext_proc.cc Filter::openStream sets none, and
+// grpc_service.timeout is never read), so no grpc-timeout reaches the server and its stream
+// has no deadline.
+func TestStreamHasNoDeadline(t *testing.T) {
+	deadlines := make(chan bool, 1)
+	handle := func(s *procStream) error {
+		_, ok := s.grpc.Context().Deadline()
+		deadlines <- ok
+		return signer()(s)
+	}
+	h := newHarness(t, handle, nil)
+	if code, _, _ := h.do(t, h.newRequest(t, http.MethodGet, "/", nil)); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if <-deadlines {
+		t.Error("the processor's stream has a deadline")
+	}
+	if got := h.proc.only(t).md.Get("grpc-timeout"); len(got) != 0 {
+		t.Errorf("grpc-timeout metadata %q", got)
+	}
+}
+
+// A server may end the stream with OK right after its last answer instead of waiting for
+// Envoy's half-close. Envoy has what it needs by then: the signed request goes upstream and
+// nothing counts as unprocessed. For a BUFFERED body Envoy still holds the stream open while
+// the request is upstream, so it sees the close (and ignores the processor from then on);
+// for a bodiless request it closed the stream itself after the headers answer.
+func TestOKCloseAfterTheLastAnswerIsHarmless(t *testing.T) {
+	tests := []struct {
+		name          string
+		body          string
+		wantAfterLast int64
+	}{
+		{name: "no body"},
+		{name: "buffered body", body: "payload", wantAfterLast: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			handle := func(s *procStream) error {
+				if _, err := s.recv(); err != nil {
+					return nil
+				}
+				if err := s.send(headersResp(setHeaders("x-signed", "headers"))); err != nil || tt.body == "" {
+					return nil
+				}
+				if _, err := s.recv(); err != nil {
+					return nil
+				}
+				_ = s.send(bodyResp(setHeaders("x-body-len", strconv.Itoa(len(tt.body)))))
+				return nil // OK, without waiting for Envoy
+			}
+			h := newHarness(t, handle, nil)
+			if tt.wantAfterLast > 0 {
+				// The upstream answers only once Envoy has seen the close, so it is counted.
+				h.up.setReply(func(w http.ResponseWriter, r *http.Request) {
+					waitUntil(func() bool { return h.envoy.Stats().ClosedOKAfterLastAnswer == tt.wantAfterLast })
+					w.WriteHeader(http.StatusOK)
+				})
+			}
+			method, body := http.MethodGet, io.Reader(nil)
+			if tt.body != "" {
+				method, body = http.MethodPost, strings.NewReader(tt.body)
+			}
+			if code, _, _ := h.do(t, h.newRequest(t, method, "/", body)); code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
+			up := h.up.only(t)
+			if up.Header.Get("X-Signed") != "headers" || string(up.Body) != tt.body ||
+				(tt.body != "" && up.Header.Get("X-Body-Len") != strconv.Itoa(len(tt.body))) {
+				t.Errorf("upstream got %q with headers %v", up.Body, up.Header)
+			}
+			st := h.envoy.Stats()
+			if st.ClosedOKEarly != 0 || st.ContinuedUnprocessed != 0 || st.ClosedOKAfterLastAnswer != tt.wantAfterLast {
+				t.Errorf("ClosedOKEarly %d ContinuedUnprocessed %d ClosedOKAfterLastAnswer %d, want 0, 0, %d",
+					st.ClosedOKEarly, st.ContinuedUnprocessed, st.ClosedOKAfterLastAnswer, tt.wantAfterLast)
 			}
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -190,56 +189,37 @@ func TestLargeUploadStreamsWithFlatMemory(t *testing.T) {
 	}
 }
 
-// While the headers answer is pending Envoy holds a BUFFERED body with a
-// watermark (ext_proc.cc onData: StopIterationAndWatermark), not a 413: a slow
-// signer that then switches the body to NONE still gets the whole upload
-// through, however much of it the client sent meanwhile.
-func TestBodyArrivingBeforeTheOverrideIsHeldNotRefused(t *testing.T) {
-	release := make(chan struct{})
-	answer := func(s *procStream) error {
-		if _, err := s.recv(); err != nil {
-			return nil
-		}
-		<-release
-		resp := headersResp(nil)
-		resp.ModeOverride = mode(extprocfilterv3.ProcessingMode_NONE)
-		_ = s.send(resp)
-		for {
-			if _, err := s.recv(); err != nil {
-				return nil
-			}
-		}
-	}
-	h := newHarness(t, answer, func(c *extproctest.Config) {
+// A BUFFERED body that passes the limit while the headers answer is still pending gets
+// 413 at once (ext_proc.cc Filter::onData returns StopIterationAndBuffer, and the filter
+// manager's requestDataTooLarge answers): the answer, which would have switched the upload
+// to NONE, never gets the chance. The processor here never answers, so only the 413 can end
+// the request before the message timeout.
+func TestBodyPastTheLimitBeforeTheHeadersAnswerGets413(t *testing.T) {
+	h := newHarness(t, untilEnded, func(c *extproctest.Config) {
 		c.AllowModeOverride = true
 		c.BodyBufferLimit = 1024
 	})
-	// The signer answers only once the client has sent more than the limit.
-	body := &signalReader{r: strings.NewReader(strings.Repeat("x", 64<<10)), after: 2048, signal: release}
-	code, _, _ := h.do(t, h.newRequest(t, http.MethodPut, "/o", body))
-	if code != http.StatusOK {
-		t.Fatalf("status %d, want 200", code)
+	code, _, body := h.do(t, h.newRequest(t, http.MethodPut, "/o", strings.NewReader(strings.Repeat("x", 64<<10))))
+	if code != http.StatusRequestEntityTooLarge || body != "Payload Too Large" {
+		t.Fatalf("got %d %q, want 413 Payload Too Large", code, body)
 	}
-	ups := h.up.requests()
-	if len(ups) != 1 || len(ups[0].Body) != 64<<10 {
-		t.Fatalf("upstream got %d requests", len(ups))
+	if n := len(h.up.requests()); n != 0 {
+		t.Errorf("upstream got %d requests", n)
 	}
-}
-
-// signalReader closes signal once more than after bytes were read from it.
-type signalReader struct {
-	r      io.Reader
-	n      int
-	after  int
-	signal chan struct{}
-	once   sync.Once
-}
-
-func (s *signalReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	s.n += n
-	if s.n > s.after {
-		s.once.Do(func() { close(s.signal) })
+	// The 413 may even beat the stream to the processor; a stream that got there was ended
+	// without a body.
+	for _, s := range h.proc.allStreams() {
+		s.waitEnded(t)
+		for _, m := range s.messages() {
+			if m.GetRequestBody() != nil {
+				t.Error("the body was sent to the processor")
+			}
+		}
 	}
-	return n, err
+	if st := h.envoy.Stats(); st.LocalRepliesTooLarge != 1 || st.MessageTimeouts != 0 {
+		t.Errorf("LocalRepliesTooLarge %d MessageTimeouts %d", st.LocalRepliesTooLarge, st.MessageTimeouts)
+	}
+	if d := h.logs.last(t).ResponseCodeDetails; d != "request_payload_too_large" {
+		t.Errorf("details %q", d)
+	}
 }

@@ -73,6 +73,37 @@ func TestCheckerRules(t *testing.T) {
 	}
 }
 
+// allow_expression is checked before the routing-header rule, so ":authority" alone opens
+// :authority and nothing else (Checker::isAllowed): host, :method, :scheme and x-envoy-*
+// stay closed. Removing stays forbidden and the value must still be a valid authority.
+func TestAllowExpressionOpensOnlyAuthority(t *testing.T) {
+	c, err := newChecker(&mutationrulesv3.HeaderMutationRules{
+		AllowExpression: &matcherv3.RegexMatcher{Regex: ":authority"},
+	}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		op          checkOp
+		name, value string
+		want        checkResult
+	}{
+		{opSet, ":authority", "genai.example", checkOK},
+		{opSet, "host", "genai.example", checkFail},
+		{opSet, ":method", "POST", checkFail},
+		{opSet, ":scheme", "https", checkFail},
+		{opSet, "x-envoy-original-path", "/x", checkFail},
+		{opRemove, ":authority", "", checkFail},
+		{opSet, ":authority", "genai.example/x", checkFail},
+		{opSet, ":path", "/x", checkOK},
+	}
+	for _, tt := range tests {
+		if got := c.check(tt.op, tt.name, tt.value); got != tt.want {
+			t.Errorf("%v %s=%q: got %v, want %v", tt.op, tt.name, tt.value, got, tt.want)
+		}
+	}
+}
+
 // applyHeaderMutations: invalid names or values and both value fields set are errors even
 // without disallow_is_error; value without raw_value sets an empty header; set replaces the
 // first occurrence, append adds.

@@ -15,6 +15,7 @@ type localReply struct {
 	status   int
 	body     []byte
 	mutation *extprocv3.HeaderMutation // an ImmediateResponse's headers
+	headers  map[string]string         // a direct_response's response_headers_to_add
 	details  string                    // %RESPONSE_CODE_DETAILS%
 }
 
@@ -37,7 +38,11 @@ func (f *filter) sendLocalReply() {
 			h.set("content-type", "text/plain")
 		}
 	}
+	for k, v := range lr.headers {
+		h.set(strings.ToLower(k), v) // OVERWRITE_IF_EXISTS_OR_ADD
+	}
 	finishResponseHeaders(h)
+	f.logRespHeaders = h
 	f.status = writeResponseHeaders(f.w, h)
 	f.wrote = true
 	if len(lr.body) > 0 {

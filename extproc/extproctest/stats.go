@@ -37,13 +37,15 @@ type Stats struct {
 	LocalRepliesUnsupported int64 // the processor asked for a mode the stand-in does not implement (500)
 	LocalRepliesUpstream    int64 // the upstream failed or timed out (503/504)
 
-	// ClosedOKEarly counts streams the server ended with status OK while Envoy still held
-	// them (Envoy's streams_closed from onGrpcClose); from then on Envoy ignores the
-	// processor for that request. It also counts a server that returns right after its last
-	// answer while Envoy keeps the stream open (a BUFFERED body's stream stays open until the
-	// upstream response headers): harmless for that request, but the server does not wait
-	// for io.EOF. ContinuedUnprocessed says whether it let something through.
+	// ClosedOKEarly counts streams the server ended with status OK before it had given
+	// every answer Envoy would ask it for (part of Envoy's streams_closed, from
+	// onGrpcCloseWithStatus): Envoy then ignores the processor and the rest of the request
+	// goes through unprocessed (counted in ContinuedUnprocessed too).
 	ClosedOKEarly int64
+	// ClosedOKAfterLastAnswer counts streams the server ended with status OK after its last
+	// answer while Envoy still held them open (a BUFFERED body's stream stays open until the
+	// upstream response headers): harmless, the request is already processed.
+	ClosedOKAfterLastAnswer int64
 	// ContinuedUnprocessed counts requests Envoy let through although the processor had not
 	// answered everything it would have been asked: the OK-close trap, or an error, timeout
 	// or spurious message under failure_mode_allow.
@@ -52,6 +54,20 @@ type Stats struct {
 	FailureModeAllowed int64
 
 	UpstreamRequests int64 // requests sent upstream
+
+	// RouteCacheCleared counts answers that cleared the route cache (route_cache_action
+	// DEFAULT with clear_route_cache set, or CLEAR, on an answer with a header mutation).
+	RouteCacheCleared int64
+	// ClearRouteCacheIgnored is clear_route_cache_ignored: clear_route_cache set on an
+	// answer without a header mutation.
+	ClearRouteCacheIgnored int64
+	// ClearRouteCacheDisabled is clear_route_cache_disabled: clear_route_cache set while
+	// route_cache_action is RETAIN.
+	ClearRouteCacheDisabled int64
+	// LocalRepliesDirect counts routes answered with their direct_response.
+	LocalRepliesDirect int64
+	// LocalRepliesDNS counts requests whose :authority could not be resolved (503).
+	LocalRepliesDNS int64
 }
 
 // counters is the live, concurrently updated form of Stats.
@@ -61,6 +77,8 @@ type counters struct {
 	timeoutOverrideReceived, timeoutOverrideIgnored, immediate                          atomic.Int64
 	lrGRPC, lrTimeout, lrMutation, lrSpurious, lrTooLarge, lrUnsupported, lrUpstream    atomic.Int64
 	closedOKEarly, continuedUnprocessed, failureModeAllowed, upstreamRequests           atomic.Int64
+	closedOKAfterLastAnswer, routeCacheCleared, clearRouteCacheIgnored                  atomic.Int64
+	clearRouteCacheDisabled, lrDirect, lrDNS                                            atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -86,8 +104,14 @@ func (c *counters) snapshot() Stats {
 		LocalRepliesUnsupported:        c.lrUnsupported.Load(),
 		LocalRepliesUpstream:           c.lrUpstream.Load(),
 		ClosedOKEarly:                  c.closedOKEarly.Load(),
+		ClosedOKAfterLastAnswer:        c.closedOKAfterLastAnswer.Load(),
 		ContinuedUnprocessed:           c.continuedUnprocessed.Load(),
 		FailureModeAllowed:             c.failureModeAllowed.Load(),
 		UpstreamRequests:               c.upstreamRequests.Load(),
+		RouteCacheCleared:              c.routeCacheCleared.Load(),
+		ClearRouteCacheIgnored:         c.clearRouteCacheIgnored.Load(),
+		ClearRouteCacheDisabled:        c.clearRouteCacheDisabled.Load(),
+		LocalRepliesDirect:             c.lrDirect.Load(),
+		LocalRepliesDNS:                c.lrDNS.Load(),
 	}
 }

@@ -45,10 +45,9 @@ type event struct {
 }
 
 func (e *Envoy) openSession(md map[string]string) *session {
+	// No deadline: ext_proc starts its stream without a timeout (ext_proc.cc
+	// Filter::openStream), whatever grpc_service.timeout says.
 	ctx, cancel := context.WithCancel(e.baseCtx)
-	if e.cfg.StreamTimeout > 0 {
-		ctx, cancel = withTimeout(ctx, cancel, e.cfg.StreamTimeout)
-	}
 	if len(md) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, metadata.New(md))
 	}
@@ -64,13 +63,6 @@ func (e *Envoy) openSession(md map[string]string) *session {
 	e.stats.streamsStarted.Add(1)
 	e.goTracked(s.run)
 	return s
-}
-
-// withTimeout layers grpc_service.timeout over ctx: Envoy's async client ends the whole
-// stream with DEADLINE_EXCEEDED when it runs out.
-func withTimeout(ctx context.Context, cancel context.CancelFunc, d time.Duration) (context.Context, context.CancelFunc) {
-	tctx, tcancel := context.WithTimeout(ctx, d)
-	return tctx, func() { tcancel(); cancel() }
 }
 
 // send queues a message. The filter has at most a couple outstanding, so the queue never

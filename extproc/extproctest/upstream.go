@@ -169,7 +169,7 @@ func (e *upstreamError) Unwrap() error { return e.err }
 // on its own goroutine (spawned with spawn) so a large body streams while the response may
 // already be coming back. Whenever a connection was obtained the exchange is returned, even
 // with an error, and the caller must finish it.
-func (p *upstreamPool) start(ctx context.Context, req *upstreamRequest, spawn func(func())) (*exchange, error) {
+func (p *upstreamPool) start(ctx context.Context, req *upstreamRequest, spawn func(func()), informational func(*http.Response)) (*exchange, error) {
 	uc, err := p.get(ctx)
 	if err != nil {
 		return nil, &upstreamError{reason: "connection_failure", err: err}
@@ -189,10 +189,13 @@ func (p *upstreamPool) start(ctx context.Context, req *upstreamRequest, spawn fu
 			uc.c.Close()
 			return x, &upstreamError{reason: "connection_termination", err: err}
 		}
-		// Envoy swallows 1xx (it answered 100-continue itself); 101 is not expected
-		// since upgrades are refused.
+		// 101 is not expected since upgrades are refused. Other 1xx go to informational,
+		// which relays or drops them.
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
+		}
+		if informational != nil {
+			informational(resp)
 		}
 	}
 	x.resp = resp
@@ -209,6 +212,13 @@ func (x *exchange) write(req *upstreamRequest) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
+	if req.body != nil {
+		// The headers go out before the body, as Envoy's codec sends them: an upstream that
+		// answers "Expect: 100-continue" must see them while the body is still held back.
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
 	buf := make([]byte, 32<<10)
 	switch {
 	case req.body == nil:
