@@ -1,9 +1,6 @@
 package signer
 
 import (
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -178,6 +175,12 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 // sign is Sign with a choice the x509 federation endpoint needs: the SDKs
 // sign requests to it without host.
 func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, error) {
+	return signWith(activeBackend(), r, c, now, withHost)
+}
+
+// signWith is sign with the RSA backend given, so tests can run every
+// backend side by side without changing the process's choice.
+func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, error) {
 	if c == nil || c.Key == nil || c.KeyID == "" {
 		return nil, fmt.Errorf("%w: no credentials", ErrInvalidRequest)
 	}
@@ -263,7 +266,7 @@ func sign(r *Request, c *Credentials, now time.Time, withHost bool) (*Signed, er
 	out.SignedHeaders = strings.Join(names, " ")
 
 	digest := sha256.Sum256([]byte(out.SigningString))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, c.Key, crypto.SHA256, digest[:])
+	sig, err := be.signSHA256(c.Key, &digest)
 	if err != nil {
 		return nil, fmt.Errorf("rsa signature: %w", err)
 	}
