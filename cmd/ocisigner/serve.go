@@ -39,6 +39,7 @@ type serveOptions struct {
 	probeEndpoint  string
 	drainTimeout   time.Duration
 	healthInterval time.Duration
+	rsaBackend     string
 
 	clock func() time.Time // tests only: the time credentials are judged by
 }
@@ -56,6 +57,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeEndpoint, "probe-endpoint", "", "base URL the periodic probe uses instead of https://objectstorage.<region>.<realm domain>")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.DurationVar(&o.healthInterval, "health-interval", time.Second, "how often the default profile's credentials are checked for the gRPC health status")
+	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -72,6 +74,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if _, err := extproc.NewHostPolicy(o.allowHosts); err != nil {
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
+	if err := signer.SetBackend(o.rsaBackend); err != nil {
+		fmt.Fprintln(stderr, "ocisigner serve: --rsa-backend:", err)
 		return exitUsage
 	}
 	svc, err := newService(o, log, getenv)
@@ -222,7 +228,7 @@ func (s *service) start() <-chan error {
 			}
 		}()
 	}
-	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version}
+	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version, "rsa", signer.Backend()}
 	if s.adminL != nil {
 		attrs = append(attrs, "admin", s.adminL.Addr().String())
 	}
