@@ -135,9 +135,9 @@ func rss(b *testing.B) int64 {
 }
 
 // BenchmarkOpenSSLRSS signs b.N times with the OpenSSL backend on every
-// core, with a new key every 1,000 signatures (so keys are imported and
+// core, with a new key every 100 signatures (so keys are imported and
 // freed as it goes), and reports how much the resident set grew between a
-// tenth of the way and the end. A leak per signature or per key shows as
+// fifth of the way and the end. A leak per signature or per key shows as
 // growth; it fails above 2 MiB over 100,000 signatures or more:
 //
 //	go test ./signer -run '^$' -bench OpenSSLRSS -benchtime 100000x
@@ -146,10 +146,10 @@ func rss(b *testing.B) int64 {
 // seconds of CPU; 1024-bit keys keep that small. .ci/run runs it.
 func BenchmarkOpenSSLRSS(b *testing.B) {
 	primes := testPrimes(b)
-	const perKey = 1000
+	const perKey = 100
 	workers := runtime.GOMAXPROCS(0)
 	var before int64
-	warm := b.N / 10
+	warm := b.N / 5
 	b.ResetTimer()
 	for done := 0; done < b.N; done += perKey {
 		if done >= warm && before == 0 {
