@@ -8,7 +8,10 @@ package signer
 // the Go key and freed (EVP_PKEY_free, which clears the private numbers)
 // by a cleanup when the Go key becomes unreachable: the credentials code
 // keeps handing out plain *rsa.PrivateKey values and never has to close
-// anything.
+// anything. As crypto/rsa asks (its Precomputed values), a key must not be
+// changed once it has signed: the EVP_PKEY keeps the numbers of its first
+// signature. A new key's first signature costs one crypto/rsa signature
+// more (see load).
 
 /*
 #cgo LDFLAGS: -lcrypto
