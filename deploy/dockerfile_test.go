@@ -240,10 +240,38 @@ func envSets(args, key, value string) bool {
 }
 
 var (
-	goImage         = regexp.MustCompile(`^golang:(\d+)\.(\d+)\.(\d+)(-[a-z0-9]+)?(@sha256:[0-9a-f]{64})?$`)
-	distrolessImage = regexp.MustCompile(`^gcr\.io/distroless/[a-z0-9-]+:[a-z0-9.-]+(@sha256:[0-9a-f]{64})?$`)
-	versionStamp    = regexp.MustCompile(`-X\s+'?main\.version=\$\{?VERSION\}?`)
+	goImage      = regexp.MustCompile(`^golang:(\d+)\.(\d+)\.(\d+)(-[a-z0-9]+)?(@sha256:[0-9a-f]{64})?$`)
+	versionStamp = regexp.MustCompile(`-X\s+'?main\.version=\$\{?VERSION\}?`)
+	// The distroless images with glibc and libssl3 (libcrypto.so.3): base,
+	// and cc, which adds libstdc++ to it. Not static or base-nossl.
+	libcryptoImage = regexp.MustCompile(`^gcr\.io/distroless/(?:base|cc)-debian(\d+):([a-z0-9.-]+)(@sha256:[0-9a-f]{64})?$`)
+	// opensslProof is a run of the built binary that fails the build
+	// unless it signs with OpenSSL.
+	opensslProof = regexp.MustCompile(`(\S+) version \| grep -q "?RSA: openssl`)
 )
+
+// debianReleases are the Debian releases golang images are tagged with.
+var debianReleases = map[string]string{"bullseye": "11", "bookworm": "12", "trixie": "13"}
+
+// cgoSetting is what CGO_ENABLED the go build at index i of s runs with:
+// set inline in its RUN, else the last ENV before it; "" if neither.
+func cgoSetting(s stage, i int) string {
+	if m := regexp.MustCompile(`(?:^|\s)CGO_ENABLED=(\S+)\s+go build`).FindStringSubmatch(s.ins[i].args); m != nil {
+		return m[1]
+	}
+	v := ""
+	for _, e := range s.ins[:i] {
+		if e.cmd != "ENV" {
+			continue
+		}
+		for _, want := range []string{"0", "1"} {
+			if envSets(e.args, "CGO_ENABLED", want) {
+				v = want
+			}
+		}
+	}
+	return v
+}
 
 var recipeChecks = []namedCheck[*recipe]{
 	{"multi-stage build", func(r *recipe) error {
@@ -272,20 +300,29 @@ var recipeChecks = []namedCheck[*recipe]{
 		}
 		return nil
 	}},
-	{"static, trimmed, stamped go build", func(r *recipe) error {
+	{"cgo build against libcrypto, trimmed, stamped", func(r *recipe) error {
 		var p problems
 		s, i, in, err := r.goBuild()
 		if err != nil {
 			return err
 		}
-		cgoOff := strings.Contains(in.args, "CGO_ENABLED=0")
-		for _, e := range s.ins[:i] {
-			if e.cmd == "ENV" && envSets(e.args, "CGO_ENABLED", "0") {
-				cgoOff = true
+		if v := cgoSetting(s, i); v != "1" {
+			p.addf("go build runs with CGO_ENABLED=%q, want 1: without cgo the binary signs with crypto/rsa at 3x the CPU", v)
+		}
+		if j, _ := r.find(stage{ins: s.ins[:i]}, "RUN", func(a string) bool {
+			return strings.Contains(a, "apt-get install") && slices.Contains(strings.Fields(a), "libssl-dev")
+		}); j < 0 {
+			p.addf("no apt-get install libssl-dev before go build: cgo needs OpenSSL's headers")
+		}
+		out := goBuildOutput.FindStringSubmatch(in.args)
+		proven := false
+		for _, e := range s.ins[i:] {
+			if m := opensslProof.FindStringSubmatch(e.args); e.cmd == "RUN" && m != nil && out != nil && m[1] == out[1] {
+				proven = true
 			}
 		}
-		if !cgoOff {
-			p.addf("CGO_ENABLED=0 not set for go build (the runtime image has no libc)")
+		if !proven {
+			p.addf("the build does not run the built binary's version and grep for \"RSA: openssl\": a build that lost OpenSSL would pass")
 		}
 		if !strings.Contains(in.args, "-trimpath") {
 			p.addf("go build lacks -trimpath")
@@ -320,13 +357,15 @@ var recipeChecks = []namedCheck[*recipe]{
 		}
 		return nil
 	}},
-	{"final image is distroless", func(r *recipe) error {
+	{"runtime is distroless with the builder's glibc and libcrypto", func(r *recipe) error {
 		img := r.final().image
-		if img == "scratch" {
-			return nil
+		m := libcryptoImage.FindStringSubmatch(img)
+		if m == nil || m[2] == "latest" {
+			return fmt.Errorf("final base %q: want a pinned gcr.io/distroless/base-debianN (glibc and libssl3 for the cgo binary)", img)
 		}
-		if !distrolessImage.MatchString(img) || strings.HasSuffix(img, ":latest") {
-			return fmt.Errorf("final base %q: want a pinned gcr.io/distroless image (or scratch)", img)
+		g := goImage.FindStringSubmatch(r.stages[0].image)
+		if g == nil || debianReleases[strings.TrimPrefix(g[4], "-")] != m[1] {
+			return fmt.Errorf("builder %q and runtime %q are not the same Debian release: the binary needs the glibc and libcrypto it was linked against", r.stages[0].image, img)
 		}
 		return nil
 	}},
@@ -547,20 +586,38 @@ func TestDockerignoreMatcher(t *testing.T) {
 	}
 }
 
+const (
+	buildStage   = "FROM golang:1.26.8-bookworm AS build"
+	runtimeStage = "FROM gcr.io/distroless/base-debian12:nonroot"
+	buildCheck   = "cgo build against libcrypto, trimmed, stamped"
+	runtimeCheck = "runtime is distroless with the builder's glibc and libcrypto"
+)
+
 var dockerfileMutations = []mutation{
-	{"instruction before FROM", replaceFirst("FROM golang:1.26.8-bookworm AS build\n", ""), ""},
-	{"continuation swallows the runtime FROM", replaceFirst("        -o /out/ocisigner ./cmd/ocisigner", "        -o /out/ocisigner ./cmd/ocisigner \\"), "multi-stage build"},
-	{"cgo on", replaceFirst("CGO_ENABLED=0", "CGO_ENABLED=1"), "static, trimmed, stamped go build"},
-	{"no trimpath", replaceFirst(" -trimpath", ""), "static, trimmed, stamped go build"},
-	{"version not stamped", replaceFirst("-X main.version=${VERSION}", "-X main.Version=${VERSION}"), "static, trimmed, stamped go build"},
-	{"VERSION not declared", replaceFirst("ARG VERSION=dev\n", ""), "static, trimmed, stamped go build"},
-	{"wrong package", replaceFirst("./cmd/ocisigner\n", "./cmd/other\n"), "static, trimmed, stamped go build"},
-	{"single stage", replaceFirst("FROM gcr.io/distroless/static-debian12:nonroot\n", ""), "multi-stage build"},
-	{"builder unpinned", replaceFirst("FROM golang:1.26.8-bookworm AS build", "FROM golang:latest AS build"), "builder is a pinned Go toolchain"},
-	{"builder too old", replaceFirst("FROM golang:1.26.8-bookworm AS build", "FROM golang:1.25.3-bookworm AS build"), "builder is a pinned Go toolchain"},
+	{"instruction before FROM", replaceFirst(buildStage+"\n", ""), ""},
+	{"continuation swallows the runtime FROM", replaceFirst(`grep -q "RSA: openssl 3\."`+"\n", `grep -q "RSA: openssl 3\." \`+"\n"), "multi-stage build"},
+	{"cgo off", replaceFirst("CGO_ENABLED=1", "CGO_ENABLED=0"), buildCheck},
+	{"cgo off for go build alone", replaceFirst("    go build -trimpath", "    CGO_ENABLED=0 go build -trimpath"), buildCheck},
+	{"cgo not set", replaceFirst("ENV CGO_ENABLED=1 \\\n    GOTOOLCHAIN", "ENV GOTOOLCHAIN"), buildCheck},
+	{"no OpenSSL headers", replaceFirst(" libssl-dev", ""), buildCheck},
+	{"OpenSSL not proven", replaceFirst(" \\\n && /out/ocisigner version | grep -q \"RSA: openssl 3\\.\"", ""), buildCheck},
+	{"another binary proven", replaceFirst("&& /out/ocisigner version", "&& /usr/bin/true version"), buildCheck},
+	{"no trimpath", replaceFirst(" -trimpath", ""), buildCheck},
+	{"version not stamped", replaceFirst("-X main.version=${VERSION}", "-X main.Version=${VERSION}"), buildCheck},
+	{"VERSION not declared", replaceFirst("ARG VERSION=dev\n", ""), buildCheck},
+	{"wrong package", replaceFirst("./cmd/ocisigner \\\n", "./cmd/other \\\n"), buildCheck},
+	{"single stage", replaceFirst(runtimeStage+"\n", ""), "multi-stage build"},
+	{"builder unpinned", replaceFirst(buildStage, "FROM golang:latest AS build"), "builder is a pinned Go toolchain"},
+	{"builder too old", replaceFirst(buildStage, "FROM golang:1.25.3-bookworm AS build"), "builder is a pinned Go toolchain"},
 	{"sources before download", replaceFirst("COPY go.mod go.sum ./\n", "COPY . .\n"), "module download layer cached"},
-	{"full base image", replaceFirst("FROM gcr.io/distroless/static-debian12:nonroot", "FROM debian:bookworm-slim"), "final image is distroless"},
-	{"distroless latest", replaceFirst("FROM gcr.io/distroless/static-debian12:nonroot", "FROM gcr.io/distroless/static-debian12:latest"), "final image is distroless"},
+	{"full base image", replaceFirst(runtimeStage, "FROM debian:bookworm-slim"), runtimeCheck},
+	{"distroless latest", replaceFirst(runtimeStage, "FROM gcr.io/distroless/base-debian12:latest"), runtimeCheck},
+	{"runtime without libc", replaceFirst(runtimeStage, "FROM gcr.io/distroless/static-debian12:nonroot"), runtimeCheck},
+	{"runtime without libssl", replaceFirst(runtimeStage, "FROM gcr.io/distroless/base-nossl-debian12:nonroot"), runtimeCheck},
+	{"runtime from scratch", replaceFirst(runtimeStage, "FROM scratch"), runtimeCheck},
+	{"runtime of another Debian", replaceFirst(runtimeStage, "FROM gcr.io/distroless/base-debian13:nonroot"), runtimeCheck},
+	{"builder of another Debian", replaceFirst(buildStage, "FROM golang:1.26.8-bullseye AS build"), runtimeCheck},
+	{"builder of no named Debian", replaceFirst(buildStage, "FROM golang:1.26.8 AS build"), runtimeCheck},
 	{"root user", replaceFirst("USER nonroot:nonroot", "USER root"), "final image runs as non-root"},
 	{"no user", replaceFirst("USER nonroot:nonroot\n", ""), "final image runs as non-root"},
 	{"binary elsewhere", replaceFirst("/out/ocisigner /usr/local/bin/ocisigner", "/out/ocisigner /usr/bin/ocisigner"), "binary and entrypoint"},

@@ -1,9 +1,6 @@
 package signer
 
 import (
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -201,6 +198,12 @@ func FormatDate(t time.Time) string {
 // its arguments (RSASSA-PKCS1-v1_5 is deterministic), so the same inputs give
 // the same bytes.
 func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
+	return signWith(activeBackend(), r, c, now)
+}
+
+// signWith is Sign with the RSA backend given, so tests can run every
+// backend side by side without changing the process's choice.
+func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time) (*Signed, error) {
 	if c == nil || c.Key == nil || c.KeyID == "" {
 		return nil, fmt.Errorf("%w: no credentials", ErrInvalidRequest)
 	}
@@ -286,7 +289,7 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 	out.SignedHeaders = strings.Join(names, " ")
 
 	digest := sha256.Sum256([]byte(out.SigningString))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, c.Key, crypto.SHA256, digest[:])
+	sig, err := be.signSHA256(c.Key, &digest)
 	if err != nil {
 		return nil, fmt.Errorf("rsa signature: %w", err)
 	}

@@ -76,52 +76,54 @@ func TestGoldenVectors(t *testing.T) {
 		t.Errorf("fingerprint = %s, want %s", got, vf.FingerprintMD5)
 	}
 	creds := &signer.Credentials{KeyID: vf.KeyID, Key: key, Kind: signer.KindAPIKey}
-	for _, v := range vf.Vectors {
-		t.Run(v.Name, func(t *testing.T) {
-			u, err := url.Parse(v.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := map[string][]string{}
-			for k, val := range v.RequestHeaders {
-				h[k] = []string{val}
-			}
-			req := &signer.Request{
-				Method: v.Method,
-				Host:   u.Host,
-				Target: u.RequestURI(),
-				Header: signer.HTTPHeader(h),
-				Date:   v.RequestHeaders["date"],
-			}
-			if v.Body != nil {
-				req.Body = []byte(*v.Body)
-			}
-			if got := signer.BodySigned(v.Method, req.Target); got == v.BodyExcluded && v.Method != "GET" && v.Method != "HEAD" && v.Method != "DELETE" {
-				t.Errorf("BodySigned = %v, vector says body excluded = %v", got, v.BodyExcluded)
-			}
-			// A fixed clock far from the vector's date proves the date comes from the request.
-			s, err := signer.Sign(req, creds, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.SignedHeaders != v.SignedHeaders {
-				t.Errorf("signed headers\n got %q\nwant %q", s.SignedHeaders, v.SignedHeaders)
-			}
-			if s.SigningString != v.SigningString {
-				t.Errorf("signing string\n got %q\nwant %q", s.SigningString, v.SigningString)
-			}
-			if got := s.Get("authorization"); got != v.Authorization {
-				t.Errorf("authorization\n got %s\nwant %s", got, v.Authorization)
-			}
-			if !bytes.Contains([]byte(s.Get("authorization")), []byte(`signature="`+v.Signature+`"`)) {
-				t.Errorf("signature differs from %s", v.Signature)
-			}
-			if v.XContentSHA256 != "" && s.Get("x-content-sha256") != v.XContentSHA256 {
-				t.Errorf("x-content-sha256 = %q, want %q", s.Get("x-content-sha256"), v.XContentSHA256)
-			}
-			if s.Get("date") != v.RequestHeaders["date"] {
-				t.Errorf("date = %q", s.Get("date"))
-			}
-		})
+	for _, be := range testBackends(t, key) {
+		for _, v := range vf.Vectors {
+			t.Run(be+"/"+v.Name, func(t *testing.T) {
+				u, err := url.Parse(v.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := map[string][]string{}
+				for k, val := range v.RequestHeaders {
+					h[k] = []string{val}
+				}
+				req := &signer.Request{
+					Method: v.Method,
+					Host:   u.Host,
+					Target: u.RequestURI(),
+					Header: signer.HTTPHeader(h),
+					Date:   v.RequestHeaders["date"],
+				}
+				if v.Body != nil {
+					req.Body = []byte(*v.Body)
+				}
+				if got := signer.BodySigned(v.Method, req.Target); got == v.BodyExcluded && v.Method != "GET" && v.Method != "HEAD" && v.Method != "DELETE" {
+					t.Errorf("BodySigned = %v, vector says body excluded = %v", got, v.BodyExcluded)
+				}
+				// A fixed clock far from the vector's date proves the date comes from the request.
+				s, err := signer.SignWith(be, req, creds, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.SignedHeaders != v.SignedHeaders {
+					t.Errorf("signed headers\n got %q\nwant %q", s.SignedHeaders, v.SignedHeaders)
+				}
+				if s.SigningString != v.SigningString {
+					t.Errorf("signing string\n got %q\nwant %q", s.SigningString, v.SigningString)
+				}
+				if got := s.Get("authorization"); got != v.Authorization {
+					t.Errorf("authorization\n got %s\nwant %s", got, v.Authorization)
+				}
+				if !bytes.Contains([]byte(s.Get("authorization")), []byte(`signature="`+v.Signature+`"`)) {
+					t.Errorf("signature differs from %s", v.Signature)
+				}
+				if v.XContentSHA256 != "" && s.Get("x-content-sha256") != v.XContentSHA256 {
+					t.Errorf("x-content-sha256 = %q, want %q", s.Get("x-content-sha256"), v.XContentSHA256)
+				}
+				if s.Get("date") != v.RequestHeaders["date"] {
+					t.Errorf("date = %q", s.Get("date"))
+				}
+			})
+		}
 	}
 }

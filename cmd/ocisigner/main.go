@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -49,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "ocisigner", version)
+		fmt.Fprintf(stdout, "ocisigner %s (RSA: %s)\n", version, signer.Backend())
 		return exitOK
 	case "help", "-h", "--help":
 		usage(stdout)

@@ -64,8 +64,8 @@ func newMetrics(profiles func() []string) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "ocisigner_build_info",
-			Help:        "Always 1; the version is a label.",
-			ConstLabels: prometheus.Labels{"version": version},
+			Help:        "Always 1; the version and the RSA implementation (signer.Backend) are labels.",
+			ConstLabels: prometheus.Labels{"version": version, "rsa_backend": signer.Backend()},
 		}, func() float64 { return 1 }))
 	return m
 }

@@ -45,6 +45,7 @@ type serveOptions struct {
 	maxConnStreams uint
 	firstMessage   time.Duration
 	discloseErrors bool
+	rsaBackend     string
 
 	clock credentials.Clock // tests only: the time credentials are judged by and refreshed on
 }
@@ -66,6 +67,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.UintVar(&o.maxConnStreams, "max-streams-per-conn", extproc.DefaultMaxStreamsPerConn, "most concurrent streams on one gRPC connection (Envoy opens another connection when one is full)")
 	fs.DurationVar(&o.firstMessage, "first-message-timeout", extproc.DefaultFirstMessageTimeout, "end a stream whose request headers do not arrive within this long")
 	fs.BoolVar(&o.discloseErrors, "disclose-errors", false, "put whole credential errors (file paths, the config's profile names) into refusals, not only into the log; for a gateway only its operator uses")
+	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -82,6 +84,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if _, err := extproc.NewHostPolicy(o.allowHosts); err != nil {
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
+	if err := signer.SetBackend(o.rsaBackend); err != nil {
+		fmt.Fprintln(stderr, "ocisigner serve: --rsa-backend:", err)
 		return exitUsage
 	}
 	svc, err := newService(o, log, getenv)
@@ -238,7 +244,7 @@ func (s *service) start() <-chan error {
 			}
 		}()
 	}
-	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version}
+	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version, "rsa", signer.Backend()}
 	if s.adminL != nil {
 		attrs = append(attrs, "admin", s.adminL.Addr().String())
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
+	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 )
 
@@ -145,20 +147,39 @@ func TestReadinessFollowsPeriodicProbe(t *testing.T) {
 	}
 }
 
+type startupCase struct {
+	name string
+	env  map[string]string
+	args []string
+	exit int
+	msg  string
+}
+
+// opensslBuilt reports whether this build has the OpenSSL backend, leaving
+// the process on its default backend.
+func opensslBuilt(t *testing.T) bool {
+	t.Helper()
+	ok := signer.SetBackend(signer.BackendOpenSSL) == nil
+	if err := signer.SetBackend(signer.BackendAuto); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
 func TestServeStartupErrors(t *testing.T) {
+	t.Cleanup(func() { _ = signer.SetBackend(signer.BackendAuto) })
 	fx := newFixture(t)
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		args []string
-		exit int
-		msg  string
-	}{
+	cases := []startupCase{
 		{"config file missing", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.Path("nope")}, nil, exitConfig, "does not exist"},
 		{"bad log level", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--log-level", "loud"}, exitUsage, "--log-level"},
 		{"bad allow-host", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ALLOW_HOST": "a*b"}, nil, exitUsage, "allow-host"},
 		{"unusable listen address", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ADMIN": "127.0.0.1:0"}, []string{"--listen", "256.0.0.1:1"}, exitFailure, "listen 256.0.0.1:1"},
-	} {
+		{"unknown RSA backend", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_RSA_BACKEND": "boringssl"}, nil, exitUsage, `unknown RSA backend "boringssl"`},
+	}
+	if !opensslBuilt(t) {
+		cases = append(cases, startupCase{"OpenSSL forced in a build without cgo", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--rsa-backend", "openssl"}, exitUsage, "CGO_ENABLED=0"})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // any server that did start stops at once
@@ -168,6 +189,61 @@ func TestServeStartupErrors(t *testing.T) {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.exit, errb.String())
 			}
 		})
+	}
+}
+
+// The RSA backend chosen by flag or environment is the one the service
+// signs with, and the start-up line, the version and ocisigner_build_info
+// name it.
+func TestServeRSABackend(t *testing.T) {
+	t.Cleanup(func() { _ = signer.SetBackend(signer.BackendAuto) })
+	fx := newFixture(t)
+	backends := []string{signer.BackendGo}
+	if opensslBuilt(t) {
+		backends = append(backends, signer.BackendOpenSSL)
+	}
+	for _, be := range backends {
+		for _, from := range []string{"flag", "environment"} {
+			t.Run(be+"/"+from, func(t *testing.T) {
+				env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
+				// The other backend first, so the run must switch.
+				other := signer.BackendGo
+				if be == signer.BackendGo {
+					other = signer.BackendAuto
+				}
+				if err := signer.SetBackend(other); err != nil {
+					t.Fatal(err)
+				}
+				args := []string{"serve"}
+				if from == "flag" {
+					args = append(args, "--rsa-backend", be)
+				} else {
+					env["OCISIGNER_RSA_BACKEND"] = be
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel() // the server stops as soon as it has started
+				var out, errb strings.Builder
+				if code := run(ctx, args, &out, &errb, func(k string) string { return env[k] }); code != exitOK {
+					t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
+				}
+				if !strings.HasPrefix(signer.Backend(), be) {
+					t.Fatalf("the process signs with %q, want %s", signer.Backend(), be)
+				}
+				// slog quotes a value with a space ("openssl 3.0.19"), not "go".
+				if want := regexp.MustCompile(`msg="ocisigner serving" .*rsa="?` + regexp.QuoteMeta(signer.Backend()) + `"?( |$)`); !want.MatchString(errb.String()) {
+					t.Fatalf("start-up log lacks rsa=%s:\n%s", signer.Backend(), errb.String())
+				}
+				out.Reset()
+				if run(context.Background(), []string{"version"}, &out, &errb, func(string) string { return "" }) != exitOK ||
+					!strings.Contains(out.String(), "RSA: "+signer.Backend()) {
+					t.Fatalf("version: %q", out.String())
+				}
+				_, m := get(t, "http://"+startService(t, env, serveOptions{}, nil).adminL.Addr().String()+"/metrics")
+				if !strings.Contains(m, `rsa_backend="`+signer.Backend()+`"`) {
+					t.Fatalf("ocisigner_build_info lacks the backend:\n%s", grepLines(m, "ocisigner_build_info"))
+				}
+			})
+		}
 	}
 }
 

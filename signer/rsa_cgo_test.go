@@ -1,0 +1,122 @@
+//go:build cgo
+
+package signer_test
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+const cgoBuild = true
+
+// requireOpenSSL fails unless the OpenSSL backend signs key with OpenSSL
+// itself, not crypto/rsa: a comparison of the backends on that key would
+// otherwise compare crypto/rsa with itself.
+func requireOpenSSL(t testing.TB, key *rsa.PrivateKey) {
+	t.Helper()
+	if err := signer.OpenSSLRefusal(key); err != nil {
+		t.Fatalf("the OpenSSL backend signs this key with crypto/rsa: %v", err)
+	}
+}
+
+// requireRefused fails unless the OpenSSL backend leaves key to crypto/rsa.
+func requireRefused(t testing.TB, key *rsa.PrivateKey) {
+	t.Helper()
+	if err := signer.OpenSSLRefusal(key); err == nil {
+		t.Fatal("the OpenSSL backend signs this key itself")
+	}
+}
+
+// When the last reference to a Go key goes, its EVP_PKEY and signing
+// contexts are freed: no key material stays in C memory.
+func TestOpenSSLStateIsFreedWithTheGoKey(t *testing.T) {
+	primes := testPrimes(t)
+	keys0, ctxs0 := signer.OpenSSLLive()
+	const n = 6
+	var freed []func() bool
+	func() {
+		var wg sync.WaitGroup
+		for i := range n {
+			// Fresh structs: the backend knows a key by its pointer.
+			key := keyOf(primes[i], primes[i+1], 65537, false, i%2 == 0)
+			freed = append(freed, signer.OpenSSLFreed(key))
+			requireOpenSSL(t, key)
+			// Two at once, so the key has more than one context.
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := signer.SignDigestWith(signer.BackendOpenSSL, key, sha256.Sum256(nil)); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+	}()
+	if keys, ctxs := signer.OpenSSLLive(); keys < keys0+n || ctxs < ctxs0+n {
+		t.Fatalf("live keys %d→%d, contexts %d→%d: want at least %d more of each", keys0, keys, ctxs0, ctxs, n)
+	}
+	for i, f := range freed {
+		if f() {
+			t.Fatalf("key %d freed while reachable", i)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC() // the cleanups run after the cycle that finds the keys unreachable
+		left := 0
+		for _, f := range freed {
+			if !f() {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d keys' OpenSSL state still allocated after their Go keys went", left, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if keys, ctxs := signer.OpenSSLLive(); keys > keys0 || ctxs > ctxs0 {
+		t.Fatalf("live keys %d→%d, contexts %d→%d after the keys went", keys0, keys, ctxs0, ctxs)
+	}
+}
+
+// Signatures made at once with one key are each right; run with -race.
+func TestOpenSSLConcurrentSigning(t *testing.T) {
+	primes := testPrimes(t)
+	keys := []*rsa.PrivateKey{keyOf(primes[0], primes[1], 65537, false, true), keyOf(primes[2], primes[3], 65537, true, false)}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				key := keys[(w+i)%len(keys)]
+				d := sha256.Sum256([]byte{byte(w), byte(i)})
+				sig, err := signer.SignDigestWith(signer.BackendOpenSSL, key, d)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, d[:], sig); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, k := range keys {
+		requireOpenSSL(t, k)
+	}
+}
