@@ -160,6 +160,11 @@ func (c *cache[T]) begin() bool { return c.busy.CompareAndSwap(false, true) }
 func (c *cache[T]) refresh(ctx context.Context) {
 	defer c.busy.Store(false)
 	c.mu.Lock()
+	if at := c.due(); at.IsZero() || at.After(c.clock.Now()) {
+		// A caller fetched while the loop was on its way: nothing is due.
+		c.mu.Unlock()
+		return
+	}
 	first := c.st.Load() == nil
 	st := c.state()
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
