@@ -117,32 +117,60 @@ func TestLargeAndChunkedBodies(t *testing.T) {
 	}
 }
 
-// The profile comes from the request header, else from the route's gRPC
-// metadata, else the default.
+// The profile comes from the route's pin, the request header or the
+// default, as the operator allows: on a shared gateway the header is not a
+// way to pick someone else's profile.
 func TestProfileSelection(t *testing.T) {
-	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) {
+	pin := func(c *extproctest.Config) {
 		c.Metadata = func(r *http.Request) map[string]string {
 			if strings.HasPrefix(r.URL.Path, "/pinned/") {
 				return map[string]string{"x-oci-profile": "SESSION"}
 			}
 			return nil
 		}
-	}})
+	}
 	for _, tc := range []struct {
 		name, path, header string
-		want               signertest.KeyIDKind
+		server             func(*extproc.Config)
+		want               signertest.KeyIDKind // "" when refused
+		setting            string               // named in the refusal
 	}{
-		{"default", "/x", "", signertest.KeyIDAPIKey},
-		{"request header", "/x", "SESSION", signertest.KeyIDSession},
-		{"route metadata", "/pinned/x", "", signertest.KeyIDSession},
-		{"request header beats route", "/pinned/x", "API", signertest.KeyIDAPIKey},
+		{name: "default", path: "/x", want: signertest.KeyIDAPIKey},
+		{name: "request header", path: "/x", header: "SESSION", want: signertest.KeyIDSession},
+		{name: "route pin", path: "/pinned/x", want: signertest.KeyIDSession},
+		{name: "the same profile in header and pin", path: "/pinned/x", header: "SESSION", want: signertest.KeyIDSession},
+		{name: "the route's pin beats the header", path: "/pinned/x", header: "API", setting: "--profile-header-overrides-route"},
+		{name: "the header beats the pin when the operator allows it", path: "/pinned/x", header: "API",
+			server: func(c *extproc.Config) { c.HeaderOverridesRoute = true }, want: signertest.KeyIDAPIKey},
+		{name: "per-request selection off refuses the header", path: "/x", header: "SESSION",
+			server: func(c *extproc.Config) { c.NoProfileHeader = true }, setting: "--profile-header"},
+		{name: "per-request selection off leaves routes", path: "/pinned/x",
+			server: func(c *extproc.Config) { c.NoProfileHeader = true }, want: signertest.KeyIDSession},
+		{name: "a profile outside --profiles is refused", path: "/x", header: "SESSION",
+			server: func(c *extproc.Config) { c.Profiles = []string{"API"} }, setting: "--profiles"},
+		{name: "even when a route pins it", path: "/pinned/x",
+			server: func(c *extproc.Config) { c.Profiles = []string{"API"} }, setting: "--profiles"},
+		{name: "a profile inside --profiles is signed", path: "/x",
+			server: func(c *extproc.Config) { c.Profiles = []string{"API"} }, want: signertest.KeyIDAPIKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{envoy: pin, server: tc.server})
 			req := s.request("GET", iaasHost, tc.path, nil)
 			if tc.header != "" {
 				req.Header.Set("x-oci-profile", tc.header)
 			}
-			if a := s.do(req); a.status != 200 {
+			a := s.do(req)
+			if tc.want == "" {
+				code, msg := a.refusal(t)
+				if a.status != http.StatusForbidden || code != extproc.CodeProfileNotServed || !strings.Contains(msg, tc.setting) {
+					t.Fatalf("%d %s %q, want 403 %s naming %s", a.status, code, msg, extproc.CodeProfileNotServed, tc.setting)
+				}
+				if len(s.oci.Requests()) != 0 {
+					t.Fatal("a refused request reached OCI")
+				}
+				return
+			}
+			if a.status != 200 {
 				t.Fatalf("status %d: %s", a.status, a.body)
 			}
 			if rec := s.lastRecord(); rec.KeyIDKind != tc.want {

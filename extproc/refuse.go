@@ -24,17 +24,13 @@ const (
 	CodeHeadersTooLarge    = "HeadersTooLarge"
 	CodeDuplicateHeader    = "DuplicateSignedHeader"
 	CodeUnknownProfile     = "UnknownProfile"
+	CodeProfileNotServed   = "ProfileNotAllowed"
 	CodeCredentialsExpired = "CredentialsExpired"
 	CodeCredentialsInvalid = "CredentialsUnusable"
 	CodeBodyTooLarge       = "PayloadTooLarge"
 	CodeMisconfigured      = "EnvoyMisconfigured"
 	CodeInternal           = "InternalError"
 )
-
-// Codes lists every refusal code, so that metrics can keep outcome labels
-// to a closed set.
-var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
-	CodeUnknownProfile, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -44,11 +45,15 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		return s.refused(st, refuse(http.StatusBadRequest, CodeInvalidHost,
 			fmt.Sprintf("ocisigner signs only for a host name with an optional port; %q is not one: %v", capEcho(h.authority), err)))
 	}
-	if !s.hosts.Allowed(a) {
-		return s.refused(st, refuse(http.StatusForbidden, CodeHostNotAllowed,
-			fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s", a, a)))
+	var gw *gatewayTarget
+	if s.hosts.Allowed(a) {
+		h.authority = a.String()
+	} else {
+		var r *refusal
+		if gw, r = s.parseGateway(a.String(), h.path); r != nil {
+			return s.refused(st, r)
+		}
 	}
-	h.authority = a.String()
 	for _, name := range signedOnce {
 		if h.count(name) > 1 {
 			return s.refused(st, refuse(http.StatusBadRequest, CodeDuplicateHeader,
@@ -64,12 +69,29 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if err != nil {
 		return s.refused(st, s.credentialRefusal(st.profile, err))
 	}
+	st.kind, st.keyID = creds.Kind, signer.MaskKeyID(creds.KeyID)
+	// What the gateway form rewrites, and what a Generative AI request
+	// needs, goes in this answer: Envoy re-routes on it before the body.
+	route := &extprocv3.HeaderMutation{}
+	if gw != nil {
+		host, r := s.resolve(gw, creds)
+		if r != nil {
+			return s.refused(st, r)
+		}
+		h.authority, h.path, st.rewritten = host, gw.rest, true
+		route.SetHeaders = append(route.SetHeaders, setHeader(":authority", host), setHeader(":path", gw.rest))
+	}
+	if isGenAIInference(h.authority) && !h.has(headerCompartment) {
+		route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, s.compartmentFor(ctx, creds)))
+	}
 	bodySigned := signer.BodySigned(h.method, h.path)
 	if bodySigned && !m.GetEndOfStream() {
 		// Sign once the whole body is here: Envoy buffers it and applies the
 		// body response's header mutations before anything goes upstream.
 		st.phase = awaitBody
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
+			Response: s.common(st, route),
+		}}}
 	}
 	var d *signer.Digest
 	if bodySigned {
@@ -79,8 +101,9 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if r != nil {
 		return s.refused(st, r)
 	}
+	mut.SetHeaders = append(route.SetHeaders, mut.SetHeaders...)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
+		RequestHeaders: &extprocv3.HeadersResponse{Response: s.common(st, mut)},
 	}}
 	if !m.GetEndOfStream() {
 		// A body the signature does not cover: let it stream. Envoy closes
@@ -88,7 +111,40 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		resp.ModeOverride = StreamedUploadMode
 		st.phase = streaming
 	}
+	resp.DynamicMetadata = s.metadata(st, OutcomeSigned)
 	return resp
+}
+
+// headerCompartment is the header OCI Generative AI reads the compartment
+// of a request from.
+const headerCompartment = "opc-compartment-id"
+
+// compartmentFor is the compartment of a Generative AI request that names
+// none: the route's, else the operator's, else the tenancy (the root
+// compartment).
+func (s *Server) compartmentFor(ctx context.Context, creds *signer.Credentials) string {
+	if v := metadata.ValueFromIncomingContext(ctx, s.cfg.CompartmentKey); len(v) > 0 && v[0] != "" {
+		return v[0]
+	}
+	if s.cfg.GenAICompartment != "" {
+		return s.cfg.GenAICompartment
+	}
+	return creds.Tenancy
+}
+
+// common is the CommonResponse of an answer: a mutation, and for one that
+// re-addresses the request, clear_route_cache so that Envoy matches the
+// route again against the OCI host (envoy.yaml's gateway filter also sets
+// route_cache_action CLEAR; ext_proc's processor_state.cc clearRouteCache).
+func (s *Server) common(st *stream, mut *extprocv3.HeaderMutation) *extprocv3.CommonResponse {
+	c := &extprocv3.CommonResponse{}
+	if len(mut.GetSetHeaders()) > 0 || len(mut.GetRemoveHeaders()) > 0 {
+		c.HeaderMutation = mut
+	}
+	if st.rewritten && c.HeaderMutation != nil {
+		c.ClearRouteCache = true
+	}
+	return c
 }
 
 func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, d *signer.Digest) *extprocv3.ProcessingResponse {
@@ -115,28 +171,43 @@ func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, 
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
 		RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}},
-	}}
+	}, DynamicMetadata: s.metadata(st, OutcomeSigned)}
 }
 
 var emptySHA256 = signer.DigestOf(nil).SHA256
 
-// profileFor picks the profile: the request header, else the route's gRPC
-// metadata, else the default.
+// profileFor picks the profile: the route's pin (gRPC metadata), the
+// request header, the default, as the operator allows.
 func (s *Server) profileFor(ctx context.Context, h *requestHeaders) (string, *refusal) {
-	p, ok := h.Get(s.cfg.ProfileHeader)
-	if !ok || p == "" {
-		// One key, not FromIncomingContext: that copies all of the stream's
-		// metadata on every request.
-		if v := metadata.ValueFromIncomingContext(ctx, s.cfg.ProfileHeader); len(v) > 0 {
-			p = v[0]
-		}
+	header, _ := h.Get(s.cfg.ProfileHeader)
+	// One key, not FromIncomingContext: that copies all of the stream's
+	// metadata on every request.
+	var pinned string
+	if v := metadata.ValueFromIncomingContext(ctx, s.cfg.ProfileHeader); len(v) > 0 {
+		pinned = v[0]
 	}
-	if p == "" {
-		return s.cfg.DefaultProfile, nil
-	}
-	if len(p) > maxProfileLen {
+	if len(header) > maxProfileLen || len(pinned) > maxProfileLen {
 		return "", refuse(http.StatusBadRequest, CodeUnknownProfile,
-			fmt.Sprintf("the profile name %q is longer than any profile ocisigner serves", capEcho(p)))
+			fmt.Sprintf("the profile name %q is longer than any profile ocisigner serves", capEcho(header+pinned)))
+	}
+	p := s.cfg.DefaultProfile
+	switch {
+	case header != "" && s.cfg.NoProfileHeader:
+		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
+			"this gateway does not let a request choose its profile (%s: %s); its operator chooses with routes, or turns selection on with --profile-header",
+			s.cfg.ProfileHeader, capEcho(header)))
+	case header != "" && pinned != "" && header != pinned && !s.cfg.HeaderOverridesRoute:
+		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
+			"this route signs as its own profile; the %s header cannot change it to %q (its operator can allow that with --profile-header-overrides-route)",
+			s.cfg.ProfileHeader, capEcho(header)))
+	case header != "":
+		p = header
+	case pinned != "":
+		p = pinned
+	}
+	if s.profiles != nil && !s.profiles[p] {
+		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
+			"this gateway does not sign for profile %q; its operator lists the profiles it serves with --profiles", capEcho(p)))
 	}
 	return p, nil
 }
@@ -202,6 +273,26 @@ func (s *Server) event(st *stream, creds *signer.Credentials) Event {
 	return ev
 }
 
+// MetadataNamespace is the dynamic metadata namespace of ocisigner's
+// answers; envoy.yaml's access log prints its fields next to OCI's status.
+const MetadataNamespace = "ocisigner"
+
+// metadata is the dynamic metadata of a final answer: which profile, which
+// principal, the masked keyId, the outcome and the host signed for. Envoy
+// takes it from any answer, ImmediateResponse included (ext_proc.cc
+// setDynamicMetadata, with metadata_options.receiving_namespaces).
+func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"outcome": structpb.NewStringValue(outcome),
+	}
+	for k, v := range map[string]string{"profile": capEcho(st.profile), "principal": string(st.kind), "key_id": st.keyID, "upstream": capEcho(st.h.authority)} {
+		if v != "" {
+			f[k] = structpb.NewStringValue(v)
+		}
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f})}}
+}
+
 // refused logs and observes a refusal and returns its ImmediateResponse.
 func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 	st.phase = final
@@ -220,5 +311,7 @@ func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Observe(ev)
 	}
-	return r.response()
+	resp := r.response()
+	resp.DynamicMetadata = s.metadata(st, r.code)
+	return resp
 }

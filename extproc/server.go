@@ -32,7 +32,10 @@ import (
 const (
 	DefaultProfile       = "DEFAULT" // as the OCI CLI
 	DefaultProfileHeader = "x-oci-profile"
-	DefaultMaxBodyBytes  = 32 << 20
+	// DefaultCompartmentKey is the gRPC metadata key a route sets (like the
+	// profile pin) to name the compartment of its Generative AI requests.
+	DefaultCompartmentKey = "x-oci-compartment"
+	DefaultMaxBodyBytes   = 32 << 20
 	// DefaultMaxStreams bounds the streams the whole server serves at once.
 	// Every in-flight OCI request holds one; beyond it a stream is refused
 	// with RESOURCE_EXHAUSTED (Envoy answers its status_on_error).
@@ -98,11 +101,34 @@ type Observer interface {
 type Config struct {
 	Credentials    Credentials
 	DefaultProfile string
-	// ProfileHeader names the request header, and the gRPC metadata key, that
-	// select a profile per request. It is removed before the request leaves.
+	// ProfileHeader names the request header, and the gRPC metadata key
+	// (a route's pin), that select a profile per request. It is removed
+	// before the request leaves.
 	ProfileHeader string
-	Hosts         *HostPolicy // nil: OCI realm domains only
-	MaxBodyBytes  int64       // largest body signed; 0 means DefaultMaxBodyBytes
+	// NoProfileHeader turns per-request selection off: a request naming a
+	// profile is refused, and only routes (and the default) choose. On a
+	// gateway others can reach, the header would let anyone pick any profile.
+	NoProfileHeader bool
+	// HeaderOverridesRoute lets the header choose another profile than the
+	// one a route pins; by default the route's pin wins and such a request
+	// is refused.
+	HeaderOverridesRoute bool
+	// Profiles, when set, are the only profiles ocisigner signs for,
+	// however a request chooses.
+	Profiles []string
+	// Aliases are the service aliases of gateway-addressed requests; nil
+	// means signer.Aliases().
+	Aliases []signer.Alias
+	// CompartmentKey is the gRPC metadata key with which a route names the
+	// compartment of its Generative AI requests; "" means
+	// DefaultCompartmentKey.
+	CompartmentKey string
+	// GenAICompartment is the compartment a Generative AI inference request
+	// without opc-compartment-id gets when its route names none; "" means
+	// the tenancy of the credentials (the root compartment).
+	GenAICompartment string
+	Hosts            *HostPolicy // nil: OCI realm domains only
+	MaxBodyBytes     int64       // largest body signed; 0 means DefaultMaxBodyBytes
 	// MaxStreams, MaxStreamsPerConn and FirstMessageTimeout bound what a
 	// client that is not Envoy can hold; 0 means the defaults above.
 	MaxStreams          int
@@ -120,10 +146,12 @@ type Config struct {
 // Server is the ext_proc service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	cfg     Config
-	log     *slog.Logger
-	hosts   *HostPolicy
-	streams chan struct{} // a slot per stream being served
+	cfg      Config
+	log      *slog.Logger
+	hosts    *HostPolicy
+	streams  chan struct{} // a slot per stream being served
+	aliases  map[string]signer.Alias
+	profiles map[string]bool // nil: every profile
 }
 
 // New returns a Server.
@@ -157,9 +185,24 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts, streams: make(chan struct{}, cfg.MaxStreams)}
+	if cfg.CompartmentKey == "" {
+		cfg.CompartmentKey = DefaultCompartmentKey
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts, streams: make(chan struct{}, cfg.MaxStreams), aliases: map[string]signer.Alias{}}
 	if s.hosts == nil {
 		s.hosts = &HostPolicy{}
+	}
+	if cfg.Aliases == nil {
+		cfg.Aliases = signer.Aliases()
+	}
+	for _, a := range cfg.Aliases {
+		s.aliases[a.Name] = a
+	}
+	if cfg.Profiles != nil {
+		s.profiles = map[string]bool{}
+		for _, p := range cfg.Profiles {
+			s.profiles[p] = true
+		}
 	}
 	return s, nil
 }
@@ -208,6 +251,11 @@ type stream struct {
 	start   time.Time
 	h       requestHeaders
 	profile string
+	kind    signer.Kind
+	keyID   string // masked
+	// rewritten: a gateway-addressed request whose :authority and :path
+	// were set to the OCI host and target.
+	rewritten bool
 }
 
 // Process serves one request's stream. It returns nil only once the request

@@ -34,6 +34,10 @@ type serveOptions struct {
 	admin          string
 	allowHosts     stringList
 	profileHeader  string
+	headerOverride bool
+	profiles       string
+	aliases        stringList
+	genaiCompart   string
 	maxBodyBytes   int64
 	logLevel       string
 	logFormat      string
@@ -55,7 +59,11 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", ":50051", "ext_proc gRPC address: host:port, or unix:/path/to.sock")
 	fs.StringVar(&o.admin, "admin", DefaultAdmin, "admin HTTP address for /healthz, /readyz and /metrics; empty disables it")
 	fs.Var(&o.allowHosts, "allow-host", "also sign for hosts matching this pattern (host, host:port or *.domain); repeatable")
-	fs.StringVar(&o.profileHeader, "profile-header", extproc.DefaultProfileHeader, "request header (and gRPC metadata key) that selects a profile per request")
+	fs.StringVar(&o.profileHeader, "profile-header", extproc.DefaultProfileHeader, `request header (and gRPC metadata key of a route's pin) that selects a profile per request; "" or none turns per-request selection off`)
+	fs.BoolVar(&o.headerOverride, "profile-header-overrides-route", false, "let the profile header choose another profile than the one a route pins (by default the route's pin wins)")
+	fs.StringVar(&o.profiles, "profiles", "", "comma-separated profiles ocisigner signs for, however a request chooses; empty: all of the config's")
+	fs.Var(&o.aliases, "alias", "add or replace a service alias for gateway-addressed requests: NAME=TEMPLATE with {region} and {domain}, e.g. myai=inference.generativeai.{region}.oci.{domain}; repeatable")
+	fs.StringVar(&o.genaiCompart, "genai-compartment", "", "compartment OCID for Generative AI requests that name none and whose route pins none (default: the profile's tenancy, the root compartment)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body signed; larger ones get 413")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -82,7 +90,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
 		return exitUsage
 	}
-	if _, err := extproc.NewHostPolicy(o.allowHosts); err != nil {
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "profile-header" && o.profileHeader == "" {
+			o.profileHeader = profileHeaderOff // --profile-header "" on the command line
+		}
+	})
+	if _, err := o.extprocConfig(); err != nil {
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
 		return exitUsage
 	}
@@ -149,27 +162,15 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 		return nil, err
 	}
 	s.creds = creds
-	hosts, err := extproc.NewHostPolicy(o.allowHosts)
+	cfg, err := o.extprocConfig()
 	if err != nil {
 		creds.Close()
 		return nil, err
 	}
 	s.metrics = newMetrics(creds.Names)
-	s.ext, err = extproc.New(extproc.Config{
-		Credentials:         s.creds,
-		DefaultProfile:      s.profile,
-		ProfileHeader:       o.profileHeader,
-		Hosts:               hosts,
-		MaxBodyBytes:        o.maxBodyBytes,
-		MaxStreams:          o.maxStreams,
-		MaxStreamsPerConn:   uint32(min(o.maxConnStreams, math.MaxUint32)),
-		FirstMessageTimeout: o.firstMessage,
-		DiscloseErrors:      o.discloseErrors,
-		Logger:              log,
-		Clock:               now,
-		Observer:            s.metrics,
-	})
-	if err != nil {
+	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, s.metrics
+	if s.ext, err = extproc.New(cfg); err != nil {
+		creds.Close()
 		return nil, err
 	}
 	s.grpc = grpc.NewServer(s.ext.ServerOptions()...)
@@ -194,6 +195,55 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return s, nil
+}
+
+// profileHeaderOff is the --profile-header value that turns per-request
+// profile selection off (an empty value on the command line says the same).
+const profileHeaderOff = "none"
+
+// extprocConfig is the service's configuration from the flags, checked.
+func (o *serveOptions) extprocConfig() (extproc.Config, error) {
+	hosts, err := extproc.NewHostPolicy(o.allowHosts)
+	if err != nil {
+		return extproc.Config{}, err
+	}
+	cfg := extproc.Config{
+		ProfileHeader:        o.profileHeader,
+		HeaderOverridesRoute: o.headerOverride,
+		Hosts:                hosts,
+		MaxBodyBytes:         o.maxBodyBytes,
+		MaxStreams:           o.maxStreams,
+		MaxStreamsPerConn:    uint32(min(o.maxConnStreams, math.MaxUint32)),
+		FirstMessageTimeout:  o.firstMessage,
+		DiscloseErrors:       o.discloseErrors,
+		GenAICompartment:     o.genaiCompart,
+	}
+	if strings.EqualFold(o.profileHeader, profileHeaderOff) {
+		cfg.NoProfileHeader, cfg.ProfileHeader = true, extproc.DefaultProfileHeader
+	}
+	for _, p := range strings.Split(o.profiles, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Profiles = append(cfg.Profiles, p)
+		}
+	}
+	byName := map[string]signer.Alias{}
+	for _, a := range signer.Aliases() {
+		byName[a.Name] = a
+	}
+	for _, spec := range o.aliases {
+		a, err := signer.ParseAlias(spec)
+		if err != nil {
+			return extproc.Config{}, fmt.Errorf("--alias: %w", err)
+		}
+		byName[a.Name] = a
+	}
+	for _, a := range byName {
+		cfg.Aliases = append(cfg.Aliases, a)
+	}
+	if o.genaiCompart != "" && !strings.HasPrefix(o.genaiCompart, "ocid1.") {
+		return extproc.Config{}, fmt.Errorf("--genai-compartment %q is not an OCID (ocid1.compartment... or ocid1.tenancy...)", o.genaiCompart)
+	}
+	return cfg, nil
 }
 
 // listen opens the gRPC listener: TCP, or a unix socket with "unix:".
