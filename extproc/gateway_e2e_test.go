@@ -332,4 +332,3 @@ func TestAccessLogSaysWhichProfileGotWhichAnswer(t *testing.T) {
 		}
 	}
 }
-
