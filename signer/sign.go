@@ -117,7 +117,8 @@ type Field struct {
 type Signed struct {
 	// Headers to set, overwriting any the request has: date,
 	// x-content-sha256, content-length and content-type (body-signed
-	// requests; content-type only when the request had none), authorization.
+	// requests; content-type only when the request had none),
+	// opc-obo-token (credentials with a delegation token), authorization.
 	Headers []Field
 	// SignedHeaders is the headers="..." parameter: the names in signing order.
 	SignedHeaders string
@@ -278,7 +279,14 @@ func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time) (*Signed
 		out.Headers = append(out.Headers, Field{HeaderContentLength, length}, Field{HeaderContentSHA256, sum})
 	}
 	for _, name := range optionalSigned {
-		if v, ok := get(r.Header, name); ok {
+		v, ok := get(r.Header, name)
+		if name == HeaderOBOToken && c.OBOToken != "" {
+			// The profile's delegation token: sent and signed in place of
+			// any the client sent.
+			v, ok = c.OBOToken, true
+			out.Headers = append(out.Headers, Field{HeaderOBOToken, v})
+		}
+		if ok {
 			line(name, v)
 		}
 	}

@@ -80,6 +80,17 @@ func TestSignOutputs(t *testing.T) {
 			t.Fatal("digest and body sign differently")
 		}
 	})
+	t.Run("a delegation token of the credentials is sent and signed in place of the client's", func(t *testing.T) {
+		obo := &signer.Credentials{KeyID: "t/u/f", Key: key, OBOToken: "profile-obo"}
+		s, err := signer.Sign(&signer.Request{Method: "GET", Host: "h", Target: "/", Header: signer.HTTPHeader(http.Header{"Opc-Obo-Token": {"client-obo"}})}, obo, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Get("opc-obo-token") != "profile-obo" || !strings.HasSuffix(s.SigningString, "\nopc-obo-token: profile-obo") ||
+			!strings.Contains(s.SignedHeaders, "opc-obo-token") || strings.Contains(s.SigningString, "client-obo") {
+			t.Fatalf("%+v", s)
+		}
+	})
 	t.Run("optional headers signed after the required ones", func(t *testing.T) {
 		h := http.Header{"Opc-Obo-Token": {"obo-secret-token-value"}, "X-Subscription": {"sub"}, "X-Cross-Tenancy-Request": {"ten"}}
 		s, _ := signer.Sign(&signer.Request{Method: "GET", Host: "h", Target: "/", Header: signer.HTTPHeader(h)}, c, now)

@@ -30,9 +30,21 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 	if err != nil {
 		return nil, err
 	}
+	pf, err := resolveProfileFiles(p, f.o)
+	if err != nil {
+		return nil, err
+	}
 	var c *signer.Credentials
-	err = f.w.read([]string{keyPath}, func() error {
-		key, err := readKey(keyPath, p.Passphrase())
+	err = f.w.read(pf.paths([]string{keyPath}), func() error {
+		passphrase, err := passphraseOf(p, f.o, pf)
+		if err != nil {
+			return err
+		}
+		key, err := readKey(keyPath, passphrase)
+		if err != nil {
+			return err
+		}
+		obo, err := delegationOf(pf)
 		if err != nil {
 			return err
 		}
@@ -43,12 +55,13 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 				Hint:   "point key_file at the key you uploaded, or set fingerprint to the uploaded key's"}
 		}
 		c = &signer.Credentials{
-			KeyID:   p.Get("tenancy") + "/" + p.Get("user") + "/" + fp,
-			Key:     key,
-			Kind:    signer.KindAPIKey,
-			Profile: p.Name,
-			Region:  p.Get("region"),
-			Tenancy: p.Get("tenancy"),
+			KeyID:    p.Get("tenancy") + "/" + p.Get("user") + "/" + fp,
+			Key:      key,
+			Kind:     signer.KindAPIKey,
+			Profile:  p.Name,
+			Region:   p.Get("region"),
+			Tenancy:  p.Get("tenancy"),
+			OBOToken: obo,
 		}
 		return nil
 	})

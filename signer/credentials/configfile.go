@@ -116,7 +116,11 @@ func (c *ConfigFile) newProfileEntry(p *Profile) *profileEntry {
 	o := &c.opts
 	var f fetcher[*signer.Credentials]
 	remote := false
-	switch p.Kind() {
+	kind := p.Kind()
+	if p.Name == o.secretsFor && o.tokenValue != "" && (kind == signer.KindAPIKey || kind == signer.KindSession) {
+		kind = signer.KindSession // the token given as a value makes it a session profile
+	}
+	switch kind {
 	case signer.KindSession:
 		f = &sessionFetcher{p: p, o: o}
 	case signer.KindInstance:

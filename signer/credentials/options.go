@@ -24,6 +24,10 @@ type options struct {
 	saTokenPath   string
 	saCAPath      string
 	getenv        func(string) string
+
+	secretsFor string // the profile tokenValue and passphrase are for
+	tokenValue string
+	passphrase string
 }
 
 // Option configures the sources.

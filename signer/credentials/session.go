@@ -21,12 +21,13 @@ type sessionFetcher struct {
 	o *options
 	w watch
 
-	mu      sync.Mutex // the cache calls fetch one at a time; tokenPath reads from elsewhere
-	paths   []string   // key file, token file, as last resolved
-	disk    *signer.Credentials
-	diskErr error
-	mem     *signer.Credentials // the last token this process obtained
-	refused *signer.Token       // a token the auth service refused to refresh (401/403)
+	mu        sync.Mutex // the cache calls fetch one at a time; tokenPath reads from elsewhere
+	paths     []string   // the files read, as last resolved
+	tokenPath string     // the token file; "" when the token is a value
+	disk      *signer.Credentials
+	diskErr   error
+	mem       *signer.Credentials // the last token this process obtained
+	refused   *signer.Token       // a token the auth service refused to refresh (401/403)
 }
 
 func (f *sessionFetcher) fetch(ctx context.Context, background bool) (*entry[*signer.Credentials], error) {
@@ -76,33 +77,59 @@ func (f *sessionFetcher) entry(cur *signer.Credentials, now time.Time) *entry[*s
 func (f *sessionFetcher) readDisk() {
 	p := f.p
 	keyPath, err := resolveLogged(p, "key_file", "key file", f.o)
+	tokenValueGiven := p.Name == f.o.secretsFor && f.o.tokenValue != ""
 	var tokenPath string
-	if err == nil {
+	if err == nil && !tokenValueGiven {
 		tokenPath, err = resolveLogged(p, "security_token_file", "security token file", f.o)
+	}
+	var pf profileFiles
+	if err == nil {
+		pf, err = resolveProfileFiles(p, f.o)
 	}
 	if err != nil {
 		f.diskErr = withProfile(err, p.Name)
 		return
 	}
-	f.paths = []string{keyPath, tokenPath}
+	f.paths, f.tokenPath = []string{keyPath}, tokenPath
+	if tokenPath != "" {
+		f.paths = append(f.paths, tokenPath)
+	}
+	f.paths = pf.paths(f.paths)
+	where := tokenPath
+	if tokenValueGiven {
+		where = EnvSecurityToken
+	}
 	var c *signer.Credentials
 	err = f.w.read(f.paths, func() error {
-		key, err := readKey(keyPath, p.Passphrase())
+		passphrase, err := passphraseOf(p, f.o, pf)
 		if err != nil {
 			return err
 		}
-		raw, err := readFile(tokenPath, "security token file")
+		key, err := readKey(keyPath, passphrase)
 		if err != nil {
 			return err
 		}
-		c, err = signer.NewSessionCredentials(string(raw), key)
+		raw := []byte(f.o.tokenValue)
+		if !tokenValueGiven {
+			if raw, err = readFile(tokenPath, "security token file"); err != nil {
+				return err
+			}
+		}
+		tok, err := tokenValue(raw)
+		if err == nil {
+			c, err = signer.NewSessionCredentials(tok, key)
+		}
 		if e, ok := err.(*signer.Error); ok {
-			e.Path = tokenPath
+			e.Path = where
 			if e.Kind == signer.ErrKeyMismatch {
-				e.Detail = fmt.Sprintf("security token %s was issued for another key than %s", tokenPath, keyPath)
+				e.Detail = fmt.Sprintf("security token %s was issued for another key than %s", where, keyPath)
 				e.Hint = "a rotation may be half done; run `oci session authenticate --profile-name " + p.Name + "` if this persists"
 			}
 		}
+		if err != nil {
+			return err
+		}
+		c.OBOToken, err = delegationOf(pf)
 		return err
 	})
 	if err != nil {
@@ -159,9 +186,9 @@ func (f *sessionFetcher) refresh(ctx context.Context, c *signer.Credentials) (*s
 	next.KeyID, next.Token, next.Refreshed = "ST$"+tok.Raw, tok, f.o.clock.Now()
 	f.mem = &next
 	f.o.log.Info("session token refreshed", "profile", f.p.Name, "expires", tok.Expiry.UTC(), "session_end", tok.SessionEnd.UTC())
-	if f.o.writeBack && len(f.paths) == 2 {
-		if err := writeFileAtomic(f.paths[1], []byte(tok.Raw)); err != nil {
-			f.o.log.Warn("cannot write the refreshed token back; it is used from memory", "profile", f.p.Name, "path", f.paths[1], "error", err.Error())
+	if f.o.writeBack && f.tokenPath != "" {
+		if err := writeFileAtomic(f.tokenPath, []byte(tok.Raw)); err != nil {
+			f.o.log.Warn("cannot write the refreshed token back; it is used from memory", "profile", f.p.Name, "path", f.tokenPath, "error", err.Error())
 		}
 	}
 	return &next, nil
@@ -174,7 +201,11 @@ func (f *sessionFetcher) expired(tok *signer.Token, now time.Time) error {
 			Detail: fmt.Sprintf("session token expired at %s and the auth service refused to refresh it", tok.Expiry.UTC().Format("2006-01-02 15:04:05 UTC")),
 			Hint:   fmt.Sprintf("the session can no longer be refreshed; run `oci session authenticate --profile-name %s`", f.p.Name)}
 	}
-	return tokenExpired(f.p.Name, signer.KindSession, f.paths, tok, f.diskErr, now)
+	var paths []string
+	if f.tokenPath != "" {
+		paths = []string{f.tokenPath}
+	}
+	return tokenExpired(f.p.Name, signer.KindSession, paths, tok, f.diskErr, now)
 }
 
 func tokenExpired(profile string, kind signer.Kind, paths []string, tok *signer.Token, newer error, now time.Time) error {

@@ -28,6 +28,9 @@ type Settings struct {
 	// instead of the config; the config's other profiles stay available
 	// when the file exists.
 	Principal string
+	// SessionToken and Passphrase, when set, are DefaultProfile's session
+	// token and key passphrase as values (EnvSecurityToken, EnvPassphrase).
+	SessionToken, Passphrase string
 }
 
 // Store is every profile a process signs for, by name, and the one
@@ -43,6 +46,9 @@ type Store struct {
 // that does not exist is not an error.
 func Open(s Settings, opts ...Option) (*Store, error) {
 	o := newOptions(opts)
+	if s.SessionToken != "" || s.Passphrase != "" {
+		WithProfileSecrets(s.DefaultProfile, s.SessionToken, s.Passphrase)(&o)
+	}
 	loop, owns := o.ownLoop()
 	o.loop = loop // every source below shares it
 	st := &Store{loop: loop, name: s.DefaultProfile}
