@@ -218,6 +218,7 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 	t0 := time.Now()
 	out, err := signer.Sign(&signer.Request{Method: h.method, Host: h.authority, Target: h.path, Header: h, Digest: d}, creds, s.cfg.Clock())
 	signDur := time.Since(t0)
+	st.signed = out
 	if err != nil {
 		r := refuse(http.StatusBadRequest, CodeMisconfigured, "cannot sign this request: "+err.Error())
 		if !errors.Is(err, signer.ErrInvalidRequest) {
@@ -295,7 +296,7 @@ func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
 
 // refused logs and observes a refusal and returns its ImmediateResponse.
 func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
-	st.phase = final
+	st.phase, st.refusal = final, r
 	ev := s.event(st, nil)
 	ev.Outcome, ev.Status = r.code, r.status
 	level := slog.LevelWarn

@@ -256,6 +256,8 @@ type stream struct {
 	// rewritten: a gateway-addressed request whose :authority and :path
 	// were set to the OCI host and target.
 	rewritten bool
+	signed    *signer.Signed // what Sign returned, for Preview
+	refusal   *refusal       // why it was refused, for Preview
 }
 
 // Process serves one request's stream. It returns nil only once the request

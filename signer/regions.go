@@ -101,3 +101,56 @@ func KnownRegions() []string {
 
 // RegionShortCode returns a region's short code (phx for us-phoenix-1), or "".
 func RegionShortCode(id string) string { return regionByID[id].short }
+
+// ClosestRegions returns up to n region identifiers of the table nearest to
+// s (by edit distance to the identifier or its short code), nearest first,
+// for a "did you mean" when a region is not in the table.
+func ClosestRegions(s string, n int) []string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	type cand struct {
+		id   string
+		dist int
+	}
+	var cands []cand
+	for _, r := range regions {
+		d := editDistance(s, r.id)
+		if r.short != "" {
+			d = min(d, editDistance(s, r.short))
+		}
+		if d <= max(2, len(s)/3) {
+			cands = append(cands, cand{r.id, d})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].dist != cands[j].dist {
+			return cands[i].dist < cands[j].dist
+		}
+		return cands[i].id < cands[j].id
+	})
+	var out []string
+	for i := 0; i < len(cands) && i < n; i++ {
+		out = append(out, cands[i].id)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of two short ASCII strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -87,3 +87,20 @@ func TestIsRealmHost(t *testing.T) {
 		}
 	}
 }
+
+func TestClosestRegions(t *testing.T) {
+	for in, want := range map[string]string{
+		"us-ashburn1":    "us-ashburn-1",
+		"us-ashbrun-1":   "us-ashburn-1",
+		"eu-frankfurt-3": "eu-frankfurt-1",
+		"phx":            "us-phoenix-1",
+		"ixd":            "us-ashburn-1", // iad
+	} {
+		if got := signer.ClosestRegions(in, 3); len(got) == 0 || got[0] != want {
+			t.Errorf("ClosestRegions(%q) = %v, want %s first", in, got, want)
+		}
+	}
+	if got := signer.ClosestRegions("nowhere-at-all-9", 3); len(got) != 0 {
+		t.Errorf("far from everything: %v", got)
+	}
+}

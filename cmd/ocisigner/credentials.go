@@ -56,6 +56,9 @@ func (cf *credentialFlags) open(getenv func(string) string, log *slog.Logger, ex
 		ConfigPath:     cf.configPath(getenv),
 		DefaultProfile: cf.profileName(getenv),
 		Principal:      cf.principal,
+		// Secrets as values, from the environment only (a flag shows in ps).
+		SessionToken: getenv(credentials.EnvSecurityToken),
+		Passphrase:   getenv(credentials.EnvPassphrase),
 	}, opts...)
 }
 

@@ -26,14 +26,14 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if fs.NArg() > helpFor(fs.Name()).args {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(helpFor(fs.Name()).args))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || !fromEnv(f.Name) {
 			return
 		}
 		v := getenv(envName(f.Name))
@@ -58,15 +58,17 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 }
 
 // parseCommand parses a command's flags; when it returns false the command
-// is over and exit is its exit code (0 for -h, 2 for a usage error).
-func parseCommand(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer, synopsis string) (exit int, ok bool) {
-	fs.SetOutput(stderr)
-	fs.Usage = usageWithEnv(fs, stderr, synopsis)
+// is over and exit is its exit code (0 for -h, 2 for a usage error). Help
+// goes to stdout, errors to stderr.
+func parseCommand(fs *flag.FlagSet, args []string, getenv func(string) string, stdout, stderr io.Writer) (exit int, ok bool) {
+	fs.SetOutput(io.Discard) // the flag package's own messages: said below, once
+	fs.Usage = func() {}
 	if err := parseFlags(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, fs)
 			return exitOK, false
 		}
-		fmt.Fprintf(stderr, "ocisigner %s: %v\n", fs.Name(), err)
+		fmt.Fprintf(stderr, "ocisigner %s: %v\nRun \"ocisigner %s -h\" for its flags.\n", fs.Name(), err, fs.Name())
 		return exitUsage, false
 	}
 	return exitOK, true
@@ -77,20 +79,6 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
-// usageWithEnv prints flag help with each flag's environment variable.
-func usageWithEnv(fs *flag.FlagSet, out io.Writer, synopsis string) func() {
-	return func() {
-		fmt.Fprintf(out, "usage: %s\n\nflags (each also from its environment variable):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" {
-				def = " (default " + f.DefValue + ")"
-			}
-			fmt.Fprintf(out, "  --%s  [%s]%s\n      %s\n", f.Name, envName(f.Name), def, f.Usage)
-		})
-	}
-}
 
 // newLogger builds the process logger: text or JSON on w, at the level named.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

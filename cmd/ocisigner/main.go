@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -50,27 +51,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runProbe(ctx, args[1:], stdout, stderr, getenv)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr, getenv)
+	case "sign":
+		return runSign(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "ocisigner %s (RSA: %s)\n", version, signer.Backend())
+		if len(args) > 1 && (args[1] == "-h" || args[1] == "--help") {
+			printHelp(stdout, flag.NewFlagSet("version", flag.ContinueOnError))
+			return exitOK
+		}
+		fmt.Fprintf(stdout, "ocisigner %s (RSA: %s)\n", versionString(), signer.Backend())
 		return exitOK
 	case "help", "-h", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			// The command's own -h: its flags exist only in the command.
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr, getenv)
+		}
 		usage(stdout)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "ocisigner: unknown command %q\n", args[0])
 	usage(stderr)
 	return exitUsage
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: ocisigner <command> [flags]
-
-commands:
-  serve     run the Envoy ext_proc service that signs OCI requests
-  probe     sign a GET /n/ to Object Storage and report whether OCI accepts it
-  token     show a profile's session token metadata (the token itself masked)
-  version   print the version
-
-Run "ocisigner <command> -h" for a command's flags.
-`)
 }

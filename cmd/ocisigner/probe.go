@@ -34,8 +34,14 @@ type probeResult struct {
 	ErrorCode string     `json:"error_code,omitempty"`
 	Error     string     `json:"error,omitempty"`
 	Token     *tokenInfo `json:"token,omitempty"`
-	At        time.Time  `json:"at"`
-	exit      int
+	// Hint says what to do about the error, when it is one with a usual fix.
+	Hint string `json:"hint,omitempty"`
+	// Warning is about something that may be wrong although the probe ran.
+	Warning string `json:"warning,omitempty"`
+	// SignedHeaders are the headers the probe signed with, masked (-v).
+	SignedHeaders []signer.Field `json:"signed_headers,omitempty"`
+	At            time.Time      `json:"at"`
+	exit          int
 }
 
 // tokenInfo is the timing of a security token, never the token itself.
@@ -72,6 +78,7 @@ type probeParams struct {
 	region   string        // --region, else the profile's
 	endpoint string        // --endpoint: base URL instead of https://objectstorage.<region>.<domain>
 	via      string        // --via: send unsigned through this gateway
+	verbose  bool          // -v: report the signed headers, masked
 	client   *http.Client
 	now      func() time.Time
 }
@@ -102,9 +109,11 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		}
 		r := signer.ResolveRegion(p.region)
 		res.Region = r.ID
+		res.Warning = regionWarning(r)
 		base = "https://" + r.Endpoint("objectstorage")
 	} else if p.region != "" {
-		res.Region = signer.ResolveRegion(p.region).ID
+		r := signer.ResolveRegion(p.region)
+		res.Region, res.Warning = r.ID, regionWarning(r)
 	}
 	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/n/")
 	if err != nil || u.Host == "" {
@@ -135,6 +144,12 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		}
 		for _, f := range s.Headers {
 			req.Header.Set(f.Name, f.Value)
+			if p.verbose {
+				if f.Name == signer.HeaderAuthorization {
+					f.Value = maskAuthorization(f.Value)
+				}
+				res.SignedHeaders = append(res.SignedHeaders, f)
+			}
 		}
 	}
 	req.Header.Set("User-Agent", "ocisigner-probe/"+version)
@@ -143,6 +158,7 @@ func probe(ctx context.Context, p probeParams) probeResult {
 	res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
 		res.Error, res.exit = "cannot reach "+req.URL.Host+": "+err.Error(), exitNetwork
+		res.Hint = networkHint(err, p.via)
 		return res
 	}
 	defer resp.Body.Close()
@@ -164,12 +180,61 @@ func probe(ctx context.Context, p probeParams) probeResult {
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		res.exit = exitCredentials
+		if resp.Header.Get(extproc.HeaderRefused) == "" {
+			res.Hint = unauthorizedHint(resp.Header.Get("Date"), p.now(), res.Principal)
+		}
 	case oe.Code == extproc.CodeUnknownProfile:
 		res.exit = exitConfig
 	default:
 		res.exit = exitFailure
 	}
 	return res
+}
+
+// regionWarning says when a region is not in the table: OCI tooling then
+// assumes the commercial realm, which is wrong for a typo.
+func regionWarning(r signer.Region) string {
+	if r.Known {
+		return ""
+	}
+	w := fmt.Sprintf("region %q is not one ocisigner knows; realm oc1 (%s) assumed", r.ID, r.Domain)
+	if near := signer.ClosestRegions(r.ID, 3); len(near) > 0 {
+		w += "; did you mean " + strings.Join(near, ", ") + "?"
+	}
+	return w
+}
+
+// networkHint says what usually stops a connection, by what failed.
+func networkHint(err error, via string) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case via != "" && errors.As(err, &op) && strings.Contains(err.Error(), "connection refused"):
+		return "nothing listens at " + via + ": start the gateway with `docker compose up gateway` (or check the port)"
+	case errors.As(err, &dns):
+		return "the host name does not resolve: check the region (--region) and this machine's DNS; behind a proxy, set HTTPS_PROXY"
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op) && op.Timeout():
+		return "no answer in time: a firewall or proxy may block HTTPS to *.oraclecloud.com (set HTTPS_PROXY if you need one); try the whole path with `ocisigner probe --via http://localhost:10000`"
+	case via == "":
+		return "check the network path to OCI (firewall, HTTPS_PROXY); try the whole path with `ocisigner probe --via http://localhost:10000`"
+	}
+	return "check that the gateway runs (`docker compose up gateway`) and can reach OCI"
+}
+
+// unauthorizedHint lists the usual causes of OCI's 401 to a signed request,
+// the clock first when the answer's Date shows it is off.
+func unauthorizedHint(date string, now time.Time, principal string) string {
+	var causes []string
+	if d, err := http.ParseTime(date); err == nil {
+		if skew := now.Sub(d); skew > time.Minute || skew < -time.Minute {
+			causes = append(causes, fmt.Sprintf("this machine's clock is %s off OCI's: OCI allows 5 minutes; set the time (NTP)", skew.Round(time.Second).Abs()))
+		}
+	}
+	causes = append(causes,
+		"the key is not uploaded to the user (or was deleted), or fingerprint names another key: compare `ocisigner token` with the console's API keys",
+		"the clock is more than 5 minutes off",
+		fmt.Sprintf("the profile is not the kind you think (it signs as %s): a session profile needs security_token_file in its own section", firstNonEmpty(principal, "?")))
+	return "OCI refused the signature; usually: " + strings.Join(causes, "; or ")
 }
 
 // credentialExit sorts a credential error into the documented exit codes.
@@ -200,7 +265,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var (
 		cf                    credentialFlags
 		region, endpoint, via string
-		asJSON                bool
+		asJSON, verbose       bool
 		timeout               time.Duration
 	)
 	cf.register(fs)
@@ -208,13 +273,14 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.StringVar(&endpoint, "endpoint", "", "base URL instead of https://objectstorage.<region>.<realm domain>")
 	fs.StringVar(&via, "via", "", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&verbose, "v", false, "also print the signed headers (masked) and OCI's opc-request-id")
 	fs.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
-	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner probe [flags]"); !ok {
+	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
 		return exit
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p := probeParams{profile: cf.profileName(getenv), region: region, endpoint: endpoint, via: via,
+	p := probeParams{profile: cf.profileName(getenv), region: region, endpoint: endpoint, via: via, verbose: verbose,
 		client: &http.Client{Timeout: timeout}, now: time.Now}
 	if via == "" {
 		creds, err := cf.open(getenv, discardLogger())
@@ -273,8 +339,13 @@ func printProbe(w io.Writer, r probeResult, asJSON bool) int {
 			line("last refresh", t.LastRefresh.Format(time.RFC3339))
 		}
 	}
+	for _, f := range r.SignedHeaders {
+		line("signed", f.Name+": "+f.Value)
+	}
+	line("warning", r.Warning)
 	line("error code", r.ErrorCode)
 	line("error", r.Error)
+	line("hint", r.Hint)
 	return r.exit
 }
 

@@ -82,7 +82,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var o serveOptions
 	o.register(fs)
-	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner serve [flags]"); !ok {
+	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
 		return exit
 	}
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
@@ -294,12 +294,45 @@ func (s *service) start() <-chan error {
 			}
 		}()
 	}
-	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", version, "rsa", signer.Backend()}
+	attrs := []any{"listen", s.lis.Addr().String(), "profile", s.profile, "version", versionString(), "rsa", signer.Backend()}
 	if s.adminL != nil {
 		attrs = append(attrs, "admin", s.adminL.Addr().String())
 	}
+	attrs = append(attrs, "profiles", s.profileSummary())
 	s.log.Info("ocisigner serving", attrs...)
 	return errc
+}
+
+// profileSummary names each profile the service signs for with its
+// principal kind, masked keyId and expiry, or why it cannot sign: what an
+// operator checks first when a request gets a 401. A profile whose
+// credentials come from a service gets a few seconds; the loop keeps
+// fetching it in the background meanwhile.
+func (s *service) profileSummary() []string {
+	names := s.creds.Names()
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c, err := s.creds.Source(name).Credentials(ctx)
+		cancel()
+		var se *signer.Error
+		switch {
+		case err == nil:
+			line := fmt.Sprintf("%s: %s %s", name, c.Kind, signer.MaskKeyID(c.KeyID))
+			if exp := c.Expiry(); !exp.IsZero() {
+				line += " expires " + exp.UTC().Format(time.RFC3339)
+			}
+			if w := regionWarning(signer.ResolveRegion(c.Region)); c.Region != "" && w != "" {
+				line += " (" + w + ")"
+			}
+			out = append(out, line)
+		case errors.As(err, &se):
+			out = append(out, fmt.Sprintf("%s: not usable (%s)", name, se.Kind.Error()))
+		default:
+			out = append(out, fmt.Sprintf("%s: not usable yet (%v)", name, err))
+		}
+	}
+	return out
 }
 
 // shutdown drains: health goes NOT_SERVING so Envoy stops sending new

@@ -41,7 +41,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.BoolVar(&all, "all", false, "report every profile of the config")
 	fs.BoolVar(&reveal, "reveal", false, "print the token itself (it is a credential: keep it out of logs and tickets)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if exit, ok := parseCommand(fs, args, getenv, stderr, "ocisigner token [flags]"); !ok {
+	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
 		return exit
 	}
 	cfg, err := cf.open(getenv, discardLogger())

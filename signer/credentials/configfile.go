@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 
@@ -74,6 +75,11 @@ func (f *configFetcher) fetch(context.Context, bool) (*entry[*configState], erro
 		return err
 	})
 	if err != nil {
+		var e *signer.Error
+		if errors.As(err, &e) && e.Kind == signer.ErrFileMissing && e.Hint == "" {
+			e.Hint = "create it with `oci setup config` (an API key) or `oci session authenticate` (a session token), " +
+				"or name it with --config or OCI_CLI_CONFIG_FILE; with docker compose, OCI_CONFIG_DIR names the folder mounted at /oci (default ~/.oci)"
+		}
 		return nil, err
 	}
 	f.mu.Lock()

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+)
+
+// commandHelp is what `ocisigner <command> -h` prints besides the flags.
+type commandHelp struct {
+	name     string
+	purpose  string // one line
+	usage    string
+	examples [2]string
+	exits    []int
+	args     int // positional arguments it takes
+}
+
+// exitMeaning says what each exit code means, for the help of the commands
+// that use it.
+var exitMeaning = map[int]string{
+	exitOK:          "success",
+	exitFailure:     "an unexpected answer or an internal error",
+	exitUsage:       "bad flags or arguments",
+	exitConfig:      "configuration: profile, config file or key file not usable",
+	exitCredentials: "credentials: token expired, or OCI answered 401",
+	exitNetwork:     "network: the endpoint (or the gateway) could not be reached",
+}
+
+var commands = []commandHelp{
+	{name: "serve", purpose: "run the Envoy ext_proc service that signs OCI requests",
+		usage: "ocisigner serve [flags]",
+		examples: [2]string{
+			"ocisigner serve --profile TEST123",
+			"ocisigner serve --profile-header \"\" --profiles PROD --alias myai=inference.generativeai.{region}.oci.{domain}",
+		},
+		exits: []int{exitOK, exitFailure, exitUsage, exitConfig}},
+	{name: "probe", purpose: "sign a GET /n/ to Object Storage and report whether OCI accepts it",
+		usage: "ocisigner probe [flags]",
+		examples: [2]string{
+			"ocisigner probe --profile TEST123 -v",
+			"ocisigner probe --via http://localhost:10000 --json",
+		},
+		exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials, exitNetwork}},
+	{name: "token", purpose: "show a profile's token metadata (the token itself masked)",
+		usage: "ocisigner token [flags]",
+		examples: [2]string{
+			"ocisigner token --profile TEST123",
+			"ocisigner token --all --json",
+		},
+		exits: []int{exitOK, exitUsage, exitConfig, exitCredentials, exitNetwork}},
+	{name: "sign", purpose: "sign one request without sending it: the headers the gateway would set, the signing string, the keyId",
+		usage: "ocisigner sign [flags] URL",
+		examples: [2]string{
+			"ocisigner sign --profile TEST123 https://objectstorage.us-ashburn-1.oraclecloud.com/n/",
+			"ocisigner sign -X POST -H 'content-type: application/json' --data @body.json --curl --reveal http://localhost:10000/genai/openai/v1/chat/completions",
+		},
+		exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials}, args: 1},
+	{name: "version", purpose: "print the version and the RSA implementation", usage: "ocisigner version",
+		examples: [2]string{"ocisigner version", "docker compose run --rm signer version"},
+		exits:    []int{exitOK}},
+}
+
+func helpFor(name string) commandHelp {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return commandHelp{name: name, usage: "ocisigner " + name + " [flags]"}
+}
+
+// fromEnv reports whether a flag is also read from its environment
+// variable. --reveal never is: a variable left set (in a compose file, a CI
+// job) must not print credentials; nor are the one-letter flags of a single
+// request (sign's -X and -H).
+func fromEnv(name string) bool { return name != "reveal" && len(name) > 1 }
+
+// printHelp writes a command's help: purpose, usage, its own flags (each
+// with its environment variable), two examples, the exit codes.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	c := helpFor(fs.Name())
+	fmt.Fprintf(w, "ocisigner %s: %s\n\nusage: %s\n", c.name, c.purpose, c.usage)
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+	if len(flags) > 0 {
+		fmt.Fprint(w, "\nflags (each also from the environment variable shown):\n")
+		for _, f := range flags {
+			env := "[" + envName(f.Name) + "]"
+			if !fromEnv(f.Name) {
+				env = "[never from the environment]"
+			}
+			dash := "--"
+			if len(f.Name) == 1 {
+				dash = "-"
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(w, "  %s%s  %s%s\n      %s\n", dash, f.Name, env, def, f.Usage)
+		}
+	}
+	fmt.Fprintf(w, "\nexamples:\n  %s\n  %s\n\nexit codes:\n", c.examples[0], c.examples[1])
+	for _, code := range c.exits {
+		fmt.Fprintf(w, "  %d  %s\n", code, exitMeaning[code])
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, "usage: ocisigner <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.purpose)
+	}
+	fmt.Fprint(w, "  help      help for a command: ocisigner help serve\n\nRun \"ocisigner <command> -h\" for a command's flags, examples and exit codes.\n")
+}
+
+// versionString is the stamped version, else what the Go build recorded:
+// the module version, or the VCS revision of a build from a checkout.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	v := info.Main.Version
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	switch {
+	case rev != "":
+		return "dev-" + rev + modified
+	case v != "" && v != "(devel)":
+		return v
+	}
+	return "dev (" + strings.TrimPrefix(info.GoVersion, "go") + ", not stamped)"
+}
