@@ -96,14 +96,18 @@ func TestCodecOtherMessagesUnchanged(t *testing.T) {
 	if err := Codec().Unmarshal(split(r, wire), &f); err != nil || f.digest != nil {
 		t.Fatalf("headers: %v %v", err, f.digest)
 	}
-	// Fields out of Envoy's order: the body comes after attributes. Still
-	// right, through the stock path.
+	// Fields out of Envoy's order: the body comes after another field. The
+	// body is still found and hashed in place, not by the stock decoder's
+	// fallback, which would leave its bytes in the message.
 	tail, _ := proto.Marshal(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte("abc"), EndOfStream: true}}})
 	head, _ := proto.Marshal(&extprocv3.ProcessingRequest{ObservabilityMode: true})
 	decodeBoth(t, r, append(head, tail...))
 	f = frame{req: &extprocv3.ProcessingRequest{}}
 	if err := Codec().Unmarshal(split(r, append(head, tail...)), &f); err != nil || f.digest == nil || *f.digest != signer.DigestOf([]byte("abc")) {
 		t.Fatalf("out-of-order body: %v %+v", err, f.digest)
+	}
+	if b := f.req.GetRequestBody(); b == nil || b.Body != nil || !b.EndOfStream || !f.req.ObservabilityMode {
+		t.Fatalf("out-of-order body not decoded in place: %v", f.req)
 	}
 }
 
