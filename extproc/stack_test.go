@@ -15,7 +15,6 @@ import (
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
@@ -305,9 +304,6 @@ func between(s, from, to string) string {
 	v, _, _ := strings.Cut(after, to)
 	return v
 }
-
-// statusCode is the gRPC code a handler returned.
-func statusCode(err error) string { return status.Code(err).String() }
 
 // blockingSource blocks until its context ends or release is closed.
 type blockingSource struct {

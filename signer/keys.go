@@ -46,11 +46,12 @@ func ParsePrivateKey(data []byte, passphrase []byte) (*rsa.PrivateKey, error) {
 			return nil, &Error{Kind: ErrBadKey, Detail: "cannot decrypt PKCS#8 private key", Err: err}
 		}
 	//lint:ignore SA1019 legacy encrypted PEM is what `openssl genrsa -aes128` writes and OCI accepts.
-	case x509.IsEncryptedPEMBlock(block): //nolint:staticcheck
+	case x509.IsEncryptedPEMBlock(block):
 		if len(passphrase) == 0 {
 			return nil, passphraseMissing()
 		}
-		der, derr := x509.DecryptPEMBlock(block, passphrase) //nolint:staticcheck
+		//lint:ignore SA1019 the same legacy format, which OCI accepts: decrypting it is the point.
+		der, derr := x509.DecryptPEMBlock(block, passphrase)
 		if derr != nil {
 			// A wrong passphrase usually fails the padding check; when it
 			// does not, the DER below fails to parse: both mean wrong passphrase.

@@ -124,10 +124,6 @@ func (h *headerList) byteSize() int {
 	return n
 }
 
-func (h *headerList) clone() *headerList {
-	return &headerList{kv: append([]headerKV(nil), h.kv...)}
-}
-
 // toProto is MutationUtils::headersToProto with send_header_raw_value: bytes in raw_value,
 // value left empty.
 func (h *headerList) toProto() *corev3.HeaderMap {

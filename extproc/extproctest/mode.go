@@ -108,8 +108,3 @@ func overrideAllowed(eff *pm, allowed []*pm) bool {
 	}
 	return false
 }
-
-// bodyModeSupported reports the body modes the stand-in implements.
-func bodyModeSupported(m extprocfilterv3.ProcessingMode_BodySendMode) bool {
-	return m == extprocfilterv3.ProcessingMode_NONE || m == extprocfilterv3.ProcessingMode_BUFFERED
-}

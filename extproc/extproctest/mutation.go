@@ -1,7 +1,6 @@
 package extproctest
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -144,11 +143,6 @@ func errMutation(format string, args ...any) error {
 	return &mutationError{msg: fmt.Sprintf(format, args...)}
 }
 
-func isMutationError(err error) bool {
-	var me *mutationError
-	return errors.As(err, &me)
-}
-
 // applyHeaderMutations is MutationUtils::applyHeaderMutations. Invalid names or values and
 // "both value and raw_value" are errors whatever disallow_is_error says; a change the rules
 // refuse is skipped (and counted) unless disallow_is_error. A header whose HeaderValue has
@@ -194,7 +188,8 @@ func applyHeaderMutations(m *extprocv3.HeaderMutation, h *headerList, replacing 
 			return errMutation("Invalid character in set_headers mutation.")
 		}
 		key := strings.ToLower(hv.GetKey())
-		appendIt := sh.GetAppend().GetValue() // append_action is not read by ext_proc
+		//lint:ignore SA1019 ext_proc reads the deprecated append, not append_action (mutation_utils.cc applyHeaderMutations).
+		appendIt := sh.GetAppend().GetValue()
 		op := opSet
 		if appendIt && h.has(key) {
 			op = opAppend

@@ -111,6 +111,7 @@ func TestApplyHeaderMutations(t *testing.T) {
 	opt := func(key, value, rawValue string, appendIt bool) *corev3.HeaderValueOption {
 		o := &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, Value: value, RawValue: []byte(rawValue)}}
 		if appendIt {
+			//lint:ignore SA1019 the field ext_proc reads (see mutation.go).
 			o.Append = wrapperspb.Bool(true)
 		}
 		return o

@@ -111,6 +111,7 @@ func TestAllowedMutationsReachUpstream(t *testing.T) {
 	m := setHeaders("authorization", "Signature sig", ":path", "/rewritten?q=1", "x-overwrite", "new")
 	m.RemoveHeaders = []string{"x-oci-route"}
 	m.SetHeaders = append(m.SetHeaders,
+		//lint:ignore SA1019 the field ext_proc reads (see mutation.go).
 		&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-list", RawValue: []byte("b")}, Append: boolValue(true)},
 		&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-value-only", Value: "lost"}},
 	)

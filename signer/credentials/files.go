@@ -175,13 +175,6 @@ func (w *watch) read(paths []string, read func() error) error {
 	return err
 }
 
-// forget makes the next changed report true.
-func (w *watch) forget() {
-	w.mu.Lock()
-	w.stamps = nil
-	w.mu.Unlock()
-}
-
 // changed reports whether the files differ from the last read.
 func (w *watch) changed() bool {
 	w.mu.Lock()
