@@ -10,6 +10,7 @@ import (
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials"
 )
 
 // metrics are ocisigner's Prometheus metrics, on a registry of their own so
@@ -22,6 +23,8 @@ type metrics struct {
 	tokenExpiry *prometheus.GaugeVec
 	probeOK     prometheus.Gauge
 	probeTime   prometheus.Gauge
+	refreshes   *prometheus.CounterVec
+	failing     *prometheus.GaugeVec
 	profiles    func() []string // profile names a label may carry
 
 	mu    sync.Mutex
@@ -57,10 +60,18 @@ func newMetrics(profiles func() []string) *metrics {
 			Name: "ocisigner_probe_timestamp_seconds",
 			Help: "When the last namespace probe ran, as a Unix timestamp.",
 		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ocisigner_credential_fetches_total",
+			Help: "Background fetches of credentials (ahead of first use, refreshes, retries), by source and outcome (ok, failed).",
+		}, []string{"source", "outcome"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ocisigner_credential_fetch_failures",
+			Help: "Background fetches of a source that failed in a row; 0 once one succeeds. The last good credentials stay in use until they expire.",
+		}, []string{"source"}),
 		profiles: profiles,
 		known:    map[string]bool{},
 	}
-	m.reg.MustRegister(m.requests, m.signing, m.bodyBytes, m.tokenExpiry, m.probeOK, m.probeTime,
+	m.reg.MustRegister(m.requests, m.signing, m.bodyBytes, m.tokenExpiry, m.probeOK, m.probeTime, m.refreshes, m.failing,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "ocisigner_build_info",
@@ -80,6 +91,20 @@ func (m *metrics) Observe(ev extproc.Event) {
 		if !ev.Expiry.IsZero() && profile != unknownProfile {
 			m.tokenExpiry.WithLabelValues(profile).Set(float64(ev.Expiry.Unix()))
 		}
+	}
+}
+
+// observeRefresh implements credentials.WithObserver.
+func (m *metrics) observeRefresh(ev credentials.RefreshEvent) {
+	source := m.profileLabel(ev.Source)
+	outcome := "ok"
+	if ev.Err != nil {
+		outcome = "failed"
+	}
+	m.refreshes.WithLabelValues(source, outcome).Inc()
+	m.failing.WithLabelValues(source).Set(float64(ev.Failures))
+	if !ev.Expires.IsZero() && ev.Err == nil && source != unknownProfile {
+		m.tokenExpiry.WithLabelValues(source).Set(float64(ev.Expires.Unix()))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -51,7 +52,8 @@ type serveOptions struct {
 	discloseErrors bool
 	rsaBackend     string
 
-	clock credentials.Clock // tests only: the time credentials are judged by and refreshed on
+	clock   credentials.Clock              // tests only: the time credentials are judged by and refreshed on
+	observe func(credentials.RefreshEvent) // tests only: told of each background fetch, after the metrics
 }
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
@@ -157,17 +159,32 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 		extra = append(extra, credentials.WithClock(o.clock))
 		now = o.clock.Now
 	}
+	// The metrics see the background fetches from the start: the store's
+	// loop begins fetching while it opens.
+	var opened atomic.Pointer[credentials.Store]
+	s.metrics = newMetrics(func() []string {
+		if st := opened.Load(); st != nil {
+			return st.Names()
+		}
+		return nil
+	})
+	extra = append(extra, credentials.WithObserver(func(ev credentials.RefreshEvent) {
+		s.metrics.observeRefresh(ev)
+		if o.observe != nil {
+			o.observe(ev)
+		}
+	}))
 	creds, err := o.creds.open(getenv, log, extra...)
 	if err != nil {
 		return nil, err
 	}
+	opened.Store(creds)
 	s.creds = creds
 	cfg, err := o.extprocConfig()
 	if err != nil {
 		creds.Close()
 		return nil, err
 	}
-	s.metrics = newMetrics(creds.Names)
 	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, s.metrics
 	if s.ext, err = extproc.New(cfg); err != nil {
 		creds.Close()

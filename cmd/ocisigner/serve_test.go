@@ -21,6 +21,7 @@ import (
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
+	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // startService runs a service on loopback ports chosen by the system.
@@ -393,5 +394,40 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 	case <-drained:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the drain did not finish once the last stream closed")
+	}
+}
+
+// A failing refresh is counted, the count goes back to 0 once one works,
+// and the last good token stays in use meanwhile.
+func TestRefreshFailuresAreMetrics(t *testing.T) {
+	clk := credentialstest.NewClock(time.Now())
+	rec := credentialstest.NewRefreshes()
+	is := signertest.NewIssuer(t)
+	auth := signertest.NewAuthService(t, is)
+	auth.SetClock(clk.Now)
+	auth.FailNext(1, 503)
+	f := signertest.NewFolder(t)
+	key := signertest.Key(t, 2)
+	f.SessionProfile("S", key, is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: clk.Now().Add(-57 * time.Minute)}))
+	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": f.ConfigPath(), "OCI_CLI_PROFILE": "S"},
+		serveOptions{clock: clk, observe: rec.Observe, creds: credentialFlags{authURL: auth.URL, sessionRefresh: true}}, nil)
+	admin := "http://" + svc.adminL.Addr().String()
+	ev := rec.WaitRefresh(t, "S", 1)
+	if ev.Err == nil {
+		t.Fatal("the refresh did not fail as the auth service was told to")
+	}
+	_, text := get(t, admin+"/metrics")
+	for _, want := range []string{`ocisigner_credential_fetch_failures{source="S"} 1`, `ocisigner_credential_fetches_total{outcome="failed",source="S"} 1`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(text, "ocisigner_credential"))
+		}
+	}
+	clk.Advance(ev.RetryIn)
+	if ev := rec.WaitRefresh(t, "S", 2); ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	_, text = get(t, admin+"/metrics")
+	if !strings.Contains(text, `ocisigner_credential_fetch_failures{source="S"} 0`) {
+		t.Errorf("failures not back to 0:\n%s", grepLines(text, "ocisigner_credential"))
 	}
 }
