@@ -95,15 +95,16 @@ func (m *metrics) Observe(ev extproc.Event) {
 }
 
 // observeRefresh implements credentials.WithObserver.
+// Its sources are the store's own profiles, not names a client chose.
 func (m *metrics) observeRefresh(ev credentials.RefreshEvent) {
-	source := m.profileLabel(ev.Source)
+	source := ev.Source
 	outcome := "ok"
 	if ev.Err != nil {
 		outcome = "failed"
 	}
 	m.refreshes.WithLabelValues(source, outcome).Inc()
 	m.failing.WithLabelValues(source).Set(float64(ev.Failures))
-	if !ev.Expires.IsZero() && ev.Err == nil && source != unknownProfile {
+	if !ev.Expires.IsZero() && ev.Err == nil {
 		m.tokenExpiry.WithLabelValues(source).Set(float64(ev.Expires.Unix()))
 	}
 }
@@ -169,11 +170,16 @@ func (m *metrics) profileLabel(p string) string {
 	if m.known[p] {
 		return p
 	}
-	if time.Since(m.at) > time.Second {
-		m.at = time.Now()
+	// Looked up again at most once a second (a client naming random
+	// profiles must not make every request list the config), or at once
+	// while none are known yet (the store still opening).
+	if time.Since(m.at) > time.Second || len(m.known) == 0 {
 		m.known = map[string]bool{}
 		for _, n := range m.profiles() {
 			m.known[n] = true
+		}
+		if len(m.known) > 0 {
+			m.at = time.Now()
 		}
 		if m.known[p] {
 			return p

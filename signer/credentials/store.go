@@ -68,19 +68,19 @@ func Open(s Settings, opts ...Option) (*Store, error) {
 	}
 	switch s.Principal {
 	case PrincipalInstance:
-		st.principal = newSource(string(signer.KindInstance), newInstanceFetcher(&o), &o, true)
+		st.principal = newSource(s.DefaultProfile, newInstanceFetcher(&o), &o, true)
 	case PrincipalResource:
 		f, err := newResourceFetcher(&o)
 		if err != nil {
 			return fail(err)
 		}
-		st.principal = newSource(string(signer.KindResource), f, &o, false)
+		st.principal = newSource(s.DefaultProfile, f, &o, false)
 	case PrincipalWorkload:
 		f, err := newWorkloadFetcher(&o)
 		if err != nil {
 			return fail(err)
 		}
-		st.principal = newSource(string(signer.KindWorkload), f, &o, true)
+		st.principal = newSource(s.DefaultProfile, f, &o, true)
 	default:
 		return fail(fmt.Errorf("principal %q: want %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload))
 	}
