@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -330,5 +331,37 @@ func TestAccessLogSaysWhichProfileGotWhichAnswer(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log lacks %q:\n%s", want, line)
 		}
+	}
+}
+
+// The README's Go example is TestOpenAISDKThroughTheGateway's client,
+// verbatim, so that what the README shows is what is tested.
+func TestREADMEGoExampleIsTheTest(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "Go (`github.com/openai/openai-go/v3`")
+	_, block, ok2 := strings.Cut(after, "```go\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no Go example for the OpenAI SDK")
+	}
+	src, err := os.ReadFile("gateway_e2e_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trim := func(s string) []string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	want, have := strings.Join(trim(block), "\n"), strings.Join(trim(string(src)), "\n")
+	if len(trim(block)) < 5 || !strings.Contains(have, want) {
+		t.Fatalf("the README's Go example is not in the test verbatim:\n%s", block)
 	}
 }
