@@ -496,14 +496,16 @@ func TestSignerStoppedAfterSigningDoesNotFailTheRequest(t *testing.T) {
 		res <- s.do(s.request("POST", iaasHost, "/20160918/instances", strings.NewReader(`{"shape":"VM"}`)))
 	}()
 	<-entered
+	// The stream ended with the signed answer: Envoy saw it close, OK.
+	if err := s.handlerStatus(); err != nil {
+		t.Fatalf("the stream of a signed request ended with %v, want OK", err)
+	}
+	waitFor(t, func() bool { return s.envoy.Stats().ClosedOKAfterLastAnswer == 1 })
 	s.grpc.Stop() // the signer goes away while OCI still works on the request
 	close(release)
 	a := <-res
 	if a.status != http.StatusCreated || !strings.Contains(string(a.body), "created") {
 		t.Fatalf("client got %d %s, want OCI's 201", a.status, a.body)
-	}
-	if err := s.handlerStatus(); err != nil {
-		t.Fatalf("the stream of a signed request ended with %v, want OK", err)
 	}
 }
 
