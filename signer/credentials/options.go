@@ -24,6 +24,7 @@ type options struct {
 	saTokenPath   string
 	saCAPath      string
 	getenv        func(string) string
+	tokenExchange *TokenExchange // the settings of PrincipalTokenExchange
 }
 
 // Option configures the sources.
@@ -87,6 +88,12 @@ func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
 			o.saCAPath = caPath
 		}
 	}
+}
+
+// WithTokenExchange gives the settings of the token-exchange principal
+// (PrincipalTokenExchange, TokenExchangePrincipal).
+func WithTokenExchange(tx TokenExchange) Option {
+	return func(o *options) { o.tokenExchange = &tx }
 }
 
 // WithGetenv replaces os.Getenv for the principals configured by environment.
