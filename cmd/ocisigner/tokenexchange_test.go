@@ -62,7 +62,7 @@ func TestProbeAndTokenWithTokenExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = runCmd(t, env, "probe", "--endpoint", oci.URL, "--subject-token-file", subjectFile)
-	if code == exitOK || !strings.Contains(out, subjectFile) || !strings.Contains(out, "the platform writes it") {
+	if code == exitOK || !strings.Contains(out, subjectFile) || !strings.Contains(out, "written by the platform") {
 		t.Fatalf("probe without the subject token file: exit %d\n%s", code, out)
 	}
 }

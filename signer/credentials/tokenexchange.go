@@ -338,8 +338,9 @@ func (t *tokenExchange) entry(now time.Time) *entry[*signer.Credentials] {
 }
 
 // subjectFileHint says what writes a subject token file: ocisigner only reads it.
-const subjectFileHint = "the platform writes it, not ocisigner: the kubelet for a projected service-account token, " +
-	"the workflow step that fetches the job's OIDC token on GitHub Actions; once it is there, ocisigner exchanges it without a restart"
+const subjectFileHint = "the subject token file is written by the platform, not by ocisigner: by the kubelet for a projected " +
+	"service-account token, by the workflow step that fetches the job's OIDC token on GitHub Actions; once it is there, " +
+	"ocisigner exchanges it without a restart"
 
 func (t *tokenExchange) readSubject() (raw, file string, err error) {
 	if t.subjectPath == nil {
@@ -503,7 +504,13 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 // the answer itself, the subject token's issuer and audience (not secret:
 // they are the trust's configuration), and no file path.
 func (t *tokenExchange) refusalHint(ee *ExchangeError, subj *signer.SubjectToken, now time.Time) string {
-	answer := "the identity domain answered " + ee.Error()
+	answer := fmt.Sprintf("the identity domain answered %d", ee.Status)
+	if ee.Code != "" {
+		answer += " " + ee.Code
+	}
+	if ee.Description != "" {
+		answer += fmt.Sprintf(" (%q)", ee.Description)
+	}
 	var fix string
 	switch {
 	case ee.Status == http.StatusNotFound || ee.Status == http.StatusMethodNotAllowed:

@@ -291,7 +291,7 @@ func TestTokenExchangeSubjectFileAppearsLater(t *testing.T) {
 	_, err := src.Credentials(context.Background())
 	var se *signer.Error
 	if !errors.As(err, &se) || !errors.Is(err, signer.ErrFileMissing) ||
-		!strings.Contains(err.Error(), f.subjectPath) || !strings.Contains(se.Public(), "the platform writes it") ||
+		!strings.Contains(err.Error(), f.subjectPath) || !strings.Contains(se.Public(), "written by the platform") ||
 		strings.Contains(se.Public(), f.subjectPath) {
 		t.Fatalf("err = %v (public: %v)", err, se)
 	}
