@@ -459,7 +459,11 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(t.clientID, secret)
-	resp, err := t.o.client.Do(req)
+	// Never follow a redirect: the subject token in the body would go to
+	// wherever the answer points.
+	client := *t.o.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fail("cannot reach the identity domain at "+t.tokenURL, "ocisigner retries; check the URL and that this host can reach it", err)
 	}
@@ -470,6 +474,10 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 	}
 	if resp.StatusCode != http.StatusOK {
 		ee := &ExchangeError{Status: resp.StatusCode}
+		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+			ee.Description = "redirected to " + capText(loc, 200)
+			return nil, fail("the identity domain refused the token exchange at "+t.tokenURL, t.refusalHint(ee, subj, now), ee)
+		}
 		var oe struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
@@ -513,6 +521,8 @@ func (t *tokenExchange) refusalHint(ee *ExchangeError, subj *signer.SubjectToken
 	}
 	var fix string
 	switch {
+	case ee.Status >= 300 && ee.Status < 400:
+		fix = "ocisigner does not follow redirects with a subject token: set the identity domain URL to the domain's own, https://idcs-<id>.identity.oraclecloud.com"
 	case ee.Status == http.StatusNotFound || ee.Status == http.StatusMethodNotAllowed:
 		fix = "no token endpoint there: the identity domain URL must be the domain's, https://idcs-<id>.identity.oraclecloud.com"
 	case ee.Code == "invalid_client" || ee.Status == http.StatusUnauthorized:

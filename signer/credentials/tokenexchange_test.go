@@ -120,6 +120,15 @@ func (f *txFixture) exchanges() []signertest.Exchange {
 	return out
 }
 
+// redirectServer answers 307 to everything, pointing at target.
+func redirectServer(t *testing.T, target string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // notFoundServer answers 404 to everything, on loopback.
 func notFoundServer(t *testing.T) string {
 	srv := httptest.NewServer(http.NotFoundHandler())
@@ -343,6 +352,10 @@ func TestTokenExchangeRefusalNamesAnswerAndFix(t *testing.T) {
 			f.x.Refuse(signertest.OAuthUnauthorizedClient, "The client is not authorized for this grant.")
 			return signertest.SubjectTokenOptions{}
 		}, signertest.OAuthUnauthorizedClient, []string{"unauthorized_client", "The client is not authorized", "may not use the token exchange grant"}},
+		{"redirected", func(f *txFixture, tx *credentials.TokenExchange) signertest.SubjectTokenOptions {
+			tx.DomainURL = redirectServer(t, f.x.URL) // the token would follow
+			return signertest.SubjectTokenOptions{}
+		}, "", []string{"307", "redirected to " + "http://127.0.0.1", "does not follow redirects"}},
 		{"not the token endpoint", func(_ *txFixture, tx *credentials.TokenExchange) signertest.SubjectTokenOptions {
 			tx.DomainURL = notFoundServer(t) // a server, but not an identity domain
 			return signertest.SubjectTokenOptions{}
@@ -369,6 +382,9 @@ func TestTokenExchangeRefusalNamesAnswerAndFix(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), signertest.DefaultExchangeClientSecret) || strings.Contains(err.Error(), "eyJ") {
 				t.Fatalf("the error carries a secret or a token: %v", err)
+			}
+			if ee.Status/100 == 3 && len(f.x.Requests()) != 0 {
+				t.Fatal("the exchange followed the redirect: the subject token went where it pointed")
 			}
 		})
 	}
