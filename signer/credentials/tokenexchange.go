@@ -252,7 +252,7 @@ type tokenExchange struct {
 	subject     string
 	subjectPath func() string
 
-	mu         sync.Mutex // the cache fetches one at a time; this guards the state for tests and future callers
+	mu         sync.Mutex // guards what follows (the cache already fetches one at a time)
 	cur        *signer.Credentials
 	curSubject [sha256.Size]byte // the subject token cur was exchanged for
 	renewAt    time.Time
@@ -306,7 +306,7 @@ func (t *tokenExchange) fetch(ctx context.Context, background bool) (*entry[*sig
 	c, err := t.exchange(ctx, raw, subj, secret, now)
 	if err != nil {
 		var ee *ExchangeError
-		if errors.As(err, &ee) && ee.Status >= 400 && ee.Status < 500 {
+		if errors.As(err, &ee) && ee.Status >= 300 && ee.Status < 500 { // asking again changes nothing
 			t.refused = &exchangeRefusal{inputs: inputs, err: err}
 		}
 		return nil, err
