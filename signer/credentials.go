@@ -36,6 +36,24 @@ type Credentials struct {
 	// OBOToken, when set, is sent as opc-obo-token on every request signed
 	// with these credentials (a profile's delegation_token_file).
 	OBOToken string
+	// Subject, for a token-exchange principal, describes the identity
+	// provider's token that was exchanged for Token; nil otherwise.
+	Subject *SubjectToken
+}
+
+// SubjectToken describes the JWT of a trusted identity provider (a
+// Kubernetes service-account token, a CI's OIDC token) that a
+// token-exchange principal exchanged for its OCI token. Its claims are read
+// without verifying its signature: the identity domain verifies it, this
+// only tells an operator which token was used. It holds no token material.
+type SubjectToken struct {
+	Issuer   string   // iss
+	Subject  string   // sub
+	Audience []string // aud
+	IssuedAt time.Time
+	Expiry   time.Time // zero if the token states none
+	// File is where it was read from; empty when it was given as a value.
+	File string
 }
 
 // Expiry returns when the credentials stop working, or zero if they do not expire.

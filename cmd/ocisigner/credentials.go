@@ -18,17 +18,29 @@ type credentialFlags struct {
 	writeBack      bool
 	metadataURL    string
 	authURL        string
+	// The token-exchange principal; its secrets come from files or from
+	// OCISIGNER_CLIENT_SECRET / OCISIGNER_SUBJECT_TOKEN, never from flags.
+	tokenExchangeURL string
+	clientID         string
+	clientSecretFile string
+	subjectTokenFile string
+	region           string
 }
 
 func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.config, "config", "", "OCI config file (default: $OCI_CLI_CONFIG_FILE, else $OCI_CONFIG_FILE, else ~/.oci/config)")
 	fs.StringVar(&cf.profile, "profile", "", "default profile (default: $OCI_CLI_PROFILE, else DEFAULT)")
-	fs.StringVar(&cf.principal, "principal", "", "sign the default profile as this principal instead of from the config: instance, resource or workload (OKE workload identity)")
+	fs.StringVar(&cf.principal, "principal", "", "sign the default profile as this principal instead of from the config: instance, resource, workload (OKE workload identity) or token-exchange (an identity domain exchanges a trusted IdP's JWT)")
 	fs.BoolVar(&cf.sessionRefresh, "session-refresh", true, "refresh session tokens before they expire, until the session ends")
 	fs.DurationVar(&cf.refreshMargin, "refresh-margin", credentials.DefaultRefreshMargin, "refresh this long before expiry, or a fifth of the token's lifetime if that is longer")
 	fs.BoolVar(&cf.writeBack, "write-back", false, "also write refreshed session tokens to the token file (atomically, mode 0600); needs a writable folder")
 	fs.StringVar(&cf.metadataURL, "metadata-url", credentials.DefaultMetadataBaseURL, "instance metadata base URL for --principal instance")
 	fs.StringVar(&cf.authURL, "auth-url", "", "auth service base URL instead of https://auth.<region>.<realm domain> (session refresh, federation)")
+	fs.StringVar(&cf.tokenExchangeURL, "token-exchange-url", "", "identity domain URL (https://idcs-<id>.identity.oraclecloud.com) for --principal token-exchange")
+	fs.StringVar(&cf.clientID, "client-id", "", "OAuth client ID of the identity domain's confidential application, for --principal token-exchange")
+	fs.StringVar(&cf.clientSecretFile, "client-secret-file", "", "file holding the client secret, read at each exchange (else $"+credentials.EnvClientSecret+"), for --principal token-exchange")
+	fs.StringVar(&cf.subjectTokenFile, "subject-token-file", "", "file the platform keeps the IdP's JWT in, read at each exchange and watched for rotation (else $"+credentials.EnvSubjectToken+"), for --principal token-exchange")
+	fs.StringVar(&cf.region, "region", "", "region: the one --principal token-exchange signs for, and the one probe probes (identifier or short code, e.g. us-phoenix-1 or phx; probe's default: the profile's)")
 }
 
 func (cf *credentialFlags) configPath(getenv func(string) string) string {
@@ -51,6 +63,12 @@ func (cf *credentialFlags) open(getenv func(string) string, log *slog.Logger, ex
 	}, extra...)
 	if cf.authURL != "" {
 		opts = append(opts, credentials.WithAuthBaseURL(cf.authURL))
+	}
+	if cf.principal == credentials.PrincipalTokenExchange {
+		opts = append(opts, credentials.WithTokenExchange(credentials.TokenExchange{
+			DomainURL: cf.tokenExchangeURL, ClientID: cf.clientID, ClientSecretFile: cf.clientSecretFile,
+			SubjectTokenFile: cf.subjectTokenFile, Region: cf.region,
+		}))
 	}
 	return credentials.Open(credentials.Settings{
 		ConfigPath:     cf.configPath(getenv),

@@ -263,13 +263,12 @@ func credentialExit(err error) int {
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	var (
-		cf                    credentialFlags
-		region, endpoint, via string
-		asJSON, verbose       bool
-		timeout               time.Duration
+		cf              credentialFlags
+		endpoint, via   string
+		asJSON, verbose bool
+		timeout         time.Duration
 	)
 	cf.register(fs)
-	fs.StringVar(&region, "region", "", "region to probe (identifier or short code, e.g. us-phoenix-1 or phx); default: the profile's")
 	fs.StringVar(&endpoint, "endpoint", "", "base URL instead of https://objectstorage.<region>.<realm domain>")
 	fs.StringVar(&via, "via", "", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
@@ -280,7 +279,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p := probeParams{profile: cf.profileName(getenv), region: region, endpoint: endpoint, via: via, verbose: verbose,
+	p := probeParams{profile: cf.profileName(getenv), region: cf.region, endpoint: endpoint, via: via, verbose: verbose,
 		client: &http.Client{Timeout: timeout}, now: time.Now}
 	if via == "" {
 		creds, err := cf.open(getenv, discardLogger())
@@ -290,7 +289,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		defer creds.Close()
 		p.src = creds.Source(p.profile)
-	} else if region == "" && endpoint == "" {
+	} else if cf.region == "" && endpoint == "" {
 		// Through a gateway the local credentials are not needed, only the
 		// profile's region, when the config is at hand.
 		if prof, err := credentials.ReadProfile(cf.configPath(getenv), p.profile); err == nil {

@@ -83,6 +83,8 @@ func (p *Profile) Kind() signer.Kind {
 		return signer.KindResource
 	case "oke_workload_identity":
 		return signer.KindWorkload
+	case "token_exchange":
+		return signer.KindTokenExchange
 	case "security_token":
 		return signer.KindSession
 	case "api_key":

@@ -145,6 +145,13 @@ func (c *ConfigFile) newProfileEntry(p *Profile) *profileEntry {
 			return pe
 		}
 		f, remote = wf, true
+	case signer.KindTokenExchange:
+		tf, err := newProfileTokenExchange(p, o)
+		if err != nil {
+			pe.src = errorSource{withProfile(err, p.Name)}
+			return pe
+		}
+		f, remote = tf, true
 	default:
 		f = &apiKeyFetcher{p: p, o: o}
 	}

@@ -28,6 +28,8 @@ type options struct {
 	secretsFor string // the profile tokenValue and passphrase are for
 	tokenValue string
 	passphrase string
+
+	tokenExchange *TokenExchange // the settings of PrincipalTokenExchange
 }
 
 // Option configures the sources.
@@ -91,6 +93,12 @@ func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
 			o.saCAPath = caPath
 		}
 	}
+}
+
+// WithTokenExchange gives the settings of the token-exchange principal
+// (PrincipalTokenExchange, TokenExchangePrincipal).
+func WithTokenExchange(tx TokenExchange) Option {
+	return func(o *options) { o.tokenExchange = &tx }
 }
 
 // WithGetenv replaces os.Getenv for the principals configured by environment.

@@ -16,6 +16,10 @@ const (
 	PrincipalInstance = "instance"
 	PrincipalResource = "resource"
 	PrincipalWorkload = "workload"
+	// PrincipalTokenExchange exchanges a trusted identity provider's JWT at
+	// an OCI IAM identity domain for a user principal session token; its
+	// settings come with WithTokenExchange.
+	PrincipalTokenExchange = "token-exchange"
 )
 
 // Settings say where a Store's credentials come from.
@@ -81,8 +85,14 @@ func Open(s Settings, opts ...Option) (*Store, error) {
 			return fail(err)
 		}
 		st.principal = newSource(s.DefaultProfile, f, &o, true)
+	case PrincipalTokenExchange:
+		f, err := newTokenExchangeFetcher(&o)
+		if err != nil {
+			return fail(err)
+		}
+		st.principal = newSource(s.DefaultProfile, f, &o, true)
 	default:
-		return fail(fmt.Errorf("principal %q: want %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload))
+		return fail(fmt.Errorf("principal %q: want %s, %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload, PrincipalTokenExchange))
 	}
 	if _, err := os.Stat(s.ConfigPath); err == nil {
 		cfg, err := openConfig(s.ConfigPath, o, loop, false)
