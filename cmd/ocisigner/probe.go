@@ -53,6 +53,27 @@ type tokenInfo struct {
 	SessionEnd *time.Time `json:"session_end,omitempty"`
 	// LastRefresh is when ocisigner last refreshed or renewed the token, if it did.
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// Subject is the external identity a federated token was exchanged for.
+	Subject *subjectInfo `json:"subject_token,omitempty"`
+}
+
+// subjectInfo is what a token-exchange principal's subject token says.
+type subjectInfo struct {
+	Issuer  string     `json:"iss"`
+	Subject string     `json:"sub"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+func newSubjectInfo(c *signer.Credentials) *subjectInfo {
+	if c == nil || c.Subject == nil {
+		return nil
+	}
+	si := &subjectInfo{Issuer: c.Subject.Issuer, Subject: c.Subject.Subject}
+	if !c.Subject.Expiry.IsZero() {
+		e := c.Subject.Expiry.UTC()
+		si.Expires = &e
+	}
+	return si
 }
 
 func newTokenInfo(c *signer.Credentials, now time.Time) *tokenInfo {
@@ -68,6 +89,7 @@ func newTokenInfo(c *signer.Credentials, now time.Time) *tokenInfo {
 		lr := c.Refreshed.UTC()
 		ti.LastRefresh = &lr
 	}
+	ti.Subject = newSubjectInfo(c)
 	return ti
 }
 
@@ -336,6 +358,13 @@ func printProbe(w io.Writer, r probeResult, asJSON bool) int {
 		}
 		if t.LastRefresh != nil {
 			line("last refresh", t.LastRefresh.Format(time.RFC3339))
+		}
+		if sj := t.Subject; sj != nil {
+			line("subject iss", sj.Issuer)
+			line("subject sub", sj.Subject)
+			if sj.Expires != nil {
+				line("subject exp", sj.Expires.Format(time.RFC3339))
+			}
 		}
 	}
 	for _, f := range r.SignedHeaders {

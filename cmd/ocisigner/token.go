@@ -26,7 +26,10 @@ type tokenReport struct {
 	Refreshed  *time.Time `json:"last_refresh,omitempty"`
 	Expired    bool       `json:"expired"`
 	Token      string     `json:"token,omitempty"` // masked unless --reveal
-	Error      string     `json:"error,omitempty"`
+	// SubjectToken is the external identity a federated token was
+	// exchanged for (token exchange); never the subject token itself.
+	SubjectToken *subjectInfo `json:"subject_token,omitempty"`
+	Error        string       `json:"error,omitempty"`
 }
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -101,6 +104,7 @@ func inspect(ctx context.Context, src signer.Source, name string, reveal bool, n
 			r.KeyID = c.KeyID
 		}
 		tok = c.Token
+		r.SubjectToken = newSubjectInfo(c)
 		if !c.Refreshed.IsZero() {
 			t := c.Refreshed.UTC()
 			r.Refreshed = &t
@@ -153,6 +157,13 @@ func printToken(w io.Writer, r tokenReport) {
 	}
 	line("session ends", ts(r.SessionEnd))
 	line("last refresh", ts(r.Refreshed))
+	if sj := r.SubjectToken; sj != nil {
+		line("subject iss", sj.Issuer)
+		line("subject sub", sj.Subject)
+		if sj.Expires != nil {
+			line("subject exp", sj.Expires.Format(time.RFC3339))
+		}
+	}
 	line("key id", r.KeyID)
 	line("token", r.Token)
 	line("error", r.Error)

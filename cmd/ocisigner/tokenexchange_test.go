@@ -34,11 +34,13 @@ func TestProbeAndTokenWithTokenExchange(t *testing.T) {
 	}
 	code, out, errOut := runCmd(t, env, "probe", "--endpoint", oci.URL)
 	if code != exitOK || !strings.Contains(out, "principal:      token_exchange") || !strings.Contains(out, "region:         us-ashburn-1") ||
-		!strings.Contains(out, "namespace:      axaxnpcrorw5") {
+		!strings.Contains(out, "namespace:      axaxnpcrorw5") || !strings.Contains(out, "token expires:") ||
+		!strings.Contains(out, "subject iss:    https://token.actions.githubusercontent.com") || !strings.Contains(out, "subject sub:") {
 		t.Fatalf("probe: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, env, "token")
-	if code != exitOK || !strings.Contains(out, "principal:    token_exchange") {
+	if code != exitOK || !strings.Contains(out, "principal:    token_exchange") || !strings.Contains(out, "expires:") ||
+		!strings.Contains(out, "subject iss:  https://token.actions.githubusercontent.com") || !strings.Contains(out, "subject sub:") {
 		t.Fatalf("token: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, s := range []string{signertest.DefaultExchangeClientSecret, subject} {
