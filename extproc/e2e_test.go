@@ -323,7 +323,15 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	before := runtime.NumGoroutine()
 	// 1,000 RSA signatures queue on two cores (and ten times slower under
 	// the race detector): Envoy's 5s message timeout is not what this tests.
-	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) { c.MessageTimeout = 5 * time.Minute }})
+	var details sync.Map // why Envoy answered a request itself, if it did
+	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) {
+		c.MessageTimeout = 5 * time.Minute
+		c.AccessLog = func(e extproctest.AccessLogEntry) {
+			if e.Status != 200 {
+				details.Store(e.ResponseCodeDetails, true)
+			}
+		}
+	}})
 	const n = 1000
 	var (
 		wg       sync.WaitGroup
@@ -360,7 +368,9 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	close(start)
 	wg.Wait()
 	if failures.Load() != 0 {
-		t.Fatalf("%d of %d failed", failures.Load(), n)
+		var why []string
+		details.Range(func(k, _ any) bool { why = append(why, k.(string)); return true })
+		t.Fatalf("%d of %d failed: %v", failures.Load(), n, why)
 	}
 	ok := 0
 	for _, r := range s.oci.Requests() {
