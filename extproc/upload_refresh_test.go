@@ -306,7 +306,7 @@ type uploadCase struct {
 // signed: no failure, OCI gets each GiB, and the headers were answered from
 // the credentials at hand while the renewals waited. They run at once, so
 // the two cases share the machine's two cores. Under the race detector a
-// GiB through the whole path costs 10-15 s of CPU (3.5 s of it the OCI
+// GiB through the whole path costs about 15 s of CPU (3.5 s of it the OCI
 // stand-in's MD5 and SHA-256), so the test runs in parallel: beside
 // TestKeepaliveAcceptsEnvoyPings, which sleeps for 17 s.
 func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
@@ -342,8 +342,9 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A session token that is due for refresh at about the time the
-	// instance token is due for renewal, and valid past both.
+	// A session token issued 35 minutes ago: its refresh falls due at +13
+	// minutes and it expires at +25, while the instance token renews at
+	// +15 and expires at +20.
 	key := signertest.Key(t, 2)
 	old := issuer.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: clock.Now().Add(-35 * time.Minute)})
 	secret(old)
@@ -354,8 +355,8 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 	}
 	secret(inst.Token.Raw)
 
-	// A minute before either expires both are past their refresh time:
-	// the loop starts both, and both wait at the gate.
+	// A minute before the first expiry both are past their refresh time
+	// and still valid: the loop starts both, and both wait at the gate.
 	g.Hold()
 	clock.Set(earliest(inst.Token.Expiry, sess.Token.Expiry).Add(-time.Minute))
 	g.WaitHeld(t, signertest.AuthRefreshPath, 1)
