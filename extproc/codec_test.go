@@ -58,6 +58,7 @@ func decodeBoth(t *testing.T, r *rand.Rand, wire []byte) {
 }
 
 func TestCodecHashesBodyInPlace(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	attrs := map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{"x": structpb.NewStringValue("y")}}}
 	for _, size := range []int{0, 1, 100, 16 << 10, 1<<20 + 7, 5 << 20} {

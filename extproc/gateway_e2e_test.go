@@ -66,6 +66,7 @@ func euProfile(t *testing.T, s *stack) {
 // verifies the request as OCI does (signature over the real host and path,
 // body digest, opc-compartment-id, no Bearer token).
 func TestOpenAISDKThroughTheGateway(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
 	genai := signertest.NewGenAI(s.oci)
 	gatewayURL := s.envoy.URL() // http://localhost:10000 with docker compose up gateway
@@ -139,6 +140,7 @@ func TestOpenAISDKThroughTheGateway(t *testing.T) {
 // a session and an API-key profile; the path after the first segment,
 // query, percent-encoding and // included, goes upstream byte for byte.
 func TestGatewayFormsReachEveryAlias(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
 	euProfile(t, s)
 	const rest = "/a%2Fb//c?b=2&a=1&x=%41"
@@ -179,6 +181,7 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 // The route's pin chooses the region an alias resolves to, as the
 // request header does.
 func TestGatewayAliasFollowsTheRoutesProfile(t *testing.T) {
+	t.Parallel()
 	pinned := func(c *extproctest.Config) {
 		gatewayForm(nil)(c)
 		c.Metadata = func(r *http.Request) map[string]string {
@@ -218,6 +221,7 @@ func TestGatewayAliasFollowsTheRoutesProfile(t *testing.T) {
 // and an explicit host outside the OCI realms with the same 403 as a
 // proxy-form request for it; nothing reaches OCI.
 func TestGatewayFormsRefused(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
 	s.folder.AppendConfig("NOREGION", "user", "ocid1.user.oc1..unoregion", "fingerprint", signer.Fingerprint(&signertest.Key(t, 1).PublicKey),
 		"key_file", s.folder.WrittenPath("keys/api.pem"), "tenancy", "ocid1.tenancy.oc1..test")
@@ -265,6 +269,7 @@ func TestGatewayFormsRefused(t *testing.T) {
 // signed: when something after ext_proc (a router rewrite) changes either,
 // OCI refuses it.
 func TestRewriteAfterSigningIsRefusedByOCI(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		rewrite func(authority, path string) (string, string)

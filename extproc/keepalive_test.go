@@ -92,9 +92,10 @@ func TestKeepaliveAcceptsEnvoyPings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Four pings 5.5s apart: more often than Envoy's 30s interval, and
-	// still within the service's 5s minimum.
-	if err := pingIdle(t, srv.ServerOptions(), 4, 5500*time.Millisecond); err != nil {
+	// Four pings a little over the service's minimum apart (three strikes
+	// would earn a GOAWAY): more often than Envoy's 30s interval, and
+	// still accepted.
+	if err := pingIdle(t, srv.ServerOptions(), 4, extproc.MinPingInterval+200*time.Millisecond); err != nil {
 		t.Fatalf("service refused Envoy's keepalive pings: %v", err)
 	}
 }

@@ -227,10 +227,16 @@ func (s *Server) requiredOptions() []grpc.ServerOption {
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(s.maxRecvMsgSize()),
 		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Envoy pings every 30s (envoy.yaml's connection_keepalive), idle
+		// or not; a peer pinging more than once every 2s gets GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minPingInterval, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
 }
+
+// minPingInterval is the most often a peer may ping without being told to
+// go away (grpc-go counts faster pings as abuse).
+const minPingInterval = 2 * time.Second
 
 // maxRecvMsgSize is the gRPC receive limit the service needs: the largest
 // body plus room for the headers around it.

@@ -102,6 +102,7 @@ func (ts *txStack) get(t *testing.T) answer {
 }
 
 func TestTokenExchangeSignsEndToEnd(t *testing.T) {
+	t.Parallel()
 	ts := newTXStack(t)
 	ts.writeSubject(t, signertest.SubjectTokenOptions{})
 	a := ts.get(t)
@@ -119,6 +120,7 @@ func TestTokenExchangeSignsEndToEnd(t *testing.T) {
 // fails, the background poll exchanges the new token (the next exchange
 // presents it), and OCI sees the old UPST, then the new one.
 func TestTokenExchangeRotationUnderTraffic(t *testing.T) {
+	t.Parallel()
 	ts := newTXStack(t)
 	ts.writeSubject(t, signertest.SubjectTokenOptions{})
 	if a := ts.get(t); a.status != http.StatusOK {
@@ -158,6 +160,7 @@ func TestTokenExchangeRotationUnderTraffic(t *testing.T) {
 // The identity domain refuses: the client gets ocisigner's 401 naming the
 // domain's answer and the fix, and nothing reaches OCI.
 func TestTokenExchangeRefusedIs401WithTheFix(t *testing.T) {
+	t.Parallel()
 	ts := newTXStack(t)
 	ts.writeSubject(t, signertest.SubjectTokenOptions{Issuer: "https://gitlab.example.com"})
 	a := ts.get(t)
@@ -180,6 +183,7 @@ func TestTokenExchangeRefusedIs401WithTheFix(t *testing.T) {
 // started: requests are refused with a message that says so until the file
 // is there, then signed, with no restart.
 func TestTokenExchangeSubjectFileAppearsAfterStart(t *testing.T) {
+	t.Parallel()
 	ts := newTXStack(t)
 	for range 2 {
 		a := ts.get(t)

@@ -132,7 +132,7 @@ func newRefreshBench(b *testing.B, principal string) *refreshBench {
 			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
 				hv(":authority", osHost), hv(":path", uploadPath+"big.bin"), hv(":method", "PUT"), hv(":scheme", "http"),
 				hv("user-agent", "oci-cli/3.50.0"), hv("content-type", "application/octet-stream"),
-				hv("content-length", strconv.Itoa(gib)), hv("x-request-id", "4f7e2a0c-1b7d-4a4e-9d8e-2f9c1b0a7e55"),
+				hv("content-length", strconv.Itoa(1<<30)), hv("x-request-id", "4f7e2a0c-1b7d-4a4e-9d8e-2f9c1b0a7e55"),
 				hv(extproc.DefaultProfileHeader, f.profile),
 			}},
 		}},

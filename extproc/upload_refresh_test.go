@@ -39,7 +39,6 @@ import (
 const (
 	instanceProfile = "INSTANCE"
 	uploadPath      = "/n/ns/b/bucket/o/"
-	gib             = 1 << 30
 	bufferLimit     = 32 << 20 // envoy.yaml's request_body_buffer_limit
 )
 
@@ -223,7 +222,7 @@ func (w *uploadWitness) wait(n int, done <-chan struct{}) []signedUpload {
 }
 
 // patternBlock is what uploads repeat. Reading it with copy keeps a GiB
-// cheap under the race detector, which instruments patternReader's
+// cheap under the race detector, which instruments a filling
 // byte loop at every byte (~4 s a GiB).
 var patternBlock = func() []byte {
 	b := make([]byte, 64<<10)
@@ -264,7 +263,7 @@ func (s *stack) upload(object string) (signertest.Received, bool) {
 
 // heapPeak samples the heap in use until stopped and returns its peak
 // growth over what it was at the start.
-func heapPeak() (stop func() int64) {
+func heapPeak() (stop func() (growth int64, allocated uint64)) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -285,10 +284,12 @@ func heapPeak() (stop func() int64) {
 			}
 		}
 	}()
-	return func() int64 {
+	return func() (int64, uint64) {
 		close(done)
 		<-finished
-		return int64(peak.Load()) - int64(before.HeapInuse)
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		return int64(peak.Load()) - int64(before.HeapInuse), after.TotalAlloc - before.TotalAlloc
 	}
 }
 
@@ -310,7 +311,6 @@ type uploadCase struct {
 // stand-in's MD5 and SHA-256), so the test runs in parallel: beside
 // TestKeepaliveAcceptsEnvoyPings, which sleeps for 17 s.
 func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
-	t.Parallel()
 	clock := credentialstest.NewClock(time.Now())
 	rec := credentialstest.NewRefreshes()
 	issuer := signertest.NewIssuer(t)
@@ -369,7 +369,7 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 	heap := heapPeak()
 	var wg sync.WaitGroup
 	for _, u := range uploads {
-		wg.Go(func() { u.a = s.putObject(u.profile, u.object, gib) })
+		wg.Go(func() { u.a = s.putObject(u.profile, u.object, uploadSize) })
 	}
 	uploaded := make(chan struct{})
 	go func() { wg.Wait(); close(uploaded) }()
@@ -379,7 +379,7 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 	signed := witness.wait(len(uploads), uploaded)
 	g.Release()
 	<-uploaded
-	growth := heap()
+	growth, allocated := heap()
 
 	for _, u := range uploads {
 		if u.a.status != http.StatusOK {
@@ -391,8 +391,8 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("%s: OCI received no upload", u.profile)
-		case !got.OK || got.BodyLength != gib:
-			t.Errorf("%s: OCI received %d of %d bytes, ok=%v: %s", u.profile, got.BodyLength, gib, got.OK, got.Reason)
+		case !got.OK || got.BodyLength != uploadSize:
+			t.Errorf("%s: OCI received %d of %d bytes, ok=%v: %s", u.profile, got.BodyLength, uploadSize, got.OK, got.Reason)
 		case got.KeyID != u.keyID:
 			t.Errorf("%s: signed with keyId %s, not the credentials at hand when the renewal started", u.profile, signer.MaskKeyID(got.KeyID))
 		case strings.Contains(strings.Join(got.SignedHeaders, " "), "x-content-sha256"):
@@ -424,9 +424,15 @@ func TestUploadsStreamWhileCredentialsRenew(t *testing.T) {
 	// Everything (client, Envoy stand-in, ocisigner, OCI stand-in) is in
 	// this process: either body buffered anywhere would show in the heap as
 	// 1024 MiB. The bound leaves room for a test running beside this one.
-	t.Logf("two 1 GiB PutObjects at once: peak heap growth %d KiB", growth>>10)
+	// Nor may anything allocate in proportion to the bodies (a copy per
+	// chunk, a loop spinning beside the upload): the allocations stay far
+	// below what the uploads carry.
+	t.Logf("two %d MiB PutObjects at once: peak heap growth %d KiB, %d KiB allocated", uploadSize>>20, growth>>10, allocated>>10)
 	if growth > 128<<20 {
-		t.Errorf("heap grew %d MiB for two 1024 MiB uploads: a body was buffered", growth>>20)
+		t.Errorf("heap grew %d MiB for two %d MiB uploads: a body was buffered", growth>>20, uploadSize>>20)
+	}
+	if allocated > 2*uploadSize/4 {
+		t.Errorf("%d MiB allocated while %d MiB were uploaded: memory is not flat", allocated>>20, 2*uploadSize>>20)
 	}
 
 	// The renewals held during the uploads then complete.
@@ -458,6 +464,7 @@ func earliest(a, b time.Time) time.Time {
 // that under the race detector the 413, and not a 504 for the pending
 // answer, is what ends the upload.
 func TestUploadWaitingOnFederationGets413(t *testing.T) {
+	t.Parallel()
 	rec := credentialstest.NewRefreshes()
 	issuer := signertest.NewIssuer(t)
 	auth := signertest.NewAuthService(t, issuer)
@@ -483,7 +490,7 @@ func TestUploadWaitingOnFederationGets413(t *testing.T) {
 	// The loop's fetch ahead of first use is under way, waiting on the
 	// auth service; the upload comes first.
 	g.WaitHeld(t, signertest.AuthX509Path, 1)
-	a := s.putObject(instanceProfile, "early.bin", gib)
+	a := s.putObject(instanceProfile, "early.bin", uploadSize)
 	if a.status != http.StatusRequestEntityTooLarge || string(a.body) != "Payload Too Large" {
 		t.Fatalf("upload while the federation waited: %d %s, want Envoy's 413", a.status, a.body)
 	}

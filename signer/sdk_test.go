@@ -167,7 +167,7 @@ func TestAuthorizationMatchesSDK(t *testing.T) {
 	}
 	backends := testBackends(t, apiKey, sessKey)
 	r := rand.New(rand.NewPCG(1, 2))
-	const n = 3000
+	n := sdkParityRequests
 	seen := map[string]int{}
 	for i := 0; i < n; i++ {
 		req, body := genRequest(r)

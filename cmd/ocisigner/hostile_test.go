@@ -242,7 +242,8 @@ func TestHostileLabelsCannotGrowMetrics(t *testing.T) {
 	observe(1 << 20)
 	baseSeries, baseSize := series()
 
-	const viaGRPC, direct = 500, 10000
+	const direct = 10000
+	viaGRPC := metricNamesViaGRPC
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	work := make(chan *extprocv3.ProcessingRequest)
@@ -469,10 +470,7 @@ func TestHostileIdleStreams(t *testing.T) {
 	t.Logf("peak: %d goroutines over baseline, heap +%d MiB", int(peakG.Load())-baseG, (int64(peakHeap.Load())-int64(base.HeapInuse))>>20)
 }
 
-const (
-	idleConns   = 4
-	idleStreams = 20000
-)
+const idleConns = 4
 
 type idleReport struct {
 	Idle, EndedOK, EndedOther int64
@@ -543,7 +541,7 @@ func idleClient(addr string) any {
 // Envoy-shaped traffic at 2,000 concurrent streams, on as many connections
 // as Envoy would open under the per-connection bound, is all signed.
 func TestHostileEnvoyShapedConcurrency(t *testing.T) {
-	const streams = 2000
+	streams := envoyShapedStreams
 	conns := (streams + extproc.DefaultMaxStreamsPerConn - 1) / extproc.DefaultMaxStreamsPerConn
 	h := newHostile(t, serveOptions{}, conns)
 	start := make(chan struct{})

@@ -1,0 +1,15 @@
+//go:build race
+
+package extproc_test
+
+// Volumes under the race detector, which slows every copy of a byte and
+// every goroutine switch several times over: what the tests show holds at
+// these sizes, and .ci/run also runs the suite without the race detector,
+// at full size.
+const (
+	// uploadSize is each PutObject of the upload tests: far above Envoy's
+	// 32 MiB buffer limit and the allocation bounds.
+	uploadSize = 256 << 20
+	// concurrentStreams is how many requests run at once.
+	concurrentStreams = 300
+)
