@@ -91,3 +91,13 @@ func SetBackend(name string) error {
 	active.Store(&b)
 	return nil
 }
+
+// Prepare makes key ready to sign with: the backend's one-time work for a
+// key (OpenSSL imports it and checks its first signature against
+// crypto/rsa's) done now, off any request's path. Credentials sources call
+// it for the session keys they make in the background.
+func Prepare(key *rsa.PrivateKey) error {
+	var digest [sha256.Size]byte
+	_, err := activeBackend().signSHA256(key, &digest)
+	return err
+}

@@ -266,3 +266,14 @@ func TestKeysOpenSSLDoesNotTakeSignAsGoSigns(t *testing.T) {
 		})
 	}
 }
+
+// Prepare does a key's one-time work without signing anything a caller
+// sees, and says when a key cannot sign.
+func TestPrepare(t *testing.T) {
+	if err := signer.Prepare(signertest.Key(t, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.Prepare(&rsa.PrivateKey{PublicKey: rsa.PublicKey{N: big.NewInt(15), E: 3}, D: big.NewInt(3)}); err == nil {
+		t.Fatal("a 4-bit key was prepared")
+	}
+}

@@ -10,8 +10,9 @@
 //	  is read again)   DEFAULT       token,       asks a       blocking,
 //	                   merged in)    principal)   service)     refreshes ahead)
 //	                                                  ▲
-//	IMDS, auth service, OKE proxymux ─────────────────┘  (instance, resource,
-//	                                                      workload principals)
+//	IMDS, auth service, OKE proxymux, ──────────────┘  (instance, resource,
+//	an identity domain's token exchange                 workload, token-exchange
+//	                                                    principals)
 //
 // A fetcher gets credentials from where they live. The cache in front of
 // each returns the current credentials without blocking while they are

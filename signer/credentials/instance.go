@@ -48,6 +48,9 @@ func (ip *instancePrincipal) fetch(ctx context.Context, _ bool) (*entry[*signer.
 // renewed ahead of expiry.
 func principalEntry(c *signer.Credentials, o *options) *entry[*signer.Credentials] {
 	c.Refreshed = o.clock.Now()
+	// The new session key's first signature costs most (OpenSSL imports the
+	// key and checks it): make it here, in the fetch, not in a request.
+	_ = signer.Prepare(c.Key)
 	o.log.Info("token obtained", "principal", string(c.Kind), "expires", c.Token.Expiry.UTC(), "key_id", signer.MaskKeyID(c.KeyID))
 	return &entry[*signer.Credentials]{value: c, expires: c.Token.Expiry, refreshAt: renewAt(c.Token, o.refreshMargin)}
 }
