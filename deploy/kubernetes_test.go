@@ -1019,7 +1019,7 @@ func TestKubernetesManifests(t *testing.T) {
 
 // TestKubernetesVariantsShareThePod makes sure the variants differ only in
 // credentials: with the signer's credential environment and mounts, their
-// volumes and the service account set aside, the two Deployments are equal
+// volumes and the service account set aside, the Deployments are equal
 // field for field.
 func TestKubernetesVariantsShareThePod(t *testing.T) {
 	t.Parallel()
@@ -1052,15 +1052,18 @@ func TestKubernetesVariantsShareThePod(t *testing.T) {
 		}
 		return strings.Split(string(b), "\n")
 	}
-	a, b := shape(kubeSessionVariant), shape(kubeWorkloadVariant)
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			t.Fatalf("the variants' pods differ beyond credentials at line %d of their JSON:\n%s: %s\n%s: %s",
-				i+1, kubeSessionVariant, a[i], kubeWorkloadVariant, b[i])
+	a := shape(kubeSessionVariant)
+	for _, other := range []string{kubeWorkloadVariant, kubeTokenExchangeVariant} {
+		b := shape(other)
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Fatalf("the variants' pods differ beyond credentials at line %d of their JSON:\n%s: %s\n%s: %s",
+					i+1, kubeSessionVariant, a[i], other, b[i])
+			}
 		}
-	}
-	if len(a) != len(b) {
-		t.Fatalf("the variants' pods differ beyond credentials (%d vs %d lines of JSON)", len(a), len(b))
+		if len(a) != len(b) {
+			t.Fatalf("%s and %s differ beyond credentials (%d vs %d lines of JSON)", kubeSessionVariant, other, len(a), len(b))
+		}
 	}
 }
 

@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -281,48 +279,3 @@ func TestKubernetesTokenExchangeChecksCatchRegressions(t *testing.T) {
 	}
 }
 
-// TestKubernetesTokenExchangeSharesThePod: beyond the signer's credential
-// environment and mounts, their volumes and the service account, the pod
-// is the session variant's, field for field, as the other variants are.
-func TestKubernetesTokenExchangeSharesThePod(t *testing.T) {
-	t.Parallel()
-	files, refs := readKubeFiles(t), loadKubeRefs(t)
-	shared := []string{"OCISIGNER_LISTEN", "OCISIGNER_ADMIN", "OCISIGNER_LOG_FORMAT"}
-	shape := func(name string) []string {
-		v, err := loadKubeVariant(files, refs, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := v.deploy.DeepCopy()
-		spec := &d.Spec.Template.Spec
-		spec.ServiceAccountName = ""
-		credentials := map[string]bool{}
-		for i := range spec.InitContainers {
-			c := &spec.InitContainers[i]
-			if c.Name != kubeSignerContainer {
-				continue
-			}
-			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return !slices.Contains(shared, e.Name) })
-			c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
-				credentials[m.Name] = m.MountPath != kubeTmp
-				return credentials[m.Name]
-			})
-		}
-		spec.Volumes = slices.DeleteFunc(spec.Volumes, func(vol corev1.Volume) bool { return credentials[vol.Name] })
-		b, err := json.MarshalIndent(d, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Split(string(b), "\n")
-	}
-	a, b := shape(kubeSessionVariant), shape(kubeTokenExchangeVariant)
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			t.Fatalf("the pods differ beyond credentials at line %d of their JSON:\n%s: %s\n%s: %s",
-				i+1, kubeSessionVariant, a[i], kubeTokenExchangeVariant, b[i])
-		}
-	}
-	if len(a) != len(b) {
-		t.Fatal(errors.New("the pods differ beyond credentials in length"))
-	}
-}

@@ -36,11 +36,7 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 	}
 	var c *signer.Credentials
 	err = f.w.read(pf.paths([]string{keyPath}), func() error {
-		passphrase, err := passphraseOf(p, f.o, pf)
-		if err != nil {
-			return err
-		}
-		key, err := readKey(keyPath, passphrase)
+		key, err := profileKey(p, f.o, keyPath, pf)
 		if err != nil {
 			return err
 		}

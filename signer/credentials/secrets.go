@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"crypto/rsa"
 	"encoding/json"
 	"strings"
 
@@ -67,6 +68,16 @@ func passphraseOf(p *Profile, o *options, pf profileFiles) (string, error) {
 		return strings.TrimRight(string(data), "\r\n"), err
 	}
 	return p.Passphrase(), nil
+}
+
+// profileKey reads a profile's private key with its passphrase, wherever
+// that comes from.
+func profileKey(p *Profile, o *options, keyPath string, pf profileFiles) (*rsa.PrivateKey, error) {
+	passphrase, err := passphraseOf(p, o, pf)
+	if err != nil {
+		return nil, err
+	}
+	return readKey(keyPath, passphrase)
 }
 
 // delegationOf is the profile's delegation token (opc-obo-token), if it

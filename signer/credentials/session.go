@@ -101,11 +101,7 @@ func (f *sessionFetcher) readDisk() {
 	}
 	var c *signer.Credentials
 	err = f.w.read(f.paths, func() error {
-		passphrase, err := passphraseOf(p, f.o, pf)
-		if err != nil {
-			return err
-		}
-		key, err := readKey(keyPath, passphrase)
+		key, err := profileKey(p, f.o, keyPath, pf)
 		if err != nil {
 			return err
 		}
