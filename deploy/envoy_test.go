@@ -760,6 +760,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 			}
 			if ka := h2.GetConnectionKeepalive(); ka.GetInterval().AsDuration() <= 0 || ka.GetTimeout().AsDuration() <= 0 {
 				p.addf("http2 connection_keepalive interval and timeout must be set")
+			} else if ka.GetInterval().AsDuration() < extproc.DefaultMinPingInterval {
+				p.addf("http2 connection_keepalive interval %s is shorter than the signer's minimum %s: it would send GOAWAY too_many_pings",
+					ka.GetInterval().AsDuration(), extproc.DefaultMinPingInterval)
 			}
 		}
 		if !slices.ContainsFunc(cl.GetHealthChecks(), func(h *corev3.HealthCheck) bool { return h.GetGrpcHealthCheck() != nil }) {
@@ -1043,6 +1046,7 @@ var envoyMutations = []mutation{
 	{"signer port", replaceFirst("port_value: 50051", "port_value: 50052"), "signer cluster"},
 	{"signer protocol not explicit", replaceFirst("explicit_http_config:\n            http2_protocol_options:", "use_downstream_protocol_config:\n            http2_protocol_options:"), "signer cluster"},
 	{"signer keepalive", replaceFirst("                interval: 30s\n", ""), "signer cluster"},
+	{"signer keepalive faster than the signer allows", replaceFirst("                interval: 30s\n", "                interval: 1s\n"), "signer cluster"},
 	{"signer health check", replaceFirst("grpc_health_check: {}", "tcp_health_check: {}"), "signer cluster"},
 	{"signer circuit breakers", replaceFirst("max_requests: 16384", "max_requests: 1024"), "signer cluster"},
 	{"dns cache mismatch", replaceLast("name: oci_dns_cache", "name: other_cache"), "OCI cluster verifies TLS"},

@@ -278,4 +278,3 @@ func TestKubernetesTokenExchangeChecksCatchRegressions(t *testing.T) {
 		}
 	}
 }
-

@@ -5,7 +5,3 @@ import "google.golang.org/grpc"
 // UntunedServerOptions are ServerOptions without the transport tuning, for
 // the benchmark that shows what the tuning is worth.
 func (s *Server) UntunedServerOptions() []grpc.ServerOption { return s.requiredOptions() }
-
-// MinPingInterval is the keepalive enforcement's minimum, for the test that
-// pings at it.
-const MinPingInterval = minPingInterval

@@ -82,20 +82,28 @@ func pingIdle(t *testing.T, opts []grpc.ServerOption, pings int, gap time.Durati
 
 // Envoy pings its idle connections to the signer (connection_keepalive).
 // grpc-go's default policy counts a ping with no stream open as abuse and
-// answers the third with GOAWAY too_many_pings; the service's does not.
+// answers the third with GOAWAY too_many_pings; the service's accepts idle
+// pings as often as its minimum interval, and refuses faster ones. The
+// minimum is scaled down here so that the test takes a second;
+// deploy/envoy_test.go checks that envoy.yaml's interval is no shorter than
+// the production DefaultMinPingInterval.
 func TestKeepaliveAcceptsEnvoyPings(t *testing.T) {
 	t.Parallel()
 	if err := pingIdle(t, nil, 4, 10*time.Millisecond); err == nil {
 		t.Fatal("grpc-go's default policy should refuse idle pings; the check below would prove nothing")
 	}
-	srv, err := extproc.New(extproc.Config{Credentials: staticCredentials{signer.StaticSource{}}})
+	const minimum = 200 * time.Millisecond
+	srv, err := extproc.New(extproc.Config{Credentials: staticCredentials{signer.StaticSource{}}, MinPingInterval: minimum})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Four pings a little over the service's minimum apart (three strikes
-	// would earn a GOAWAY): more often than Envoy's 30s interval, and
-	// still accepted.
-	if err := pingIdle(t, srv.ServerOptions(), 4, extproc.MinPingInterval+200*time.Millisecond); err != nil {
+	// Four pings (three strikes would earn a GOAWAY) a little over the
+	// minimum apart, with no stream open, as Envoy sends them: accepted.
+	if err := pingIdle(t, srv.ServerOptions(), 4, minimum+50*time.Millisecond); err != nil {
 		t.Fatalf("service refused Envoy's keepalive pings: %v", err)
+	}
+	// Faster than the minimum: refused, so the minimum is what decides.
+	if err := pingIdle(t, srv.ServerOptions(), 4, minimum/8); err == nil {
+		t.Fatal("pings faster than the minimum were accepted: the policy above proves nothing")
 	}
 }

@@ -8,8 +8,8 @@ package extproc_test
 // at full size.
 const (
 	// uploadSize is each PutObject of the upload tests: far above Envoy's
-	// 32 MiB buffer limit and the allocation bounds.
-	uploadSize = 256 << 20
+	// 32 MiB buffer limit.
+	uploadSize = 128 << 20
 	// concurrentStreams is how many requests run at once.
 	concurrentStreams = 300
 )

@@ -134,6 +134,9 @@ type Config struct {
 	MaxStreams          int
 	MaxStreamsPerConn   uint32
 	FirstMessageTimeout time.Duration
+	// MinPingInterval is the keepalive enforcement's minimum time between a
+	// peer's pings; 0 means DefaultMinPingInterval.
+	MinPingInterval time.Duration
 	// DiscloseErrors puts the whole credential error (file paths, the
 	// config's profile names) into refusals. Off, those go to the log only:
 	// on a shared gateway they tell one client about another's setup.
@@ -178,6 +181,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.FirstMessageTimeout <= 0 {
 		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	if cfg.MinPingInterval <= 0 {
+		cfg.MinPingInterval = DefaultMinPingInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -229,14 +235,16 @@ func (s *Server) requiredOptions() []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
 		// Envoy pings every 30s (envoy.yaml's connection_keepalive), idle
 		// or not; a peer pinging more than once every 2s gets GOAWAY.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minPingInterval, PermitWithoutStream: true}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.MinPingInterval, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
 }
 
-// minPingInterval is the most often a peer may ping without being told to
-// go away (grpc-go counts faster pings as abuse).
-const minPingInterval = 2 * time.Second
+// DefaultMinPingInterval is the most often a peer may ping without being
+// told to go away (grpc-go counts faster pings as abuse). Envoy's
+// connection_keepalive interval in envoy.yaml must not be shorter
+// (deploy/envoy_test.go checks it).
+const DefaultMinPingInterval = 2 * time.Second
 
 // maxRecvMsgSize is the gRPC receive limit the service needs: the largest
 // body plus room for the headers around it.
