@@ -284,3 +284,22 @@ func TestServeStartupLineNamesEveryProfile(t *testing.T) {
 		t.Fatal("the start-up line holds a whole token")
 	}
 }
+
+// probe -v shows what it signed with, masked, and OCI's request id.
+func TestProbeVerbose(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}
+	raw := readToken(t, fx, "SESSION")
+	code, out, _ := runCmd(t, env, "probe", "--profile", "SESSION", "-v", "--endpoint", fx.oci.URL)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, w := range []string{"signed:         date: ", `signed:         authorization: Signature version="1",headers="date (request-target) host",keyId="ST$`, `signature="…"`, "opc-request-id: "} {
+		if !strings.Contains(out, w) {
+			t.Errorf("lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, raw[20:60]) {
+		t.Fatal("probe -v shows the token")
+	}
+}
