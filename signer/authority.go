@@ -107,24 +107,32 @@ func checkHostName(host string) error {
 		return fmt.Errorf("%w: no host", ErrInvalidAuthority)
 	}
 	if len(host) > maxHostLen {
-		return fmt.Errorf("%w: host name longer than %d bytes", ErrInvalidAuthority, maxHostLen)
+		return fmt.Errorf("%w: the host name is %d characters long; at most %d", ErrInvalidAuthority, len(host), maxHostLen)
 	}
 	for label := range strings.SplitSeq(host, ".") {
-		if label == "" {
-			return fmt.Errorf("%w: empty label in host name", ErrInvalidAuthority)
+		if err := checkLabel(label); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidAuthority, err)
 		}
-		if len(label) > maxLabelLen {
-			return fmt.Errorf("%w: label longer than %d bytes", ErrInvalidAuthority, maxLabelLen)
+	}
+	return nil
+}
+
+// checkLabel accepts one label of a host name: 1 to 63 lower-case letters,
+// digits and hyphens, not starting or ending with a hyphen.
+func checkLabel(l string) error {
+	if l == "" {
+		return errors.New("it has an empty label (two dots in a row, or a dot at an end)")
+	}
+	if len(l) > maxLabelLen {
+		return fmt.Errorf("label %q is longer than %d characters", l, maxLabelLen)
+	}
+	for i := 0; i < len(l); i++ {
+		if c := l[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("label %q may hold only letters, digits and hyphens, not %s", l, describeByte(c))
 		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("%w: label starts or ends with a hyphen", ErrInvalidAuthority)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return fmt.Errorf("%w: %s in host name", ErrInvalidAuthority, describeByte(c))
-			}
-		}
+	}
+	if l[0] == '-' || l[len(l)-1] == '-' {
+		return fmt.Errorf("label %q may not start or end with a hyphen", l)
 	}
 	return nil
 }

@@ -106,7 +106,7 @@ func ParseAlias(spec string) (Alias, error) {
 // (ResolveRegion passes unknown regions through as given), so that a bad
 // region in a profile cannot steer a request to another host.
 func (a Alias) Host(r Region) (string, error) {
-	if err := checkHostLabel(r.ID); err != nil {
+	if err := checkLabel(r.ID); err != nil {
 		return "", fmt.Errorf("%w: alias %s: region %q is not a region identifier: %w", ErrInvalidAlias, a.Name, r.ID, err)
 	}
 	host := renderAlias(a.Template, r.ID, r.Domain)
@@ -182,42 +182,18 @@ func checkAliasTemplate(tmpl string) error {
 	return checkAliasHost(strings.ToLower(renderAlias(tmpl, "us-ashburn-1", "oraclecloud.com")))
 }
 
-// checkAliasHost accepts an RFC 1123 host name of at least two labels whose
-// last label is not numeric, which leaves out IPv4 literals.
+// checkAliasHost accepts a host name (checkHostName) of at least two labels
+// whose last label is not numeric, which leaves out IPv4 literals.
 func checkAliasHost(host string) error {
-	if len(host) > 253 {
-		return fmt.Errorf("the host name is %d characters long; at most 253", len(host))
+	if err := checkHostName(host); err != nil {
+		return fmt.Errorf("host %q: %w", host, err)
 	}
 	labels := strings.Split(host, ".")
 	if len(labels) < 2 {
 		return fmt.Errorf("%q is not a fully qualified host name", host)
 	}
-	for _, l := range labels {
-		if err := checkHostLabel(l); err != nil {
-			return fmt.Errorf("host %q: %w", host, err)
-		}
-	}
 	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
 		return fmt.Errorf("%q is an IP address, not a host name", host)
-	}
-	return nil
-}
-
-func checkHostLabel(l string) error {
-	if l == "" {
-		return errors.New("it has an empty label (two dots in a row, or a dot at an end)")
-	}
-	if len(l) > 63 {
-		return fmt.Errorf("label %q is longer than 63 characters", l)
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return fmt.Errorf("label %q may hold only letters, digits and hyphens", l)
-		}
-	}
-	if l[0] == '-' || l[len(l)-1] == '-' {
-		return fmt.Errorf("label %q may not start or end with a hyphen", l)
 	}
 	return nil
 }
