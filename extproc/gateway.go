@@ -28,14 +28,6 @@ type gatewayTarget struct {
 	rest  string       // the target after the segment, byte for byte; "/" at least
 }
 
-// CodeGatewayPath is the refusal code of a malformed gateway address.
-const CodeGatewayPath = "InvalidGatewayPath"
-
-// Codes lists every refusal code, so that metrics can keep outcome labels
-// to a closed set.
-var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
-	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal}
-
 // parseGateway reads the first segment of a gateway-addressed target. It
 // refuses what could be read more than one way: an empty segment, dot
 // segments, percent-encoding or userinfo in it, a port on an alias. A
@@ -91,8 +83,7 @@ func (s *Server) parseGateway(authority, target string) (*gatewayTarget, *refusa
 			fmt.Sprintf("the first path segment %q is not a host name with an optional port: %v", capEcho(seg), err))
 	}
 	if !s.hosts.Allowed(a) {
-		return nil, refuse(http.StatusForbidden, CodeHostNotAllowed,
-			fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s", a, a))
+		return nil, hostNotAllowed(a.String(), "")
 	}
 	return &gatewayTarget{host: a.String(), rest: rest}, nil
 }
@@ -100,11 +91,19 @@ func (s *Server) parseGateway(authority, target string) (*gatewayTarget, *refusa
 // notOCI is the refusal of a request for a host that is not OCI's and that
 // does not address OCI through the gateway either.
 func (s *Server) notOCI(authority, seg string) *refusal {
-	msg := fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s", capEcho(authority), capEcho(authority))
+	more := ""
 	if seg != "" {
-		msg += fmt.Sprintf(". %q is neither an OCI host nor a service alias (%s)", capEcho(seg), strings.Join(s.aliasNames(), ", "))
+		more = fmt.Sprintf(". %q is neither an OCI host nor a service alias (%s)", capEcho(seg), strings.Join(s.aliasNames(), ", "))
 	}
-	return refuse(http.StatusForbidden, CodeHostNotAllowed, msg+". To address OCI through this gateway, use /<OCI host or service alias>/<path>")
+	return hostNotAllowed(authority, more+". To address OCI through this gateway, use /<OCI host or service alias>/<path>")
+}
+
+// hostNotAllowed is the refusal of a host outside the realms and the
+// operator's --allow-host patterns; more is said after the fix.
+func hostNotAllowed(host, more string) *refusal {
+	host = capEcho(host)
+	return refuse(http.StatusForbidden, CodeHostNotAllowed,
+		fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s%s", host, host, more))
 }
 
 // resolve returns the host a gateway target names for credentials of a

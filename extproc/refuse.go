@@ -30,7 +30,13 @@ const (
 	CodeBodyTooLarge       = "PayloadTooLarge"
 	CodeMisconfigured      = "EnvoyMisconfigured"
 	CodeInternal           = "InternalError"
+	CodeGatewayPath        = "InvalidGatewayPath"
 )
+
+// Codes lists every refusal code, so that metrics can keep outcome labels
+// to a closed set.
+var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
+	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

@@ -69,7 +69,7 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if err != nil {
 		return s.refused(st, s.credentialRefusal(st.profile, err))
 	}
-	st.kind, st.keyID = creds.Kind, signer.MaskKeyID(creds.KeyID)
+	st.use(creds)
 	// What the gateway form rewrites, and what a Generative AI request
 	// needs, goes in this answer: Envoy re-routes on it before the body.
 	route := &extprocv3.HeaderMutation{}
@@ -165,6 +165,7 @@ func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, 
 	if err != nil {
 		return s.refused(st, s.credentialRefusal(st.profile, err))
 	}
+	st.use(creds)
 	mut, r := s.sign(st, creds, d)
 	if r != nil {
 		return s.refused(st, r)
@@ -244,7 +245,7 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 	if st.phase != streaming {
 		st.phase = final
 	}
-	ev := s.event(st, creds)
+	ev := s.event(st)
 	ev.Outcome, ev.SignDuration, ev.SignedHeaders, ev.Streamed = OutcomeSigned, signDur, out.SignedHeaders, !out.BodySigned && h.method == http.MethodPut
 	if d != nil {
 		ev.BodyBytes = d.Length
@@ -263,13 +264,13 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 	return mut, nil
 }
 
-func (s *Server) event(st *stream, creds *signer.Credentials) Event {
-	ev := Event{Profile: capEcho(st.profile), Method: capEcho(st.h.method), Host: capEcho(st.h.authority), Path: capEcho(logPath(st.h.path))}
+// event describes the request as far as it went: the credentials are
+// there once it got them.
+func (s *Server) event(st *stream) Event {
+	ev := Event{Profile: capEcho(st.profile), Method: capEcho(st.h.method), Host: capEcho(st.h.authority), Path: capEcho(logPath(st.h.path)),
+		Kind: st.kind, KeyID: st.keyID, Expiry: st.expiry}
 	if !st.start.IsZero() {
 		ev.Duration = time.Since(st.start)
-	}
-	if creds != nil {
-		ev.Kind, ev.KeyID, ev.Expiry = creds.Kind, signer.MaskKeyID(creds.KeyID), creds.Expiry()
 	}
 	return ev
 }
@@ -283,21 +284,25 @@ const MetadataNamespace = "ocisigner"
 // takes it from any answer, ImmediateResponse included (ext_proc.cc
 // setDynamicMetadata, with metadata_options.receiving_namespaces).
 func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
-	f := map[string]*structpb.Value{
-		"outcome": structpb.NewStringValue(outcome),
-	}
-	for k, v := range map[string]string{"profile": capEcho(st.profile), "principal": string(st.kind), "key_id": st.keyID, "upstream": capEcho(st.h.authority)} {
+	f := make(map[string]*structpb.Value, 5)
+	set := func(k, v string) {
 		if v != "" {
 			f[k] = structpb.NewStringValue(v)
 		}
 	}
+	set("outcome", outcome)
+	set("profile", capEcho(st.profile))
+	set("principal", string(st.kind))
+	set("key_id", st.keyID)
+	set("upstream", capEcho(st.h.authority))
 	return &structpb.Struct{Fields: map[string]*structpb.Value{MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f})}}
 }
 
 // refused logs and observes a refusal and returns its ImmediateResponse.
 func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 	st.phase, st.refusal = final, r
-	ev := s.event(st, nil)
+	ev := s.event(st)
+	ev.Kind, ev.KeyID, ev.Expiry = "", "", time.Time{} // nothing was signed
 	ev.Outcome, ev.Status = r.code, r.status
 	level := slog.LevelWarn
 	if r.status >= 500 {
@@ -308,7 +313,7 @@ func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 		reason = r.err.Error() // the whole story, file paths included, for the operator
 	}
 	s.log.Log(context.Background(), level, "refused", "profile", ev.Profile, "method", ev.Method, "host", ev.Host, "path", ev.Path,
-		"status", r.status, "outcome", r.code, "reason", capEcho(reason), "duration", ev.Duration)
+		"status", r.status, "outcome", r.code, "reason", capLen(reason, maxMessage), "duration", ev.Duration)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Observe(ev)
 	}

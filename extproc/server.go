@@ -265,13 +265,19 @@ type stream struct {
 	start   time.Time
 	h       requestHeaders
 	profile string
-	kind    signer.Kind
-	keyID   string // masked
+	kind    signer.Kind // of the credentials signed with
+	keyID   string      // masked
+	expiry  time.Time
 	// rewritten: a gateway-addressed request whose :authority and :path
 	// were set to the OCI host and target.
 	rewritten bool
 	signed    *signer.Signed // what Sign returned, for Preview
 	refusal   *refusal       // why it was refused, for Preview
+}
+
+// use records the credentials the request is signed with.
+func (st *stream) use(c *signer.Credentials) {
+	st.kind, st.keyID, st.expiry = c.Kind, signer.MaskKeyID(c.KeyID), c.Expiry()
 }
 
 // Process serves one request's stream. It returns nil only once the request
