@@ -44,15 +44,22 @@ func TestBufferedBodyIsOneMessageAndItsMutationsGoUpstream(t *testing.T) {
 // upstream; the stream is closed under the processor.
 func TestBufferedBodyOverTheLimitGets413(t *testing.T) {
 	h := newHarness(t, signer(), func(c *extproctest.Config) { c.BodyBufferLimit = 1024 })
-	code, _, body := h.do(t, h.newRequest(t, http.MethodPost, "/big", strings.NewReader(strings.Repeat("x", 4096))))
+	wantTooLarge(t, h, h.newRequest(t, http.MethodPost, "/big", strings.NewReader(strings.Repeat("x", 4096))))
+}
+
+// wantTooLarge sends r and checks Envoy's answer to a BUFFERED body past the limit: its own
+// 413, with nothing sent on, neither to the upstream nor, as a body, to the processor (the
+// 413 may even beat the stream to the processor; a stream that got there was ended without
+// a body).
+func wantTooLarge(t *testing.T, h *harness, r *http.Request) {
+	t.Helper()
+	code, _, body := h.do(t, r)
 	if code != http.StatusRequestEntityTooLarge || body != "Payload Too Large" {
 		t.Fatalf("got %d %q, want 413 Payload Too Large", code, body)
 	}
 	if n := len(h.up.requests()); n != 0 {
 		t.Errorf("upstream got %d requests", n)
 	}
-	// The 413 may even beat the stream to the processor; if the stream got there, it was
-	// ended without a body.
 	for _, s := range h.proc.allStreams() {
 		s.waitEnded(t)
 		for _, m := range s.messages() {
