@@ -455,40 +455,14 @@ var composeMutations = []mutation{
 // TestComposeChecksCatchRegressions applies each mutation and requires the
 // named check (or, for want == "", the load) to fail in some scenario.
 func TestComposeChecksCatchRegressions(t *testing.T) {
-	names := checkNamesUnique(t, composeChecks)
-	orig := readRepoFile(t, "docker-compose.yml")
-	if failed, err := composeResults(t, orig, false); err != nil || len(failed) > 0 {
-		t.Fatalf("unmodified docker-compose.yml: load error %v, failed checks %v", err, failed)
-	}
-	covered := map[string]bool{}
-	for _, m := range composeMutations {
-		if m.want != "" && !names[m.want] {
-			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
-		}
-		covered[m.want] = true
-		t.Run(m.name, func(t *testing.T) {
-			mutated, err := m.apply(orig)
-			if err != nil {
-				t.Fatalf("mutation no longer applies to docker-compose.yml: %v", err)
-			}
-			failed, err := composeResults(t, mutated, false)
-			if m.want == "" {
-				if err == nil {
-					t.Fatal("mutated docker-compose.yml still loads")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("mutated docker-compose.yml should load: %v", err)
-			}
-			if _, ok := failed[m.want]; !ok {
-				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
-			}
-		})
-	}
-	for n := range names {
-		if !covered[n] {
-			t.Errorf("check %q has no mutation proving it can fail", n)
-		}
-	}
+	const file = "docker-compose.yml"
+	mutationProof{
+		files:     map[string]string{file: readRepoFile(t, file)},
+		mutations: inFile(file, composeMutations),
+		known:     checkNamesUnique(t, composeChecks),
+		load: func(t *testing.T, files map[string]string) (map[string]error, error) {
+			return composeResults(t, files[file], false)
+		},
+		serial: true, // composeResults sets HOME for compose-go
+	}.run(t)
 }

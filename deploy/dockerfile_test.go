@@ -640,59 +640,18 @@ var dockerignoreMutations = []mutation{
 // requires the named check (or, for want == "", parsing) to fail.
 func TestDockerfileChecksCatchRegressions(t *testing.T) {
 	t.Parallel()
-	names := checkNamesUnique(t, recipeChecks)
-	orig := readRecipeFiles(t)
-	inputs := buildInputs(t)
-	if r, err := loadRecipe(orig.dockerfile, orig.dockerignore, orig.gomod, inputs); err != nil {
-		t.Fatal(err)
-	} else if failed := runChecks(t, recipeChecks, r, false); len(failed) > 0 {
-		t.Fatalf("checks fail on the unmodified files: %v", failed)
-	}
-	covered := map[string]bool{}
-	for _, set := range []struct {
-		file      string
-		mutations []mutation
-		apply     func(recipeFiles, string) recipeFiles
-	}{
-		{"deploy/Dockerfile", dockerfileMutations, func(f recipeFiles, s string) recipeFiles { f.dockerfile = s; return f }},
-		{".dockerignore", dockerignoreMutations, func(f recipeFiles, s string) recipeFiles { f.dockerignore = s; return f }},
-	} {
-		for _, m := range set.mutations {
-			if m.want != "" && !names[m.want] {
-				t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
+	orig, inputs := readRecipeFiles(t), buildInputs(t)
+	const dockerfile, dockerignore, gomod = "deploy/Dockerfile", ".dockerignore", "go.mod"
+	mutationProof{
+		files:     map[string]string{dockerfile: orig.dockerfile, dockerignore: orig.dockerignore, gomod: orig.gomod},
+		mutations: slices.Concat(inFile(dockerfile, dockerfileMutations), inFile(dockerignore, dockerignoreMutations)),
+		known:     checkNamesUnique(t, recipeChecks),
+		load: func(t *testing.T, f map[string]string) (map[string]error, error) {
+			r, err := loadRecipe(f[dockerfile], f[dockerignore], f[gomod], inputs)
+			if err != nil {
+				return nil, err
 			}
-			covered[m.want] = true
-			t.Run(set.file+"/"+m.name, func(t *testing.T) {
-				t.Parallel()
-				text := orig.dockerfile
-				if set.file == ".dockerignore" {
-					text = orig.dockerignore
-				}
-				mutated, err := m.apply(text)
-				if err != nil {
-					t.Fatalf("mutation no longer applies to %s: %v", set.file, err)
-				}
-				f := set.apply(orig, mutated)
-				r, err := loadRecipe(f.dockerfile, f.dockerignore, f.gomod, inputs)
-				if m.want == "" {
-					if err == nil {
-						t.Fatalf("mutated %s still parses", set.file)
-					}
-					return
-				}
-				if err != nil {
-					t.Fatalf("mutated %s should parse: %v", set.file, err)
-				}
-				failed := runChecks(t, recipeChecks, r, false)
-				if _, ok := failed[m.want]; !ok {
-					t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
-				}
-			})
-		}
-	}
-	for n := range names {
-		if !covered[n] {
-			t.Errorf("check %q has no mutation proving it can fail", n)
-		}
-	}
+			return runChecks(t, recipeChecks, r, false), nil
+		},
+	}.run(t)
 }

@@ -1072,41 +1072,19 @@ var envoyMutations = []mutation{
 // Every check must be proved by at least one mutation.
 func TestEnvoyChecksCatchRegressions(t *testing.T) {
 	t.Parallel()
-	names := checkNamesUnique(t, envoyChecks)
-	orig := readRepoFile(t, "envoy.yaml")
-	covered := map[string]bool{}
-	for _, m := range envoyMutations {
-		if m.want != "" && !names[m.want] {
-			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
-		}
-		covered[m.want] = true
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			mutated, err := m.apply(orig)
+	const file = "envoy.yaml"
+	mutationProof{
+		files:     map[string]string{file: readRepoFile(t, file)},
+		mutations: inFile(file, envoyMutations),
+		known:     checkNamesUnique(t, envoyChecks),
+		load: func(t *testing.T, f map[string]string) (map[string]error, error) {
+			c, err := parseEnvoy(f[file])
 			if err != nil {
-				t.Fatalf("mutation no longer applies to envoy.yaml: %v", err)
+				return nil, err
 			}
-			c, err := parseEnvoy(mutated)
-			if m.want == "" {
-				if err == nil {
-					t.Fatal("mutated envoy.yaml still loads and validates")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("mutated envoy.yaml should load (only check %q should fail): %v", m.want, err)
-			}
-			failed := runChecks(t, envoyChecks, c, false)
-			if _, ok := failed[m.want]; !ok {
-				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
-			}
-		})
-	}
-	for n := range names {
-		if !covered[n] {
-			t.Errorf("check %q has no mutation proving it can fail", n)
-		}
-	}
+			return runChecks(t, envoyChecks, c, false), nil
+		},
+	}.run(t)
 }
 
 // envoyHostMatches reports whether Envoy would select a virtual host with

@@ -3,6 +3,7 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,4 +113,87 @@ func checkNamesUnique[T any](t *testing.T, checks []namedCheck[T]) map[string]bo
 		names[c.name] = true
 	}
 	return names
+}
+
+// A fileMutation regresses one file of a set.
+type fileMutation struct {
+	file string
+	mutation
+}
+
+// inFile places mutations of a single file in that file.
+func inFile(file string, ms []mutation) []fileMutation {
+	out := make([]fileMutation, len(ms))
+	for i, m := range ms {
+		out[i] = fileMutation{file, m}
+	}
+	return out
+}
+
+// mutationProof is how a deploy file's checks prove they have teeth.
+type mutationProof struct {
+	files     map[string]string // the files as they are, by path
+	mutations []fileMutation
+	known     map[string]bool // every check a mutation may name
+	mustProve map[string]bool // the checks that each need a mutation; nil means known
+	// load parses files and runs the checks, returning those that failed; an error is a
+	// file that does not load.
+	load func(t *testing.T, files map[string]string) (map[string]error, error)
+	// serial keeps the mutations from running in parallel (load sets the environment).
+	serial bool
+}
+
+// run requires the checks to pass on the files as they are; then applies each mutation
+// and requires the check it names (or, for want == "", the load) to fail; and requires
+// every check to be named by some mutation, since a check that no regression can make
+// fail proves nothing.
+func (p mutationProof) run(t *testing.T) {
+	t.Helper()
+	if failed, err := p.load(t, p.files); err != nil || len(failed) > 0 {
+		t.Fatalf("unmodified files: load error %v, failed checks %v", err, failed)
+	}
+	covered := map[string]bool{}
+	for _, m := range p.mutations {
+		if m.want != "" && !p.known[m.want] {
+			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
+		}
+		covered[m.want] = true
+		t.Run(m.name, func(t *testing.T) {
+			if !p.serial {
+				t.Parallel()
+			}
+			text, ok := p.files[m.file]
+			if !ok {
+				t.Fatalf("no file %s", m.file)
+			}
+			mutated, err := m.apply(text)
+			if err != nil {
+				t.Fatalf("mutation no longer applies to %s: %v", m.file, err)
+			}
+			files := maps.Clone(p.files)
+			files[m.file] = mutated
+			failed, err := p.load(t, files)
+			switch {
+			case m.want == "" && err == nil:
+				t.Fatalf("mutated %s still loads", m.file)
+			case m.want == "":
+				t.Logf("refused: %v", err)
+			case err != nil:
+				t.Fatalf("mutated %s should load (only check %q should fail): %v", m.file, m.want, err)
+			case failed[m.want] == nil:
+				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
+			default:
+				t.Logf("caught: %v", failed[m.want])
+			}
+		})
+	}
+	mustProve := p.mustProve
+	if mustProve == nil {
+		mustProve = p.known
+	}
+	for n := range mustProve {
+		if !covered[n] {
+			t.Errorf("check %q has no mutation proving it can fail", n)
+		}
+	}
 }

@@ -1067,12 +1067,6 @@ func TestKubernetesVariantsShareThePod(t *testing.T) {
 	}
 }
 
-// A kubeMutation regresses one file under deploy/kubernetes.
-type kubeMutation struct {
-	file string
-	mutation
-}
-
 const kubeSecretDoc = `
 ---
 apiVersion: v1
@@ -1087,7 +1081,7 @@ func appendText(s string) func(string) (string, error) {
 	return func(orig string) (string, error) { return orig + s, nil }
 }
 
-var kubeMutations = []kubeMutation{
+var kubeMutations = []fileMutation{
 	// Must not load.
 	{"session/deployment.yaml", mutation{"field in the wrong case", replaceFirst("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"), ""}},
 	{"session/deployment.yaml", mutation{"unknown field", replaceFirst("          restartPolicy: Always\n", "          restartPolicy: Always\n          restartPolicyy: Always\n"), ""}},
@@ -1220,55 +1214,15 @@ func moveEnvoyToContainers(s string) (string, error) {
 // check must be proved by at least one mutation.
 func TestKubernetesChecksCatchRegressions(t *testing.T) {
 	t.Parallel()
-	names := checkNamesUnique(t, kubeChecks)
-	orig, refs := readKubeFiles(t), loadKubeRefs(t)
-	if failed, err := kubeResults(t, orig, refs, false); err != nil || len(failed) > 0 {
-		t.Fatalf("unmodified manifests: load error %v, failed checks %v", err, failed)
-	}
-	covered := map[string]bool{}
-	for _, m := range kubeMutations {
-		if m.want != "" && !names[m.want] {
-			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
-		}
-		covered[m.want] = true
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			text, ok := orig[m.file]
-			if !ok {
-				t.Fatalf("no file %s", m.file)
-			}
-			mutated, err := m.apply(text)
-			if err != nil {
-				t.Fatalf("mutation no longer applies to %s: %v", m.file, err)
-			}
-			files := map[string]string{}
-			for k, v := range orig {
-				files[k] = v
-			}
-			files[m.file] = mutated
-			failed, err := kubeResults(t, files, refs, false)
-			if m.want == "" {
-				if err == nil {
-					t.Fatalf("mutated %s still loads", m.file)
-				}
-				t.Logf("refused: %v", err)
-				return
-			}
-			if err != nil {
-				t.Fatalf("mutated %s should load (only check %q should fail): %v", m.file, m.want, err)
-			}
-			if err, ok := failed[m.want]; ok {
-				t.Logf("caught: %v", err)
-			} else {
-				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
-			}
-		})
-	}
-	for n := range names {
-		if !covered[n] {
-			t.Errorf("check %q has no mutation proving it can fail", n)
-		}
-	}
+	refs := loadKubeRefs(t)
+	mutationProof{
+		files:     readKubeFiles(t),
+		mutations: kubeMutations,
+		known:     checkNamesUnique(t, kubeChecks),
+		load: func(t *testing.T, files map[string]string) (map[string]error, error) {
+			return kubeResults(t, files, refs, false)
+		},
+	}.run(t)
 }
 
 // TestKubernetesStrictDecoding pins what the loader rejects, independent of

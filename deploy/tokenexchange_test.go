@@ -186,7 +186,7 @@ func TestKubernetesTokenExchangeManifests(t *testing.T) {
 	runChecks(t, allTokenExchangeChecks(), v, true)
 }
 
-var kubeTokenExchangeMutations = []kubeMutation{
+var kubeTokenExchangeMutations = []fileMutation{
 	// Must not load.
 	{"token-exchange/deployment.yaml", mutation{"unknown field", replaceFirst("          restartPolicy: Always\n", "          restartPolicy: Always\n          restartPolicyy: Always\n"), ""}},
 	{"token-exchange/kustomization.yaml", mutation{"service account not listed", replaceFirst("  - serviceaccount.yaml\n", ""), ""}},
@@ -228,53 +228,18 @@ var kubeTokenExchangeMutations = []kubeMutation{
 func TestKubernetesTokenExchangeChecksCatchRegressions(t *testing.T) {
 	t.Parallel()
 	checks := allTokenExchangeChecks()
-	names := checkNamesUnique(t, checks)
-	orig, refs := readKubeFiles(t), loadKubeRefs(t)
-	load := func(files map[string]string) (map[string]error, error) {
-		v, err := loadKubeVariant(files, refs, kubeTokenExchangeVariant)
-		if err != nil {
-			return nil, err
-		}
-		return runChecks(t, checks, v, false), nil
-	}
-	if failed, err := load(orig); err != nil || len(failed) > 0 {
-		t.Fatalf("unmodified manifests: load error %v, failed checks %v", err, failed)
-	}
-	covered := map[string]bool{}
-	for _, m := range kubeTokenExchangeMutations {
-		if m.want != "" && !names[m.want] {
-			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
-		}
-		covered[m.want] = true
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			mutated, err := m.apply(orig[m.file])
+	refs := loadKubeRefs(t)
+	mutationProof{
+		files:     readKubeFiles(t),
+		mutations: kubeTokenExchangeMutations,
+		known:     checkNamesUnique(t, checks),
+		mustProve: checkNamesUnique(t, kubeTokenExchangeChecks),
+		load: func(t *testing.T, files map[string]string) (map[string]error, error) {
+			v, err := loadKubeVariant(files, refs, kubeTokenExchangeVariant)
 			if err != nil {
-				t.Fatalf("mutation no longer applies to %s: %v", m.file, err)
+				return nil, err
 			}
-			files := map[string]string{}
-			for k, v := range orig {
-				files[k] = v
-			}
-			files[m.file] = mutated
-			failed, err := load(files)
-			switch {
-			case m.want == "" && err == nil:
-				t.Fatalf("mutated %s still loads", m.file)
-			case m.want == "":
-				t.Logf("refused: %v", err)
-			case err != nil:
-				t.Fatalf("mutated %s should load (only check %q should fail): %v", m.file, m.want, err)
-			case failed[m.want] == nil:
-				t.Errorf("check %q did not catch the regression (failed: %v)", m.want, failed)
-			default:
-				t.Logf("caught: %v", failed[m.want])
-			}
-		})
-	}
-	for _, c := range kubeTokenExchangeChecks {
-		if !covered[c.name] {
-			t.Errorf("check %q has no mutation proving it can fail", c.name)
-		}
-	}
+			return runChecks(t, checks, v, false), nil
+		},
+	}.run(t)
 }
