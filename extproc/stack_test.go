@@ -165,7 +165,9 @@ func newStack(t *testing.T, so stackOptions) *stack {
 			t.Errorf("Envoy forwarded %d requests unprocessed", st.ContinuedUnprocessed)
 		}
 		for _, r := range s.oci.Requests() {
-			secret(between(r.Header.Get("Authorization"), `signature="`, `"`))
+			if p, err := signertest.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
+				secret(p["signature"])
+			}
 			if r.KeyID == "" {
 				t.Errorf("OCI received an unsigned request: %s %s", r.Method, r.RequestURI)
 			}
@@ -294,15 +296,6 @@ func (s *stack) handlerStatus() error {
 		s.t.Fatal("the ext_proc handler never returned")
 		return nil
 	}
-}
-
-func between(s, from, to string) string {
-	_, after, ok := strings.Cut(s, from)
-	if !ok {
-		return ""
-	}
-	v, _, _ := strings.Cut(after, to)
-	return v
 }
 
 // blockingSource blocks until its context ends or release is closed.

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -291,9 +292,15 @@ func TestRotationUnderConcurrentSigning(t *testing.T) {
 
 // verifyWithTokenJWK checks a ST$ signature against the key its token names.
 func verifyWithTokenJWK(s *signer.Signed) error {
-	auth := s.Get("authorization")
-	keyID := between(auth, `keyId="ST$`, `"`)
-	sig, err := base64.StdEncoding.DecodeString(between(auth, `signature="`, `"`))
+	params, err := signertest.ParseAuthorization(s.Get("authorization"))
+	if err != nil {
+		return err
+	}
+	keyID, ok := strings.CutPrefix(params["keyId"], "ST$")
+	if !ok {
+		return fmt.Errorf("keyId %q is not a session token's", signer.MaskKeyID(params["keyId"]))
+	}
+	sig, err := base64.StdEncoding.DecodeString(params["signature"])
 	if err != nil {
 		return err
 	}

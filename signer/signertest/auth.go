@@ -642,7 +642,7 @@ func parseSignedRequest(r *http.Request, required []string, now time.Time) (*sig
 	if len(auths) != 1 {
 		return nil, notAuthenticated(MsgRequiredInfo, "want one Authorization header, got %d", len(auths))
 	}
-	params, err := parseAuthorization(auths[0])
+	params, err := ParseAuthorization(auths[0])
 	if err != nil {
 		return nil, notAuthenticated(MsgRequiredInfo, "Authorization header: %v", err)
 	}

@@ -453,9 +453,11 @@ func (s *Server) verify(r *http.Request, rec *Received) (*Caller, *rejection) {
 	return caller, nil
 }
 
-// parseAuthorization reads `Signature name="value",...` by parameter name,
-// in any order. Values cannot hold a double quote: none of OCI's can.
-func parseAuthorization(h string) (map[string]string, error) {
+// ParseAuthorization reads an Authorization header, `Signature
+// name="value",...`, into its parameters by name, in any order, and refuses a
+// header OCI would not read (another scheme, an unquoted or repeated
+// parameter). Values cannot hold a double quote: none of OCI's can.
+func ParseAuthorization(h string) (map[string]string, error) {
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
 	if !strings.EqualFold(scheme, "Signature") {
 		return nil, fmt.Errorf("scheme %q is not Signature", scheme)
