@@ -7,11 +7,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -235,14 +237,9 @@ type TokenExchange struct {
 
 	is *Issuer
 
-	mu       sync.Mutex
-	clock    func() time.Time
-	clients  map[string]string
-	trusts   []trust
-	users    map[string]string
-	tenancy  string
-	lifetime time.Duration
-	refusal  *oauthError
+	mu    sync.Mutex
+	clock func() time.Time
+	set   exchangeSettings // its now is unset: settings dates a copy
 
 	fail failer
 	log  exchangeLog
@@ -251,8 +248,10 @@ type TokenExchange struct {
 // NewTokenExchange starts a token endpoint minting with is; t.Cleanup closes it.
 func NewTokenExchange(t testing.TB, is *Issuer) *TokenExchange {
 	t.Helper()
-	x := &TokenExchange{is: is, clock: time.Now, clients: map[string]string{DefaultExchangeClientID: DefaultExchangeClientSecret},
-		users: map[string]string{}, tenancy: DefaultExchangeTenancy, lifetime: DefaultUPSTLifetime}
+	x := &TokenExchange{is: is, clock: time.Now, set: exchangeSettings{
+		clients: map[string]string{DefaultExchangeClientID: DefaultExchangeClientSecret},
+		users:   map[string]string{}, tenancy: DefaultExchangeTenancy, lifetime: DefaultUPSTLifetime,
+	}}
 	hs := startLoopback(t, x, nil)
 	x.URL, x.Addr = hs.URL, hs.Listener.Addr().String()
 	return x
@@ -266,7 +265,7 @@ func (x *TokenExchange) TokenURL() string { return x.URL + TokenExchangePath }
 func (x *TokenExchange) RegisterClient(id, secret string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.clients[id] = secret
+	x.set.clients[id] = secret
 }
 
 // TrustIdP makes the domain take p's tokens whose aud holds audience, as
@@ -274,7 +273,7 @@ func (x *TokenExchange) RegisterClient(id, secret string) {
 func (x *TokenExchange) TrustIdP(p *IdP, audience string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.trusts = append(x.trusts, trust{issuer: p.Issuer, audience: audience, key: p.PublicKey()})
+	x.set.trusts = append(x.set.trusts, trust{issuer: p.Issuer, audience: audience, key: p.PublicKey()})
 }
 
 // MapSubject makes a subject token's sub become user (a user OCID) in the
@@ -282,14 +281,14 @@ func (x *TokenExchange) TrustIdP(p *IdP, audience string) {
 func (x *TokenExchange) MapSubject(sub, user string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.users[sub] = user
+	x.set.users[sub] = user
 }
 
 // SetTenancy sets the tenant claim of the UPSTs issued.
 func (x *TokenExchange) SetTenancy(ocid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.tenancy = ocid
+	x.set.tenancy = ocid
 }
 
 // SetLifetime sets the lifetime of the UPSTs issued; zero restores the default.
@@ -299,7 +298,7 @@ func (x *TokenExchange) SetLifetime(d time.Duration) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.lifetime = d
+	x.set.lifetime = d
 }
 
 // SetClock sets the clock subject tokens are judged by and UPSTs dated by;
@@ -321,10 +320,10 @@ func (x *TokenExchange) Refuse(code, description string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if code == "" {
-		x.refusal = nil
+		x.set.refusal = nil
 		return
 	}
-	x.refusal = &oauthError{status: oauthStatus(code), code: code, description: description, reason: "Refuse is on: " + code}
+	x.set.refusal = &oauthError{status: oauthStatus(code), code: code, description: description, reason: "Refuse is on: " + code}
 }
 
 // FailNext answers the next n requests, whatever they are, with status
@@ -355,6 +354,7 @@ func oauthErr(code, description, format string, args ...any) *oauthError {
 	return &oauthError{status: oauthStatus(code), code: code, description: description, reason: fmt.Sprintf(format, args...)}
 }
 
+// exchangeSettings is what an exchange is judged by, dated now.
 type exchangeSettings struct {
 	now      time.Time
 	clients  map[string]string
@@ -368,15 +368,10 @@ type exchangeSettings struct {
 func (x *TokenExchange) settings() exchangeSettings {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	clients := make(map[string]string, len(x.clients))
-	for k, v := range x.clients {
-		clients[k] = v
-	}
-	users := make(map[string]string, len(x.users))
-	for k, v := range x.users {
-		users[k] = v
-	}
-	return exchangeSettings{x.clock(), clients, append([]trust(nil), x.trusts...), users, x.tenancy, x.lifetime, x.refusal}
+	st := x.set
+	st.now = x.clock()
+	st.clients, st.users, st.trusts = maps.Clone(st.clients), maps.Clone(st.users), slices.Clone(st.trusts)
+	return st
 }
 
 // ServeHTTP answers a request as an identity domain's token endpoint does
