@@ -312,12 +312,6 @@ func verifyWithTokenJWK(s *signer.Signed) error {
 	return rsa.VerifyPKCS1v15(tok.PublicKey(), crypto.SHA256, sum[:], sig)
 }
 
-func between(s, from, to string) string {
-	_, after, _ := strings.Cut(s, from)
-	v, _, _ := strings.Cut(after, to)
-	return v
-}
-
 func readString(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
