@@ -108,7 +108,7 @@ func hostNotAllowed(host, more string) *refusal {
 
 // resolve returns the host a gateway target names for credentials of a
 // region, checked against the host policy.
-func (s *Server) resolve(g *gatewayTarget, creds *signer.Credentials) (string, *refusal) {
+func (s *Server) resolve(g *gatewayTarget, creds *signer.Credentials) (host string, r *refusal) {
 	if g.host != "" {
 		return g.host, nil
 	}
@@ -117,7 +117,10 @@ func (s *Server) resolve(g *gatewayTarget, creds *signer.Credentials) (string, *
 			"the alias %s is resolved with the profile's region, and profile %s has none; add region=... to the profile, or address the host itself (/%s/...)",
 			g.alias.Name, capEcho(creds.Profile), g.alias.Template))
 	}
-	host, err := g.alias.Host(signer.ResolveRegion(creds.Region))
+	region, err := signer.ParseRegion(creds.Region)
+	if err == nil {
+		host, err = g.alias.Host(region)
+	}
 	if err != nil {
 		return "", refuse(http.StatusBadRequest, CodeGatewayPath, err.Error())
 	}

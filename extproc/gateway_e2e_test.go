@@ -149,9 +149,9 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 		region  signer.Region
 		kind    signertest.KeyIDKind
 	}{
-		{"API", signer.ResolveRegion("us-ashburn-1"), signertest.KeyIDAPIKey},
-		{"EU", signer.ResolveRegion("eu-frankfurt-2"), signertest.KeyIDAPIKey},
-		{"SESSION", signer.ResolveRegion("us-phoenix-1"), signertest.KeyIDSession},
+		{"API", signer.MustParseRegion("us-ashburn-1"), signertest.KeyIDAPIKey},
+		{"EU", signer.MustParseRegion("eu-frankfurt-2"), signertest.KeyIDAPIKey},
+		{"SESSION", signer.MustParseRegion("us-phoenix-1"), signertest.KeyIDSession},
 	} {
 		for _, alias := range signer.Aliases() {
 			host, err := alias.Host(p.region)
@@ -173,7 +173,7 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 			}
 		}
 	}
-	if p := signer.ResolveRegion("eu-frankfurt-2"); p.Domain == signer.ResolveRegion("us-ashburn-1").Domain {
+	if p := signer.MustParseRegion("eu-frankfurt-2"); p.Domain == signer.MustParseRegion("us-ashburn-1").Domain {
 		t.Fatal("the two realms share a domain: the test shows nothing about realms")
 	}
 }

@@ -102,9 +102,9 @@ func ParseAlias(spec string) (Alias, error) {
 }
 
 // Host renders the alias for a region: r.ID for {region}, r.Domain for
-// {domain}. It refuses a region identifier that is not a single DNS label
-// (ResolveRegion passes unknown regions through as given), so that a bad
-// region in a profile cannot steer a request to another host.
+// {domain}. ParseRegion made r, so its ID is one DNS label; Host checks
+// again, since a Region can also be written as a literal, so that a bad
+// region can never steer a request to another host.
 func (a Alias) Host(r Region) (string, error) {
 	if err := checkLabel(r.ID); err != nil {
 		return "", fmt.Errorf("%w: alias %s: region %q is not a region identifier: %w", ErrInvalidAlias, a.Name, r.ID, err)

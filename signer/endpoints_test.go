@@ -205,7 +205,7 @@ func sdkHost(t *testing.T, s sdkSetRegion, region string) string {
 
 func aliasHost(t *testing.T, a signer.Alias, region string) string {
 	t.Helper()
-	h, err := a.Host(signer.ResolveRegion(region))
+	h, err := a.Host(signer.MustParseRegion(region))
 	if err != nil {
 		t.Fatalf("alias %s in %s: %v", a.Name, region, err)
 	}
@@ -350,7 +350,7 @@ func TestAliasHostRendersRegionAndRealm(t *testing.T) {
 		{"us-langley-1", "inference.generativeai.us-langley-1.oci.oraclegovcloud.com"},
 		{"xx-future-1", "inference.generativeai.xx-future-1.oci.oraclecloud.com"},
 	} {
-		if got, err := genai.Host(signer.ResolveRegion(tc.region)); err != nil || got != tc.want {
+		if got, err := genai.Host(signer.MustParseRegion(tc.region)); err != nil || got != tc.want {
 			t.Errorf("genai in %s = %q, %v; want %q", tc.region, got, err, tc.want)
 		}
 	}
@@ -359,7 +359,7 @@ func TestAliasHostRendersRegionAndRealm(t *testing.T) {
 func TestAliasHostRefusesRegionsThatAreNotALabel(t *testing.T) {
 	core, _ := signer.LookupAlias("core")
 	for _, region := range []string{"", "evil.example.com#", "us-ashburn-1.attacker.net", "us ashburn", "us-ashburn-1/x", "-us-ashburn-1", "us_ashburn_1"} {
-		host, err := core.Host(signer.ResolveRegion(region))
+		host, err := core.Host(signer.Region{ID: region, Domain: "oraclecloud.com"})
 		if !errors.Is(err, signer.ErrInvalidAlias) {
 			t.Errorf("region %q: host %q, err %v; want ErrInvalidAlias", region, host, err)
 		} else {

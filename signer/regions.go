@@ -1,14 +1,18 @@
 package signer
 
 import (
+	"errors"
+	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 // DefaultRealm is the realm OCI tooling assumes for a region it does not know.
 const DefaultRealm = "oc1"
 
-// Region is a resolved OCI region.
+// Region is a resolved OCI region, as ParseRegion makes it: ID is always
+// one DNS label.
 type Region struct {
 	ID     string // us-phoenix-1
 	Realm  string // oc1
@@ -30,20 +34,55 @@ func init() {
 	}
 }
 
-// ResolveRegion accepts a region identifier (us-phoenix-1) or its short code
-// (phx), case-insensitively, and returns its realm and domain. A region the
-// table does not know is assumed to be in oc1, as the SDKs do, so that new
-// commercial regions work before the table learns them.
-func ResolveRegion(s string) Region {
+// ErrInvalidRegion is wrapped by ParseRegion for a value that is not a
+// region identifier or short code.
+var ErrInvalidRegion = errors.New("invalid region")
+
+// ParseRegion is the one door by which a region enters: from a profile's
+// region, the environment (OCI_CLI_REGION, OCI_RESOURCE_PRINCIPAL_REGION),
+// instance metadata or a flag. It accepts a region identifier
+// (us-phoenix-1) or its short code (phx), case-insensitively, and returns
+// its realm and domain. A region the table does not know is assumed to be
+// in oc1, as the SDKs do, so that new commercial regions work before the
+// table learns them; but whatever it is, it must be one DNS label (letters,
+// digits, hyphens): every URL ocisigner builds from a region (the auth
+// service's, the probe's, a gateway alias's) takes the region from here,
+// so "x@127.0.0.1:8443/" in a profile cannot point a session refresh or a
+// probe, with the session token in its keyId, at another host.
+func ParseRegion(s string) (Region, error) {
+	raw := s
 	s = strings.ToLower(strings.TrimSpace(s))
+	if err := checkLabel(s); err != nil {
+		return Region{}, fmt.Errorf("%w %s: %w; a region is an identifier such as us-ashburn-1 or a short code such as iad",
+			ErrInvalidRegion, quoteCapped(raw, 64), err)
+	}
 	r, ok := regionByID[s]
 	if !ok {
 		r, ok = regionByShort[s]
 	}
 	if !ok {
-		return Region{ID: s, Realm: DefaultRealm, Domain: realmDomains[DefaultRealm]}
+		return Region{ID: s, Realm: DefaultRealm, Domain: realmDomains[DefaultRealm]}, nil
 	}
-	return Region{ID: r.id, Realm: r.realm, Domain: realmDomains[r.realm], Known: true}
+	return Region{ID: r.id, Realm: r.realm, Domain: realmDomains[r.realm], Known: true}, nil
+}
+
+// MustParseRegion is ParseRegion for a region written in the program (a
+// test's literal); it panics on an invalid one.
+func MustParseRegion(s string) Region {
+	r, err := ParseRegion(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// quoteCapped quotes a value for an error message, at most n bytes of it:
+// control characters escaped, and a long hostile value kept short.
+func quoteCapped(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // Endpoint returns the host of an OCI service in this region, such as

@@ -1,6 +1,7 @@
 package signer_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ var specRealmDomains = []string{
 
 func TestRegionTableMatchesSDK(t *testing.T) {
 	for _, id := range signer.KnownRegions() {
-		r := signer.ResolveRegion(id)
+		r := signer.MustParseRegion(id)
 		sdk := common.StringToRegion(id)
 		realm, err := sdk.RealmID()
 		if err != nil {
@@ -33,7 +34,7 @@ func TestRegionTableMatchesSDK(t *testing.T) {
 			if got := common.StringToRegion(short); string(got) != id {
 				t.Errorf("short code %s: SDK says %s, we say %s", short, got, id)
 			}
-			if got := signer.ResolveRegion(strings.ToUpper(short)); got.ID != id {
+			if got := signer.MustParseRegion(strings.ToUpper(short)); got.ID != id {
 				t.Errorf("short code %s resolves to %s", short, got.ID)
 			}
 		}
@@ -46,7 +47,7 @@ func TestRegionTableMatchesSDK(t *testing.T) {
 	}
 }
 
-func TestResolveRegion(t *testing.T) {
+func TestParseRegion(t *testing.T) {
 	for _, tc := range []struct{ in, id, realm, endpoint string }{
 		{"us-phoenix-1", "us-phoenix-1", "oc1", "objectstorage.us-phoenix-1.oraclecloud.com"},
 		{"phx", "us-phoenix-1", "oc1", "objectstorage.us-phoenix-1.oraclecloud.com"},
@@ -56,9 +57,26 @@ func TestResolveRegion(t *testing.T) {
 		{"eu-frankfurt-2", "eu-frankfurt-2", "oc19", "objectstorage.eu-frankfurt-2.oraclecloud.eu"},
 		{"xx-future-1", "xx-future-1", "oc1", "objectstorage.xx-future-1.oraclecloud.com"}, // unknown: oc1, as the SDKs do
 	} {
-		r := signer.ResolveRegion(tc.in)
-		if r.ID != tc.id || r.Realm != tc.realm || r.Endpoint("objectstorage") != tc.endpoint {
-			t.Errorf("%s: %+v %s", tc.in, r, r.Endpoint("objectstorage"))
+		r, err := signer.ParseRegion(tc.in)
+		if err != nil || r.ID != tc.id || r.Realm != tc.realm || r.Endpoint("objectstorage") != tc.endpoint {
+			t.Errorf("%s: %+v %s %v", tc.in, r, r.Endpoint("objectstorage"), err)
+		}
+	}
+}
+
+// Every way a region can be written that is not one DNS label is refused
+// where it enters, so that no URL built from it can name another host.
+func TestParseRegionRefusesWhatIsNotALabel(t *testing.T) {
+	for _, in := range []string{"", " ", "x@127.0.0.1:8443/", "us-ashburn-1.attacker.net", "evil.example.com#",
+		"us ashburn", "us-ashburn-1/x", "-us-ashburn-1", "us_ashburn_1", "us-ashburn-1\r\nx: y", "127.0.0.1", "[::1]",
+		"us-ashburn-1?", "a:443", strings.Repeat("a", 64)} {
+		r, err := signer.ParseRegion(in)
+		if !errors.Is(err, signer.ErrInvalidRegion) {
+			t.Errorf("ParseRegion(%q) = %+v, %v; want ErrInvalidRegion", in, r, err)
+			continue
+		}
+		if strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("ParseRegion(%q): the error carries a line break: %q", in, err)
 		}
 	}
 }

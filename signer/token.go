@@ -17,6 +17,7 @@ import (
 // Its signature is not verified: OCI verifies it, ocisigner only reads it.
 type Token struct {
 	Raw           string    // the JWT as OCI issued it, trimmed
+	Issuer        string    // iss
 	Subject       string    // sub
 	Tenant        string    // tenant
 	IssuedAt      time.Time // iat
@@ -53,6 +54,7 @@ func ParseToken(raw string) (*Token, error) {
 	if iat, err := c.GetIssuedAt(); err == nil && iat != nil {
 		t.IssuedAt = iat.Time
 	}
+	t.Issuer, _ = c["iss"].(string)
 	t.Subject, _ = c["sub"].(string)
 	t.Tenant, _ = c["tenant"].(string)
 	t.PrincipalType, _ = c["ptype"].(string)

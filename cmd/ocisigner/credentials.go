@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials"
 )
 
@@ -24,7 +25,22 @@ type credentialFlags struct {
 	clientID         string
 	clientSecretFile string
 	subjectTokenFile string
-	region           string
+	region           regionFlag
+}
+
+// regionFlag is a --region: validated as it is parsed (signer.ParseRegion),
+// so a value that is not a region stops the command with exit 2 before
+// any URL is built from it.
+type regionFlag string
+
+func (r *regionFlag) String() string { return string(*r) }
+func (r *regionFlag) Set(v string) error {
+	reg, err := signer.ParseRegion(v)
+	if err != nil {
+		return err
+	}
+	*r = regionFlag(reg.ID)
+	return nil
 }
 
 func (cf *credentialFlags) register(fs *flag.FlagSet) {
@@ -40,7 +56,7 @@ func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.clientID, "client-id", "", "OAuth client ID of the identity domain's confidential application, for --principal token-exchange")
 	fs.StringVar(&cf.clientSecretFile, "client-secret-file", "", "file holding the client secret, read at each exchange (else $"+credentials.EnvClientSecret+"), for --principal token-exchange")
 	fs.StringVar(&cf.subjectTokenFile, "subject-token-file", "", "file the platform keeps the IdP's JWT in, read at each exchange and watched for rotation (else $"+credentials.EnvSubjectToken+"), for --principal token-exchange")
-	fs.StringVar(&cf.region, "region", "", "region: the one --principal token-exchange signs for, and the one probe probes (identifier or short code, e.g. us-phoenix-1 or phx; probe's default: the profile's)")
+	fs.Var(&cf.region, "region", "region: the one --principal token-exchange signs for, and the one probe probes (identifier or short code, e.g. us-phoenix-1 or phx; probe's default: the profile's)")
 }
 
 func (cf *credentialFlags) configPath(getenv func(string) string) string {
@@ -67,7 +83,7 @@ func (cf *credentialFlags) open(getenv func(string) string, log *slog.Logger, ex
 	if cf.principal == credentials.PrincipalTokenExchange {
 		opts = append(opts, credentials.WithTokenExchange(credentials.TokenExchange{
 			DomainURL: cf.tokenExchangeURL, ClientID: cf.clientID, ClientSecretFile: cf.clientSecretFile,
-			SubjectTokenFile: cf.subjectTokenFile, Region: cf.region,
+			SubjectTokenFile: cf.subjectTokenFile, Region: string(cf.region),
 		}))
 	}
 	return credentials.Open(credentials.Settings{

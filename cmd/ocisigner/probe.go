@@ -124,18 +124,22 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		}
 	}
 	base := p.endpoint
-	if base == "" {
-		if p.region == "" {
-			res.Error, res.exit = "no region: the profile has none; pass --region", exitConfig
+	if base == "" && p.region == "" {
+		res.Error, res.exit = "no region: the profile has none; pass --region", exitConfig
+		return res
+	}
+	if p.region != "" {
+		// Validated where it entered (the flag, the profile); checked again
+		// because the probe's URL, with the credentials, is built from it.
+		r, err := signer.ParseRegion(p.region)
+		if err != nil {
+			res.Error, res.exit = err.Error(), exitConfig
 			return res
 		}
-		r := signer.ResolveRegion(p.region)
-		res.Region = r.ID
-		res.Warning = regionWarning(r)
-		base = "https://" + r.Endpoint("objectstorage")
-	} else if p.region != "" {
-		r := signer.ResolveRegion(p.region)
 		res.Region, res.Warning = r.ID, regionWarning(r)
+		if base == "" {
+			base = "https://" + r.Endpoint("objectstorage")
+		}
 	}
 	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/n/")
 	if err != nil || u.Host == "" {
@@ -301,7 +305,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p := probeParams{profile: cf.profileName(getenv), region: cf.region, endpoint: endpoint, via: via, verbose: verbose,
+	p := probeParams{profile: cf.profileName(getenv), region: string(cf.region), endpoint: endpoint, via: via, verbose: verbose,
 		client: &http.Client{Timeout: timeout}, now: time.Now}
 	if via == "" {
 		creds, err := cf.open(getenv, discardLogger())
@@ -315,7 +319,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		// Through a gateway the local credentials are not needed, only the
 		// profile's region, when the config is at hand.
 		if prof, err := credentials.ReadProfile(cf.configPath(getenv), p.profile); err == nil {
-			p.region = prof.Get("region")
+			p.region, _ = prof.Region()
 		}
 	}
 	return printProbe(stdout, probe(ctx, p), asJSON)

@@ -339,8 +339,10 @@ func (s *service) profileSummary() []string {
 			if exp := c.Expiry(); !exp.IsZero() {
 				line += " expires " + exp.UTC().Format(time.RFC3339)
 			}
-			if w := regionWarning(signer.ResolveRegion(c.Region)); c.Region != "" && w != "" {
-				line += " (" + w + ")"
+			if r, err := signer.ParseRegion(c.Region); err == nil {
+				if w := regionWarning(r); w != "" {
+					line += " (" + w + ")"
+				}
 			}
 			out = append(out, line)
 		case errors.As(err, &se):

@@ -26,6 +26,10 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 				Hint:   "add " + k + "=... to the profile, or security_token_file=... for a session profile"}
 		}
 	}
+	region, err := p.Region()
+	if err != nil {
+		return nil, err
+	}
 	keyPath, err := resolveLogged(p, "key_file", "key file", f.o)
 	if err != nil {
 		return nil, err
@@ -55,7 +59,7 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 			Key:      key,
 			Kind:     signer.KindAPIKey,
 			Profile:  p.Name,
-			Region:   p.Get("region"),
+			Region:   region,
 			Tenancy:  p.Get("tenancy"),
 			OBOToken: obo,
 		}

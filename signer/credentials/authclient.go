@@ -40,12 +40,19 @@ func (e *authError) refused() bool {
 	return e.status == http.StatusUnauthorized || e.status == http.StatusForbidden
 }
 
-// authURL is the base URL of the auth service for a region.
-func (o *options) authURL(region string) string {
+// authURL is the base URL of the auth service for a region: the
+// operator's --auth-url, or https://auth.<region>.<realm domain> for a
+// region that passes signer.ParseRegion (credentials carry only such
+// regions; it is checked again because a session token goes there).
+func (o *options) authURL(region string) (string, error) {
 	if o.authBase != "" {
-		return strings.TrimSuffix(o.authBase, "/")
+		return strings.TrimSuffix(o.authBase, "/"), nil
 	}
-	return "https://" + signer.ResolveRegion(region).Endpoint("auth")
+	r, err := signer.ParseRegion(region)
+	if err != nil {
+		return "", err
+	}
+	return "https://" + r.Endpoint("auth"), nil
 }
 
 // postSigned POSTs a JSON body signed with c and decodes a JSON answer into out.
@@ -109,7 +116,11 @@ func refreshSession(ctx context.Context, o *options, c *signer.Credentials) (*si
 	var out struct {
 		Token string `json:"token"`
 	}
-	err := postSigned(ctx, o, o.authURL(c.Region)+"/v1/authentication/refresh",
+	base, err := o.authURL(c.Region)
+	if err != nil {
+		return nil, err
+	}
+	err = postSigned(ctx, o, base+"/v1/authentication/refresh",
 		map[string]string{"currentToken": c.Token.Raw}, c, true, &out)
 	if err != nil {
 		return nil, err
@@ -118,10 +129,41 @@ func refreshSession(ctx context.Context, o *options, c *signer.Credentials) (*si
 	if err != nil {
 		return nil, err
 	}
-	if !tok.MatchesKey(&c.Key.PublicKey) {
-		return nil, &signer.Error{Kind: signer.ErrKeyMismatch, Detail: "the auth service returned a token for another key"}
+	if err := checkSuccessor(c.Token, tok, c, o.clock.Now()); err != nil {
+		return nil, &signer.Error{Kind: signer.ErrAuthService, Detail: "the auth service answered the refresh with a token that is not the current session's successor; it is not used", Err: err}
 	}
 	return tok, nil
+}
+
+// checkSuccessor decides whether a token the auth service answered a
+// refresh with may replace cur. ocisigner cannot verify the JWT's
+// signature (OCI does, with keys ocisigner does not have), so what it can
+// check it does: a refresh continues the same session, and the auth
+// service keeps every claim but the times and the token id. So the
+// successor must be bound to the same session key (jwk), name the same
+// issuer, subject, tenant, principal type and session end, be issued no
+// earlier than cur and not expire past the session's end or before now.
+// Anything else (a token another server minted for the jwk it was shown,
+// say) would be installed, sent as keyId to OCI and, with --write-back,
+// written to the token file: refused.
+func checkSuccessor(cur, next *signer.Token, c *signer.Credentials, now time.Time) error {
+	switch {
+	case next.PublicKey() == nil || !next.MatchesKey(&c.Key.PublicKey):
+		return errors.New("it is not bound to the session key (jwk)")
+	case next.Issuer != cur.Issuer:
+		return fmt.Errorf("its issuer %q is not the current token's %q", capText(next.Issuer, 64), capText(cur.Issuer, 64))
+	case next.Subject != cur.Subject || next.Tenant != cur.Tenant || next.PrincipalType != cur.PrincipalType:
+		return errors.New("its subject, tenant or principal type differs from the current token's")
+	case !next.SessionEnd.Equal(cur.SessionEnd):
+		return errors.New("its session end (sess_exp) differs from the current token's: a refresh does not start a new session")
+	case next.IssuedAt.Before(cur.IssuedAt):
+		return errors.New("it was issued before the current token")
+	case !now.Before(next.Expiry):
+		return fmt.Errorf("it expired at %s", next.Expiry.UTC().Format(time.RFC3339))
+	case !cur.SessionEnd.IsZero() && next.Expiry.After(cur.SessionEnd):
+		return errors.New("it outlives the session's end")
+	}
+	return nil
 }
 
 // renewAt is when a token should be renewed: margin before it expires, or a

@@ -61,6 +61,31 @@ type Profile struct {
 // Get returns a key's value, or "".
 func (p *Profile) Get(key string) string { return p.Values[key] }
 
+// Region returns the profile's region, validated (signer.ParseRegion), as
+// its identifier; "" when the profile names none. An invalid region makes
+// the profile unusable: every URL built from it would be suspect.
+func (p *Profile) Region() (string, error) {
+	v := p.Values["region"]
+	if v == "" {
+		return "", nil
+	}
+	return checkRegion(v, p.Name, p.ConfigPath, "region in the profile")
+}
+
+// checkRegion is where every region that credentials use enters: a
+// profile's region, an environment variable, instance metadata, a setting.
+// It returns the region's identifier, or an error naming where the value
+// came from.
+func checkRegion(value, profile, path, where string) (string, error) {
+	r, err := signer.ParseRegion(value)
+	if err != nil {
+		return "", &signer.Error{Kind: signer.ErrConfig, Profile: profile, Path: path,
+			Detail: where + " is not a region", Err: err,
+			Hint: "set it to a region identifier such as us-ashburn-1 (or a short code such as iad)"}
+	}
+	return r.ID, nil
+}
+
 // Passphrase returns pass_phrase, or its alias passphrase.
 func (p *Profile) Passphrase() string {
 	if v := p.Values["pass_phrase"]; v != "" {

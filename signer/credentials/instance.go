@@ -91,7 +91,9 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*signer.Credentials,
 		if err != nil {
 			return nil, fail("cannot read the instance's region", err)
 		}
-		region = signer.ResolveRegion(strings.TrimSpace(string(raw))).ID
+		if region, err = checkRegion(string(raw), "instance_principal", "", "the region instance metadata answered"); err != nil {
+			return nil, fail("instance metadata named no region", err)
+		}
 		ip.mu.Lock()
 		ip.region = region
 		ip.mu.Unlock()
@@ -134,8 +136,12 @@ func (ip *instancePrincipal) federate(ctx context.Context) (*signer.Credentials,
 	var out struct {
 		Token string `json:"token"`
 	}
+	base, err := ip.opts.authURL(region)
+	if err != nil {
+		return nil, fail("no auth service for the instance's region", err)
+	}
 	// The SDKs sign this endpoint without host.
-	if err := postSigned(ctx, ip.opts, ip.opts.authURL(region)+"/v1/x509", body, leafCreds, false, &out); err != nil {
+	if err := postSigned(ctx, ip.opts, base+"/v1/x509", body, leafCreds, false, &out); err != nil {
 		return nil, fail("federation at the auth service failed", err)
 	}
 	tok, err := bindToken(out.Token, sessionKey, "the auth service")

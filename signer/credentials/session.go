@@ -76,6 +76,11 @@ func (f *sessionFetcher) entry(cur *signer.Credentials, now time.Time) *entry[*s
 // usable is left.
 func (f *sessionFetcher) readDisk() {
 	p := f.p
+	region, err := p.Region()
+	if err != nil {
+		f.diskErr = err
+		return
+	}
 	keyPath, err := resolveLogged(p, "key_file", "key file", f.o)
 	tokenValueGiven := p.Name == f.o.secretsFor && f.o.tokenValue != ""
 	var tokenPath string
@@ -135,7 +140,7 @@ func (f *sessionFetcher) readDisk() {
 		}
 		return
 	}
-	c.Profile, c.Region = p.Name, p.Get("region")
+	c.Profile, c.Region = p.Name, region
 	if t := p.Get("tenancy"); t != "" {
 		c.Tenancy = t
 	}

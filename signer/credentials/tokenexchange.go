@@ -208,8 +208,12 @@ func (tx TokenExchange) fetcher(name string, o *options, names settingNames) (*t
 	case tx.Region == "":
 		return nil, fail("no region", "set "+names.region+" to the region to sign for, e.g. us-ashburn-1")
 	}
+	region, err := checkRegion(tx.Region, name, "", names.region)
+	if err != nil {
+		return nil, err
+	}
 	return &tokenExchange{o: o, name: name, tokenURL: tokenURL, clientID: tx.ClientID, secret: tx.ClientSecret,
-		subject: strings.TrimSpace(tx.SubjectToken), region: signer.ResolveRegion(tx.Region).ID}, nil
+		subject: strings.TrimSpace(tx.SubjectToken), region: region}, nil
 }
 
 // tokenEndpoint turns the identity domain's URL into its token endpoint.

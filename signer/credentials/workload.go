@@ -64,7 +64,11 @@ func newWorkloadFetcher(po *options) (*workload, error) {
 		return nil, &signer.Error{Kind: signer.ErrConfig, Profile: "oke_workload_identity", Detail: EnvRPRegion + " is not set",
 			Hint: "set it to the cluster's region, e.g. us-ashburn-1"}
 	}
-	return &workload{opts: &o, region: signer.ResolveRegion(region).ID}, nil
+	id, err := checkRegion(region, "oke_workload_identity", "", EnvRPRegion)
+	if err != nil {
+		return nil, err
+	}
+	return &workload{opts: &o, region: id}, nil
 }
 
 type workload struct {
@@ -179,7 +183,11 @@ func newResourceFetcher(o *options) (*resourceFetcher, error) {
 	if f.region == "" {
 		return nil, fail(EnvRPRegion+" is not set", "")
 	}
-	f.region = signer.ResolveRegion(f.region).ID
+	id, err := checkRegion(f.region, "resource_principal", "", EnvRPRegion)
+	if err != nil {
+		return nil, err
+	}
+	f.region = id
 	for _, v := range []string{f.pem, f.rpst, f.pass} {
 		if isPath(v) {
 			f.files = append(f.files, v)
