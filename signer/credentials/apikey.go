@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"fmt"
+	"strings"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -49,10 +50,13 @@ func (f *apiKeyFetcher) fetch(context.Context, bool) (*entry[*signer.Credentials
 			return err
 		}
 		fp := signer.Fingerprint(&key.PublicKey)
-		if want := p.Get("fingerprint"); fp != want {
+		// The console shows fingerprints in lower case; one copied in upper
+		// case names the same key.
+		if want := p.Get("fingerprint"); fp != strings.ToLower(want) {
 			return &signer.Error{Kind: signer.ErrFingerprintMismatch, Path: keyPath,
 				Detail: fmt.Sprintf("key %s has fingerprint %s but the profile says %s", keyPath, fp, want),
-				Hint:   "point key_file at the key you uploaded, or set fingerprint to the uploaded key's"}
+				Hint: "key_file must name the private key of the API key whose fingerprint the profile names " +
+					"(the console lists each API key's fingerprint under the user); a fingerprint is not something to change to fit a key"}
 		}
 		c = &signer.Credentials{
 			KeyID:    p.Get("tenancy") + "/" + p.Get("user") + "/" + fp,
@@ -88,7 +92,7 @@ func readKey(path, passphrase string) (*rsa.PrivateKey, error) {
 
 func resolveLogged(p *Profile, key, what string, o *options) (string, error) {
 	written := p.Get(key)
-	path, moved, err := resolvePath(p.ConfigPath, written, what)
+	path, moved, err := resolvePath(p, key, what)
 	if err != nil {
 		return "", withProfile(err, p.Name)
 	}

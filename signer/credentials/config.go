@@ -56,6 +56,8 @@ type Profile struct {
 	Values     map[string]string // every key, DEFAULT's included
 	// Own are the keys the profile's own section sets, not inherited.
 	Own map[string]bool
+
+	layout *layout // what the config's paths say about where it was written
 }
 
 // Get returns a key's value, or "".
@@ -135,6 +137,16 @@ func (p *Profile) equal(q *Profile) bool {
 			return false
 		}
 	}
+	// Where its files are looked for depends on the other profiles' paths.
+	for _, k := range fileKeys {
+		if v := p.Values[k]; v != "" {
+			a, _ := p.layout.mounted(v)
+			b, _ := q.layout.mounted(v)
+			if a != b {
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -175,6 +187,10 @@ func parseConfig(path string, data []byte) (map[string]*Profile, error) {
 			p.Own[k.Name()] = true
 		}
 		out[name] = p
+	}
+	l := newLayout(path, out)
+	for _, p := range out {
+		p.layout = l
 	}
 	return out, nil
 }

@@ -127,6 +127,20 @@ func TestFingerprintMismatchIsCaughtAtLoad(t *testing.T) {
 	}
 }
 
+// The console's fingerprint copied in upper case names the same key.
+func TestFingerprintCaseDoesNotMatter(t *testing.T) {
+	key := signertest.Key(t, 1)
+	f := signertest.NewFolder(t)
+	f.APIKeyProfile("P", key, "k.pem", signertest.PKCS1, "", "fingerprint", strings.ToUpper(signer.Fingerprint(&key.PublicKey)))
+	c, err := credentialsOf(t, f.ConfigPath(), "P")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(c.KeyID, "/"+signer.Fingerprint(&key.PublicKey)) {
+		t.Fatalf("keyId %q: want the lower-case fingerprint OCI lists", c.KeyID)
+	}
+}
+
 func TestDefaultSectionIsInheritedKeyByKey(t *testing.T) {
 	key := signertest.Key(t, 1)
 	f := signertest.NewFolder(t)
@@ -281,21 +295,82 @@ func TestMountedFolderFindsFilesBelowWrittenRoot(t *testing.T) {
 	}
 }
 
-func TestMissingFileNamesEveryPlaceLooked(t *testing.T) {
-	f := signertest.NewFolder(t)
-	f.AppendConfig("S", "security_token_file", "/home/kali/.oci/sessions/S/token", "key_file", "/home/kali/.oci/sessions/S/oci_api_key.pem")
-	_, err := credentialsOf(t, f.ConfigPath(), "S")
-	if !errors.Is(err, signer.ErrFileMissing) {
-		t.Fatalf("err = %v", err)
-	}
-	msg := err.Error()
-	for _, want := range []string{
-		"profile S", "/home/kali/.oci/sessions/S/oci_api_key.pem", f.ConfigPath(),
-		f.Path("sessions/S/oci_api_key.pem"), f.Path("S/oci_api_key.pem"), f.Path("oci_api_key.pem"),
+// A file a profile names that is missing is looked for at one place
+// below the mounted folder: the same file, never a shorter tail of its
+// path, which is another profile's file. These are the two ways a profile
+// borrowed [DEFAULT]'s key (oci_api_key.pem at the folder's top).
+func TestMissingKeyFileNeverBorrowsAnotherProfilesKey(t *testing.T) {
+	defKey, sessKey, prodKey := signertest.Key(t, 1), signertest.Key(t, 2), signertest.Key(t, 3)
+	is := signertest.NewIssuer(t)
+	for _, tc := range []struct {
+		name, profile, root, written, candidate string
+	}{
+		// sessions/TEST123/oci_api_key.pem deleted: DEFAULT's key was taken
+		// and the error blamed a half-done rotation.
+		{"session key deleted", "TEST123", "/home/kali/.oci", "/home/kali/.oci/sessions/TEST123/oci_api_key.pem", "sessions/TEST123/oci_api_key.pem"},
+		// /home/alice/.oci/prod/oci_api_key.pem absent: DEFAULT's key was
+		// taken and the fingerprint mismatch advised adopting it.
+		{"api key absent", "PROD", "/home/alice/.oci", "/home/alice/.oci/prod/oci_api_key.pem", "prod/oci_api_key.pem"},
 	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message lacks %q:\n%s", want, msg)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			f := signertest.NewFolder(t)
+			f.WrittenRoot = tc.root
+			f.APIKeyProfile("DEFAULT", defKey, "oci_api_key.pem", signertest.PKCS1, "")
+			switch tc.profile {
+			case "TEST123":
+				sess := f.SessionProfile("TEST123", sessKey, is.Mint(t, &sessKey.PublicKey, signertest.TokenOptions{}))
+				if err := os.Remove(f.Path(sess.KeyPath)); err != nil {
+					t.Fatal(err)
+				}
+			case "PROD":
+				f.AppendConfig("PROD", "user", "ocid1.user.oc1..prod", "fingerprint", signer.Fingerprint(&prodKey.PublicKey),
+					"key_file", tc.written, "tenancy", "ocid1.tenancy.oc1..test", "region", "us-ashburn-1")
+			}
+			_, err := credentialsOf(t, f.ConfigPath(), tc.profile)
+			if !errors.Is(err, signer.ErrFileMissing) || errors.Is(err, signer.ErrKeyMismatch) || errors.Is(err, signer.ErrFingerprintMismatch) {
+				t.Fatalf("err = %v; want the key file not found", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{"profile " + tc.profile, tc.written, f.ConfigPath(), f.Path(tc.candidate)} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message lacks %q:\n%s", want, msg)
+				}
+			}
+			for _, never := range []string{f.Path("oci_api_key.pem") + ",", "rotation", "set fingerprint"} {
+				if strings.Contains(msg, never) {
+					t.Errorf("message says %q:\n%s", never, msg)
+				}
+			}
+			// DEFAULT itself still works.
+			if _, err := credentialsOf(t, f.ConfigPath(), "DEFAULT"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A path written elsewhere that says nothing of the folder it was written
+// in (no .oci, no sessions/<profile>) is not guessed at; and a place below
+// the mounted folder that another path of the config names is never taken
+// for one that does not name it.
+func TestMountedFolderIsNotGuessedAt(t *testing.T) {
+	a := signertest.Key(t, 1)
+	f := signertest.NewFolder(t)
+	f.WrittenRoot = "/etc/ocicfg"
+	f.APIKeyProfile("A", a, "keys/a.pem", signertest.PKCS1, "")
+	_, err := credentialsOf(t, f.ConfigPath(), "A")
+	if !errors.Is(err, signer.ErrFileMissing) || !strings.Contains(err.Error(), "relative to the config's folder") {
+		t.Fatalf("err = %v; want not found, saying what works", err)
+	}
+	g := signertest.NewFolder(t)
+	g.Write("prod.pem", signertest.EncodeKey(t, a, signertest.PKCS1, ""))
+	g.AppendConfig("DEFAULT", "user", "ocid1.user.oc1..d", "fingerprint", signer.Fingerprint(&a.PublicKey), "key_file", "prod.pem", "tenancy", "t")
+	g.AppendConfig("PROD", "user", "ocid1.user.oc1..p", "fingerprint", signer.Fingerprint(&a.PublicKey), "key_file", "/home/alice/.oci/prod.pem", "tenancy", "t")
+	if _, err := credentialsOf(t, g.ConfigPath(), "DEFAULT"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := credentialsOf(t, g.ConfigPath(), "PROD"); !errors.Is(err, signer.ErrFileMissing) || !strings.Contains(err.Error(), "is where the config's prod.pem lies") {
+		t.Fatalf("PROD: err = %v; want not found, naming the path that has that place", err)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -162,13 +161,9 @@ func profilePath(p *Profile, key, what string, o *options) func() string {
 	)
 	written := p.Get(key)
 	return func() string {
-		path, moved, err := resolvePath(p.ConfigPath, written, what)
+		path, moved, err := resolvePath(p, key, what)
 		if err != nil {
-			path = expandHome(written)
-			if !filepath.IsAbs(path) && !looksAbsolute(path) {
-				path = filepath.Join(filepath.Dir(p.ConfigPath), path)
-			}
-			return path
+			return p.direct(written)
 		}
 		mu.Lock()
 		defer mu.Unlock()
