@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,6 +213,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Profiles are the only profiles the service signs for (Config.Profiles),
+// or nil for every profile.
+func (s *Server) Profiles() []string { return slices.Clone(s.cfg.Profiles) }
 
 // Register adds the service to g, which must be made with ServerOptions.
 func (s *Server) Register(g *grpc.Server) {

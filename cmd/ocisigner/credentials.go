@@ -59,23 +59,23 @@ func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.Var(&cf.region, "region", "region: the one --principal token-exchange signs for, and the one probe probes (identifier or short code, e.g. us-phoenix-1 or phx; probe's default: the profile's)")
 }
 
-func (cf *credentialFlags) configPath(getenv func(string) string) string {
-	return credentials.ConfigPath(cf.config, getenv)
+func (cf *credentialFlags) configPath(getenv environ) string {
+	return credentials.ConfigPath(cf.config, getenv.get)
 }
 
-func (cf *credentialFlags) profileName(getenv func(string) string) string {
-	return credentials.ProfileName(cf.profile, getenv)
+func (cf *credentialFlags) profileName(getenv environ) string {
+	return credentials.ProfileName(cf.profile, getenv.get)
 }
 
 // open returns the credentials the flags describe: the config's profiles,
 // with the default profile answered by --principal when one is given.
-func (cf *credentialFlags) open(getenv func(string) string, log *slog.Logger, extra ...credentials.Option) (*credentials.Store, error) {
+func (cf *credentialFlags) open(getenv environ, log *slog.Logger, extra ...credentials.Option) (*credentials.Store, error) {
 	opts := append([]credentials.Option{
 		credentials.WithLogger(log),
 		credentials.WithSessionRefresh(cf.sessionRefresh, cf.refreshMargin),
 		credentials.WithWriteBack(cf.writeBack),
 		credentials.WithMetadataBaseURL(cf.metadataURL),
-		credentials.WithGetenv(getenv),
+		credentials.WithGetenv(getenv.get),
 	}, extra...)
 	if cf.authURL != "" {
 		opts = append(opts, credentials.WithAuthBaseURL(cf.authURL))
@@ -91,8 +91,8 @@ func (cf *credentialFlags) open(getenv func(string) string, log *slog.Logger, ex
 		DefaultProfile: cf.profileName(getenv),
 		Principal:      cf.principal,
 		// Secrets as values, from the environment only (a flag shows in ps).
-		SessionToken: getenv(credentials.EnvSecurityToken),
-		Passphrase:   getenv(credentials.EnvPassphrase),
+		SessionToken: getenv.get(credentials.EnvSecurityToken),
+		Passphrase:   getenv.get(credentials.EnvPassphrase),
 	}, opts...)
 }
 

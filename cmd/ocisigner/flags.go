@@ -9,6 +9,17 @@ import (
 	"strings"
 )
 
+// environ is the environment a command reads: os.LookupEnv, or a test's.
+// A variable set to "" is set: OCISIGNER_PROFILE_HEADER= means what
+// --profile-header "" means.
+type environ func(string) (string, bool)
+
+// get is the variable's value, "" when unset.
+func (e environ) get(k string) string {
+	v, _ := e(k)
+	return v
+}
+
 // envPrefix is the prefix of the environment variable behind every flag:
 // --max-body-bytes is also OCISIGNER_MAX_BODY_BYTES.
 const envPrefix = "OCISIGNER_"
@@ -21,7 +32,7 @@ func envName(flagName string) string {
 // parseFlags parses args, then fills every flag not given on the command
 // line from its OCISIGNER_* variable. Flags win over the environment.
 // Repeatable flags take a comma-separated list from the environment.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+func parseFlags(fs *flag.FlagSet, args []string, getenv environ) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,31 +46,46 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		if set[f.Name] || err != nil || !fromEnv(f.Name) {
 			return
 		}
-		v := getenv(envName(f.Name))
-		if v == "" {
+		v, ok := getenv(envName(f.Name))
+		if !ok || v == "" && !isStringFlag(f) {
+			// Unset; or empty, which is no value for a number, a duration,
+			// a switch or a list.
 			return
 		}
 		if _, repeatable := f.Value.(*stringList); repeatable {
 			for _, item := range strings.Split(v, ",") {
 				if item = strings.TrimSpace(item); item != "" {
-					if e := f.Value.Set(item); e != nil {
+					if e := fs.Set(f.Name, item); e != nil {
 						err = fmt.Errorf("%s: %w", envName(f.Name), e)
 					}
 				}
 			}
 			return
 		}
-		if e := f.Value.Set(v); e != nil {
+		// fs.Set, not f.Value.Set: the flag then counts as given (fs.Visit),
+		// as --profile-header "" on the command line does.
+		if e := fs.Set(f.Name, v); e != nil {
 			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
 		}
 	})
 	return err
 }
 
+// isStringFlag: a flag whose value is a string, for which an empty value is
+// a value ("" turns --profile-header and --admin off).
+func isStringFlag(f *flag.Flag) bool {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, isString := g.Get().(string)
+	return isString
+}
+
 // parseCommand parses a command's flags; when it returns false the command
 // is over and exit is its exit code (0 for -h, 2 for a usage error). Help
 // goes to stdout, errors to stderr.
-func parseCommand(fs *flag.FlagSet, args []string, getenv func(string) string, stdout, stderr io.Writer) (exit int, ok bool) {
+func parseCommand(fs *flag.FlagSet, args []string, getenv environ, stdout, stderr io.Writer) (exit int, ok bool) {
 	fs.SetOutput(io.Discard) // the flag package's own messages: said below, once
 	fs.Usage = func() {}
 	if err := parseFlags(fs, args, getenv); err != nil {

@@ -31,3 +31,11 @@ func readProfileToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return strings.TrimSpace(string(b)), err
 }
+
+// mapEnv is an environment holding only m.
+func mapEnv(m map[string]string) environ {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}

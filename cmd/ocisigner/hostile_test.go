@@ -325,7 +325,7 @@ func TestHostileSizesAndDisclosure(t *testing.T) {
 	// The config's path and its profile names are the operator's business.
 	resps, _ = h.exchange(headersMsg(request("GET", realmHost, "/", header{"x-oci-profile", "NOPE"}), true))
 	r, _ = immediate(t, resps)
-	cfg := h.svc.opts.creds.configPath(func(string) string { return "" })
+	cfg := h.svc.opts.creds.configPath(mapEnv(nil))
 	for _, leak := range []string{"config", "SESSION", "UNREGISTERED", "/"} {
 		if strings.Contains(r.reason, leak) {
 			t.Errorf("refusal discloses %q: %s", leak, r.reason)

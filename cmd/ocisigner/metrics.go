@@ -32,7 +32,9 @@ type metrics struct {
 	at    time.Time
 }
 
-func newMetrics(profiles func() []string) *metrics {
+// newMetrics makes the metrics; the probe's only when probing is on (a
+// probe_success of 0 for a probe that never runs would page someone).
+func newMetrics(profiles func() []string, probing bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -71,7 +73,10 @@ func newMetrics(profiles func() []string) *metrics {
 		profiles: profiles,
 		known:    map[string]bool{},
 	}
-	m.reg.MustRegister(m.requests, m.signing, m.bodyBytes, m.tokenExpiry, m.probeOK, m.probeTime, m.refreshes, m.failing,
+	if probing {
+		m.reg.MustRegister(m.probeOK, m.probeTime)
+	}
+	m.reg.MustRegister(m.requests, m.signing, m.bodyBytes, m.tokenExpiry, m.refreshes, m.failing,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "ocisigner_build_info",

@@ -286,7 +286,7 @@ func credentialExit(err error) int {
 	return exitFailure
 }
 
-func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	var (
 		cf              credentialFlags

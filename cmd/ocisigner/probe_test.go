@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 func runCmd(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
+	code := run(context.Background(), args, &out, &errb, mapEnv(env))
 	return code, out.String(), errb.String()
 }
 

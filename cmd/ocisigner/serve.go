@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,15 @@ import (
 	"github.com/ocisigner/ocisigner/signer/credentials"
 )
 
-// DefaultAdmin is the admin HTTP address: not Envoy's 9901, so both fit in
-// one pod or network namespace.
-const DefaultAdmin = ":9465"
+// Default addresses: loopback, since whoever reaches the ext_proc port gets
+// signatures (and the admin port tells about the profiles). The shipped
+// Compose, Kubernetes and GitHub Actions files set the addresses Envoy and
+// the kubelet reach; the admin port is not Envoy's 9901, so both fit in one
+// pod or network namespace.
+const (
+	DefaultListen = "127.0.0.1:50051"
+	DefaultAdmin  = "127.0.0.1:9465"
+)
 
 type serveOptions struct {
 	creds          credentialFlags
@@ -58,7 +65,7 @@ type serveOptions struct {
 
 func (o *serveOptions) register(fs *flag.FlagSet) {
 	o.creds.register(fs)
-	fs.StringVar(&o.listen, "listen", ":50051", "ext_proc gRPC address: host:port, or unix:/path/to.sock")
+	fs.StringVar(&o.listen, "listen", DefaultListen, "ext_proc gRPC address: host:port, or unix:/path/to.sock (anyone who reaches it gets signatures: widen it only where Envoy alone can reach it)")
 	fs.StringVar(&o.admin, "admin", DefaultAdmin, "admin HTTP address for /healthz, /readyz and /metrics; empty disables it")
 	fs.Var(&o.allowHosts, "allow-host", "also sign for hosts matching this pattern (host, host:port or *.domain); repeatable")
 	fs.StringVar(&o.profileHeader, "profile-header", extproc.DefaultProfileHeader, `request header (and gRPC metadata key of a route's pin) that selects a profile per request; "" or none turns per-request selection off`)
@@ -80,11 +87,25 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+// parseServe reads serve's flags and environment.
+func parseServe(args []string, getenv environ, stdout, stderr io.Writer) (o serveOptions, exit int, ok bool) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var o serveOptions
 	o.register(fs)
 	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+		return o, exit, false
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "profile-header" && o.profileHeader == "" {
+			// --profile-header "" on the command line, or the variable set empty.
+			o.profileHeader = profileHeaderOff
+		}
+	})
+	return o, exitOK, true
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
+	o, exit, ok := parseServe(args, getenv, stdout, stderr)
+	if !ok {
 		return exit
 	}
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
@@ -92,11 +113,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
 		return exitUsage
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "profile-header" && o.profileHeader == "" {
-			o.profileHeader = profileHeaderOff // --profile-header "" on the command line
-		}
-	})
 	if _, err := o.extprocConfig(); err != nil {
 		fmt.Fprintln(stderr, "ocisigner serve:", err)
 		return exitUsage
@@ -151,7 +167,7 @@ type service struct {
 	draining bool
 }
 
-func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*service, error) {
+func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, error) {
 	s := &service{opts: o, log: log, profile: o.creds.profileName(getenv), stop: make(chan struct{})}
 	var extra []credentials.Option
 	var now func() time.Time
@@ -167,7 +183,7 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 			return st.Names()
 		}
 		return nil
-	})
+	}, o.probeInterval > 0)
 	extra = append(extra, credentials.WithObserver(func(ev credentials.RefreshEvent) {
 		s.metrics.observeRefresh(ev)
 		if o.observe != nil {
@@ -180,6 +196,16 @@ func newService(o serveOptions, log *slog.Logger, getenv func(string) string) (*
 	}
 	opened.Store(creds)
 	s.creds = creds
+	if !slices.Contains(creds.Names(), s.profile) {
+		// The exit-code table's 3: a default profile the config lacks is a
+		// configuration error now, not a refusal of every request later.
+		_, err := creds.Source(s.profile).Credentials(context.Background())
+		creds.Close()
+		if err == nil {
+			err = fmt.Errorf("profile %s is not in the config", s.profile)
+		}
+		return nil, err
+	}
 	cfg, err := o.extprocConfig()
 	if err != nil {
 		creds.Close()
@@ -238,9 +264,15 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 	if strings.EqualFold(o.profileHeader, profileHeaderOff) {
 		cfg.NoProfileHeader, cfg.ProfileHeader = true, extproc.DefaultProfileHeader
 	}
-	for _, p := range strings.Split(o.profiles, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			cfg.Profiles = append(cfg.Profiles, p)
+	if o.profiles != "" {
+		for _, p := range strings.Split(o.profiles, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.Profiles = append(cfg.Profiles, p)
+			}
+		}
+		if len(cfg.Profiles) == 0 {
+			// Naming none must not mean "all": the operator meant to limit.
+			return extproc.Config{}, fmt.Errorf("--profiles %q names no profile; list the profiles to sign for, e.g. --profiles PROD,TEST123, or leave it unset for all", o.profiles)
 		}
 	}
 	byName := map[string]signer.Alias{}
@@ -257,8 +289,10 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 	for _, a := range byName {
 		cfg.Aliases = append(cfg.Aliases, a)
 	}
-	if o.genaiCompart != "" && !strings.HasPrefix(o.genaiCompart, "ocid1.") {
-		return extproc.Config{}, fmt.Errorf("--genai-compartment %q is not an OCID (ocid1.compartment... or ocid1.tenancy...)", o.genaiCompart)
+	if o.genaiCompart != "" {
+		if err := signer.CheckOCID(o.genaiCompart, "compartment", "tenancy"); err != nil {
+			return extproc.Config{}, fmt.Errorf("--genai-compartment: %w", err)
+		}
 	}
 	return cfg, nil
 }
@@ -315,7 +349,11 @@ func (s *service) start() <-chan error {
 	if s.adminL != nil {
 		attrs = append(attrs, "admin", s.adminL.Addr().String())
 	}
-	attrs = append(attrs, "profiles", s.profileSummary())
+	serves := "every profile of the config"
+	if len(s.ext.Profiles()) > 0 {
+		serves = strings.Join(s.ext.Profiles(), ",")
+	}
+	attrs = append(attrs, "serves", serves, "profiles", s.profileSummary())
 	s.log.Info("ocisigner serving", attrs...)
 	return errc
 }
@@ -347,6 +385,10 @@ func (s *service) profileSummary() []string {
 			out = append(out, line)
 		case errors.As(err, &se):
 			out = append(out, fmt.Sprintf("%s: not usable (%s)", name, se.Kind.Error()))
+			// The fix, every time: the background fetch's own warning may
+			// or may not have come first (a caller that fetches first takes
+			// its place).
+			s.log.Warn("profile cannot sign", "profile", name, "error", err.Error())
 		default:
 			out = append(out, fmt.Sprintf("%s: not usable yet (%v)", name, err))
 		}

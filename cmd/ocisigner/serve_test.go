@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
@@ -42,7 +47,7 @@ func startService(t *testing.T, env map[string]string, o serveOptions, logs io.W
 	if logs == nil {
 		logs = io.Discard
 	}
-	svc, err := newService(o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), func(k string) string { return env[k] })
+	svc, err := newService(o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), mapEnv(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,12 +175,25 @@ func opensslBuilt(t *testing.T) bool {
 func TestServeStartupErrors(t *testing.T) {
 	t.Cleanup(func() { _ = signer.SetBackend(signer.BackendAuto) })
 	fx := newFixture(t)
+	cfgEnv := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API", "OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
 	cases := []startupCase{
 		{"config file missing", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.Path("nope")}, nil, exitConfig, "does not exist"},
 		{"bad log level", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--log-level", "loud"}, exitUsage, "--log-level"},
 		{"bad allow-host", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ALLOW_HOST": "a*b"}, nil, exitUsage, "allow-host"},
-		{"unusable listen address", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ADMIN": "127.0.0.1:0"}, []string{"--listen", "256.0.0.1:1"}, exitFailure, "listen 256.0.0.1:1"},
+		{"unusable listen address", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API", "OCISIGNER_ADMIN": "127.0.0.1:0"}, []string{"--listen", "256.0.0.1:1"}, exitFailure, "listen 256.0.0.1:1"},
 		{"unknown RSA backend", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_RSA_BACKEND": "boringssl"}, nil, exitUsage, `unknown RSA backend "boringssl"`},
+		// A default profile the config lacks: exit 3, as the table says,
+		// pointing at the one meant.
+		{"no such default profile", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--profile", "SESSIO"}, exitConfig, "did you mean SESSION?"},
+		{"a compartment that is not an OCID", cfgEnv, []string{"--genai-compartment", "\r\nocid1.compartment.oc1..aaaa"}, exitUsage, "--genai-compartment: invalid OCID"},
+		{"a region that is not a region", cfgEnv, []string{"--region", "x@127.0.0.1:8443/"}, exitUsage, "invalid region"},
+	}
+	// --profiles that names no profile must not mean every profile.
+	for _, v := range []string{",", " ", " , ", ",,"} {
+		cases = append(cases, startupCase{"--profiles " + strconv.Quote(v), cfgEnv, []string{"--profiles", v}, exitUsage, "names no profile"})
+		env := maps.Clone(cfgEnv)
+		env["OCISIGNER_PROFILES"] = v
+		cases = append(cases, startupCase{"OCISIGNER_PROFILES=" + strconv.Quote(v), env, nil, exitUsage, "names no profile"})
 	}
 	if !opensslBuilt(t) {
 		cases = append(cases, startupCase{"OpenSSL forced in a build without cgo", map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, []string{"--rsa-backend", "openssl"}, exitUsage, "CGO_ENABLED=0"})
@@ -185,7 +203,7 @@ func TestServeStartupErrors(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // any server that did start stops at once
 			var out, errb strings.Builder
-			code := run(ctx, append([]string{"serve"}, tc.args...), &out, &errb, func(k string) string { return tc.env[k] })
+			code := run(ctx, append([]string{"serve"}, tc.args...), &out, &errb, mapEnv(tc.env))
 			if code != tc.exit || !strings.Contains(errb.String(), tc.msg) {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.exit, errb.String())
 			}
@@ -206,7 +224,7 @@ func TestServeRSABackend(t *testing.T) {
 	for _, be := range backends {
 		for _, from := range []string{"flag", "environment"} {
 			t.Run(be+"/"+from, func(t *testing.T) {
-				env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
+				env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API", "OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
 				// The other backend first, so the run must switch.
 				other := signer.BackendGo
 				if be == signer.BackendGo {
@@ -224,7 +242,7 @@ func TestServeRSABackend(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel() // the server stops as soon as it has started
 				var out, errb strings.Builder
-				if code := run(ctx, args, &out, &errb, func(k string) string { return env[k] }); code != exitOK {
+				if code := run(ctx, args, &out, &errb, mapEnv(env)); code != exitOK {
 					t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 				}
 				if !strings.HasPrefix(signer.Backend(), be) {
@@ -235,7 +253,7 @@ func TestServeRSABackend(t *testing.T) {
 					t.Fatalf("start-up log lacks rsa=%s:\n%s", signer.Backend(), errb.String())
 				}
 				out.Reset()
-				if run(context.Background(), []string{"version"}, &out, &errb, func(string) string { return "" }) != exitOK ||
+				if run(context.Background(), []string{"version"}, &out, &errb, mapEnv(nil)) != exitOK ||
 					!strings.Contains(out.String(), "RSA: "+signer.Backend()) {
 					t.Fatalf("version: %q", out.String())
 				}
@@ -430,4 +448,74 @@ func TestRefreshFailuresAreMetrics(t *testing.T) {
 	if !strings.Contains(text, `ocisigner_credential_fetch_failures{source="S"} 0`) {
 		t.Errorf("failures not back to 0:\n%s", grepLines(text, "ocisigner_credential"))
 	}
+}
+
+// A client on the LAN must not get signatures from a default start: both
+// ports listen on loopback unless the operator names an address (the
+// shipped deployments do; deploy/ checks each).
+func TestServeListensOnLoopbackByDefault(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var o serveOptions
+	o.register(fs)
+	if err := parseFlags(fs, nil, mapEnv(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"--listen": o.listen, "--admin": o.admin} {
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("%s defaults to %q: not a loopback address", name, addr)
+		}
+	}
+}
+
+// An empty OCISIGNER_PROFILE_HEADER turns per-request selection off, as
+// --profile-header "" does; the start-up line shows the profiles served;
+// a profile that cannot sign gets a line with its fix at every start; and
+// no probe metric is exported while probing is off.
+func TestServeSettingsAsTheOperatorMeantThem(t *testing.T) {
+	fx := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"environment", map[string]string{"OCISIGNER_PROFILE_HEADER": "", "OCISIGNER_PROFILES": "API,SESSION"}, nil},
+		{"flags", nil, []string{"--profile-header", "", "--profiles", "API, SESSION"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API",
+				"OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
+			maps.Copy(env, tc.env)
+			o, exit, ok := parseServe(tc.args, mapEnv(env), io.Discard, io.Discard)
+			if !ok {
+				t.Fatalf("exit %d", exit)
+			}
+			var logs signertest.LogBuffer
+			svc := startService(t, env, o, &logs)
+			resp := previewRefusal(t, svc, "SESSION")
+			if resp == nil || resp.Code != extproc.CodeProfileNotServed || !strings.Contains(resp.Message, "--profile-header") {
+				t.Fatalf("a request naming its profile with selection off: %+v", resp)
+			}
+			text := logs.String()
+			if !strings.Contains(text, `serves=API,SESSION`) {
+				t.Errorf("the start-up line does not show the profiles served:\n%s", text)
+			}
+			if !strings.Contains(text, `msg="profile cannot sign" profile=EXPIRED`) || !strings.Contains(text, "oci session refresh --profile EXPIRED") {
+				t.Errorf("no line with EXPIRED's fix:\n%s", text)
+			}
+			_, metricsText := get(t, "http://"+svc.adminL.Addr().String()+"/metrics")
+			if strings.Contains(metricsText, "ocisigner_probe_") {
+				t.Errorf("probe metrics exported while probing is off:\n%s", grepLines(metricsText, "ocisigner_probe"))
+			}
+		})
+	}
+}
+
+// previewRefusal runs a request naming profile through the service's own
+// code and returns its refusal, if any.
+func previewRefusal(t *testing.T, svc *service, profile string) *extproc.Refusal {
+	t.Helper()
+	p := svc.ext.Preview(context.Background(), extproc.PreviewRequest{Method: "GET", Authority: realmHost, Path: "/n/",
+		Header: []signer.Field{{Name: "x-oci-profile", Value: profile}}})
+	return p.Refused
 }

@@ -48,7 +48,7 @@ func (h *headerFlags) Set(v string) error {
 	return nil
 }
 
-func runSign(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func runSign(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
 	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
 	var (
 		cf      credentialFlags

@@ -32,7 +32,7 @@ type tokenReport struct {
 	Error        string       `json:"error,omitempty"`
 }
 
-func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	var (
 		cf     credentialFlags

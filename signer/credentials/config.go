@@ -222,9 +222,50 @@ func profileNotFound(configPath, name string, profiles map[string]*Profile) erro
 	if len(names) > 0 {
 		have = "it has " + strings.Join(names, ", ")
 	}
+	hint := fmt.Sprintf("run `oci session authenticate --profile-name %s` or name an existing profile", name)
+	if near := nearestName(name, names); near != "" {
+		hint = fmt.Sprintf("did you mean %s? (profile names are case-sensitive); or %s", near, hint)
+	}
 	return &signer.Error{
 		Kind: signer.ErrProfileNotFound, Profile: name, Path: configPath,
 		Detail: fmt.Sprintf("no profile [%s] in %s (%s)", name, configPath, have),
-		Hint:   fmt.Sprintf("run `oci session authenticate --profile-name %s` or name an existing profile", name),
+		Hint:   hint,
 	}
+}
+
+// nearestName is the profile a mistyped name most likely meant: the same
+// name in another case, or one a single edit away.
+func nearestName(name string, names []string) string {
+	for _, n := range names {
+		if strings.EqualFold(n, name) {
+			return n
+		}
+	}
+	for _, n := range names {
+		if len(name) >= 3 && oneEditApart(strings.ToLower(n), strings.ToLower(name)) {
+			return n
+		}
+	}
+	return ""
+}
+
+// oneEditApart: a and b differ by one inserted, deleted or changed byte.
+func oneEditApart(a, b string) bool {
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	if len(a)-len(b) > 1 {
+		return false
+	}
+	i := 0
+	for i < len(b) && a[i] == b[i] {
+		i++
+	}
+	if i == len(b) {
+		return len(a) == len(b)+1
+	}
+	if len(a) == len(b) {
+		return a[i+1:] == b[i+1:]
+	}
+	return a[i+1:] == b[i:]
 }

@@ -389,6 +389,16 @@ func TestProfileNotFound(t *testing.T) {
 	if !errors.As(err, &e) || e.Profile != "NOPE" {
 		t.Errorf("want *signer.Error for profile NOPE, got %#v", err)
 	}
+	// A name in the wrong case or one edit off is pointed at the profile
+	// meant; anything else is not.
+	f.AppendConfig("TEST123", "user", "u")
+	for in, want := range map[string]string{"test123": "did you mean TEST123?", "TEST12": "did you mean TEST123?",
+		"TEST1234": "did you mean TEST123?", "TESX123": "did you mean TEST123?", "PROD": ""} {
+		_, err := credentialsOf(t, f.ConfigPath(), in)
+		if got := strings.Contains(err.Error(), "did you mean"); got != (want != "") || want != "" && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
 }
 
 func TestIncompleteProfilesSayWhatIsMissing(t *testing.T) {
