@@ -49,6 +49,14 @@ const (
 	// Envoy sends the request headers as soon as it opens the stream, so a
 	// stream that says nothing is not Envoy.
 	DefaultFirstMessageTimeout = 10 * time.Second
+	// DefaultIdleTimeout is how long a stream may wait for Envoy's next
+	// message once it has begun: in practice the wait for a buffered body,
+	// which Envoy sends once the client has uploaded all of it. 15 minutes
+	// lets a body of the default 32 MiB limit arrive at about 36 KiB/s, a
+	// slow uplink; a client slower than that is cut off by Envoy's own
+	// stream_idle_timeout (5 minutes without a byte) long before, unless it
+	// trickles, and then this bounds the ext_proc slot it holds.
+	DefaultIdleTimeout = 15 * time.Minute
 )
 
 // StreamedUploadMode is the mode_override sent for requests whose body is not
@@ -135,6 +143,11 @@ type Config struct {
 	MaxStreams          int
 	MaxStreamsPerConn   uint32
 	FirstMessageTimeout time.Duration
+	// IdleTimeout bounds the wait between two messages of a stream (for a
+	// body-signed request, the upload of its body); 0 means
+	// DefaultIdleTimeout. A stream that goes quiet longer ends with
+	// DeadlineExceeded, so it cannot hold a MaxStreams slot for ever.
+	IdleTimeout time.Duration
 	// MinPingInterval is the keepalive enforcement's minimum time between a
 	// peer's pings; 0 means DefaultMinPingInterval.
 	MinPingInterval time.Duration
@@ -182,6 +195,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.FirstMessageTimeout <= 0 {
 		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.MinPingInterval <= 0 {
 		cfg.MinPingInterval = DefaultMinPingInterval
@@ -307,15 +323,16 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 		f := &frame{req: &extprocv3.ProcessingRequest{}}
 		var err error
 		if first {
-			err = s.recvFirst(ps, f)
+			err = s.recv(ps, f, s.cfg.FirstMessageTimeout, "no request headers within %s of opening the stream")
 		} else {
-			err = ps.RecvMsg(f)
+			err = s.recv(ps, f, s.cfg.IdleTimeout, "no message within %s of the last one")
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			// Envoy went away, or the server is stopping: never OK.
+			// Envoy went away, the stream went quiet, or the server is
+			// stopping: never OK.
 			if c := status.Code(err); c == codes.OK || c == codes.Unknown {
 				return status.Error(codes.Unavailable, err.Error())
 			}
@@ -333,19 +350,19 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 	}
 }
 
-// recvFirst receives the first message, giving up after the first-message
-// timeout. grpc-go cannot interrupt a RecvMsg, so it runs on its own
-// goroutine; returning ends the stream, which ends that RecvMsg too.
-func (s *Server) recvFirst(ps extprocv3.ExternalProcessor_ProcessServer, f *frame) error {
+// recv receives the next message, giving up after timeout. grpc-go cannot
+// interrupt a RecvMsg, so it runs on its own goroutine; returning ends the
+// stream, which ends that RecvMsg too.
+func (s *Server) recv(ps extprocv3.ExternalProcessor_ProcessServer, f *frame, timeout time.Duration, quiet string) error {
 	got := make(chan error, 1)
 	go func() { got <- ps.RecvMsg(f) }()
-	t := time.NewTimer(s.cfg.FirstMessageTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-got:
 		return err
 	case <-t.C:
-		return status.Errorf(codes.DeadlineExceeded, "ocisigner: no request headers within %s of opening the stream", s.cfg.FirstMessageTimeout)
+		return status.Errorf(codes.DeadlineExceeded, "ocisigner: "+quiet, timeout)
 	}
 }
 

@@ -394,6 +394,44 @@ func TestHostileMessagesInsteadOfTheBody(t *testing.T) {
 	}
 }
 
+// A stream that sent body-signed headers and then nothing holds a slot
+// only until the idle limit: it ends non-OK, and with every slot taken
+// (--max-streams 1) the next request is served once it has.
+func TestHostileStreamGoesQuietAfterItsHeaders(t *testing.T) {
+	h := newHostile(t, serveOptions{idleTimeout: 300 * time.Millisecond, maxStreams: 1}, 1)
+	post := headersMsg(request("POST", "iaas.us-phoenix-1.oraclecloud.com", "/x", header{"content-type", "application/json"}), false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := h.client().Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(post); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := st.Recv(); err != nil || resp.GetRequestHeaders() == nil {
+		t.Fatalf("headers answer %v, %v", resp, err)
+	}
+	// The body never comes.
+	start := time.Now()
+	_, err = st.Recv()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("the quiet stream ended with %v; want DeadlineExceeded from the idle limit", err)
+	}
+	t.Logf("ended after %s", time.Since(start).Round(time.Millisecond))
+	// Its slot is free again (the handler returns just after it answers).
+	var resps []*extprocv3.ProcessingResponse
+	for range 50 {
+		if resps, err = h.exchange(headersMsg(request("GET", realmHost, "/n/"), true)); status.Code(err) != codes.ResourceExhausted {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || !signedAnything(resps) {
+		t.Fatalf("after the quiet stream ended: %v", err)
+	}
+}
+
 // Streams that never send anything are not Envoy: they are bounded per
 // connection and ended, never OK, and the service signs as before once
 // the flood is over (TestHostileEnvoyShapedConcurrency shows 2,000

@@ -56,6 +56,7 @@ type serveOptions struct {
 	maxStreams     int
 	maxConnStreams uint
 	firstMessage   time.Duration
+	idleTimeout    time.Duration
 	discloseErrors bool
 	rsaBackend     string
 
@@ -83,6 +84,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxStreams, "max-streams", extproc.DefaultMaxStreams, "most ext_proc streams served at once; more are refused (Envoy answers its status_on_error)")
 	fs.UintVar(&o.maxConnStreams, "max-streams-per-conn", extproc.DefaultMaxStreamsPerConn, "most concurrent streams on one gRPC connection (Envoy opens another connection when one is full)")
 	fs.DurationVar(&o.firstMessage, "first-message-timeout", extproc.DefaultFirstMessageTimeout, "end a stream whose request headers do not arrive within this long")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", extproc.DefaultIdleTimeout, "end a stream that sends no message for this long after its first (for a signed body: the client's whole upload; see --max-body-bytes)")
 	fs.BoolVar(&o.discloseErrors, "disclose-errors", false, "put whole credential errors (file paths, the config's profile names) into refusals, not only into the log; for a gateway only its operator uses")
 	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
 }
@@ -258,6 +260,7 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 		MaxStreams:           o.maxStreams,
 		MaxStreamsPerConn:    uint32(min(o.maxConnStreams, math.MaxUint32)),
 		FirstMessageTimeout:  o.firstMessage,
+		IdleTimeout:          o.idleTimeout,
 		DiscloseErrors:       o.discloseErrors,
 		GenAICompartment:     o.genaiCompart,
 	}

@@ -77,11 +77,16 @@ func postSigned(ctx context.Context, o *options, rawURL string, body any, c *sig
 	for _, f := range s.Headers {
 		req.Header.Set(f.Name, f.Value)
 	}
-	return do(o.client, req, out)
+	var secrets []string
+	if c.Token != nil {
+		secrets = append(secrets, c.Token.Raw) // a refresh sends it, in the keyId and the body
+	}
+	return do(o.client, req, out, secrets...)
 }
 
-// do sends req and decodes a 200's JSON body into out; other answers become *authError.
-func do(client *http.Client, req *http.Request, out any) error {
+// do sends req and decodes a 200's JSON body into out; other answers become
+// *authError, whose text never repeats the secrets given (what was sent).
+func do(client *http.Client, req *http.Request, out any, secrets ...string) error {
 	resp, err := client.Do(req)
 	if err != nil {
 		return &authError{err: err}
@@ -95,12 +100,9 @@ func do(client *http.Client, req *http.Request, out any) error {
 		e := &authError{status: resp.StatusCode, err: errors.New(resp.Status)}
 		var oe struct{ Code, Message string }
 		if json.Unmarshal(data, &oe) == nil && oe.Code != "" {
-			e.code, e.message = oe.Code, oe.Message
+			e.code, e.message = remoteText(oe.Code, secrets...), remoteText(oe.Message, secrets...)
 		} else {
-			e.message = strings.TrimSpace(string(data))
-			if len(e.message) > 200 {
-				e.message = e.message[:200] + "…"
-			}
+			e.message = remoteText(string(data), secrets...)
 		}
 		return e
 	}

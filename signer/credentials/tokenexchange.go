@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -475,7 +477,7 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 	if resp.StatusCode != http.StatusOK {
 		ee := &ExchangeError{Status: resp.StatusCode}
 		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
-			ee.Description = "redirected to " + capText(loc, 200)
+			ee.Description = "redirected to " + remoteText(loc, raw, secret)
 			return nil, fail("the identity domain refused the token exchange at "+t.tokenURL, t.refusalHint(ee, subj, now), ee)
 		}
 		var oe struct {
@@ -483,9 +485,9 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 			Description string `json:"error_description"`
 		}
 		if json.Unmarshal(data, &oe) == nil && oe.Error != "" {
-			ee.Code, ee.Description = oe.Error, oe.Description
+			ee.Code, ee.Description = remoteText(oe.Error, raw, secret), remoteText(oe.Description, raw, secret)
 		} else {
-			ee.Description = capText(strings.TrimSpace(string(data)), 200)
+			ee.Description = remoteText(string(data), raw, secret)
 		}
 		return nil, fail("the identity domain refused the token exchange at "+t.tokenURL, t.refusalHint(ee, subj, now), ee)
 	}
@@ -544,9 +546,46 @@ func (t *tokenExchange) refusalHint(ee *ExchangeError, subj *signer.SubjectToken
 	return answer + "; " + fix
 }
 
+// capText shortens s to at most n bytes, cutting at a character boundary.
 func capText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// maxRemoteText bounds what ocisigner repeats of a service's answer.
+const maxRemoteText = 200
+
+var (
+	jwtLike    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*`)
+	opaqueLike = regexp.MustCompile(`[A-Za-z0-9+/_=-]{32,}`)
+)
+
+// remoteText is what ocisigner repeats of a token service's answer (an
+// identity domain's error_description, an auth service's message, a
+// redirect's Location) in errors, which reach the log and, as a hint, a
+// gateway's clients: the known secrets sent (a subject token, a client
+// secret, a session token) and anything that looks like a token or a key
+// removed, control characters dropped, at most maxRemoteText bytes. A
+// service that echoes what it was sent must not put it there.
+func remoteText(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 8 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	s = jwtLike.ReplaceAllString(s, "[redacted token]")
+	s = opaqueLike.ReplaceAllString(s, "[redacted]")
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return capText(strings.TrimSpace(s), maxRemoteText)
 }

@@ -390,6 +390,43 @@ func TestTokenExchangeRefusalNamesAnswerAndFix(t *testing.T) {
 	}
 }
 
+// An identity domain that echoes what it was sent in error_description
+// (the subject token, the client secret), or writes pages of it, does not
+// get them into the error, the log or a client's refusal: known secrets
+// and token-like text are removed and the text is capped.
+func TestTokenExchangeRefusalEchoIsRedactedAndCapped(t *testing.T) {
+	f := newTXFixture(t)
+	tx := f.settings()
+	raw := f.writeSubject(t, signertest.SubjectTokenOptions{})
+	other := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"
+	f.x.Refuse(signertest.OAuthInvalidGrant, "bad subject_token="+raw+" for client_secret="+signertest.DefaultExchangeClientSecret+
+		" and "+other+" key=QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2w= \r\nInjected: line "+strings.Repeat("x", 4096))
+	var logs signertest.LogBuffer
+	src := f.principal(t, tx, credentials.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if ev := f.tm.rec.Wait(t, txName, 1); ev.Err == nil {
+		t.Fatalf("first fetch: %+v", ev)
+	}
+	_, err := src.Credentials(context.Background())
+	var se *signer.Error
+	var ee *credentials.ExchangeError
+	if !errors.As(err, &se) || !errors.As(err, &ee) {
+		t.Fatalf("err = %v", err)
+	}
+	for where, text := range map[string]string{"error": err.Error(), "refusal": se.Public(), "log": logs.String()} {
+		for _, secret := range []string{raw[10:60], signertest.DefaultExchangeClientSecret, other, "QUJDREVGR0hJSktMTU5PUFFSU1RV", "\r\nInjected"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("the %s repeats %q", where, secret)
+			}
+		}
+		if where != "log" && len(text) > 1500 {
+			t.Errorf("the %s is %d bytes: the description was not capped", where, len(text))
+		}
+	}
+	if len(ee.Description) > 210 || !strings.Contains(ee.Description, "[redacted]") {
+		t.Errorf("description %q: want it capped, with what was removed marked", ee.Description)
+	}
+}
+
 // Once refused, requests get the refusal without asking the domain again
 // for the same tokens; the loop retries with backoff, so a trust added in
 // the console takes effect without a restart.

@@ -116,7 +116,7 @@ func (w *workload) exchange(ctx context.Context) (*signer.Credentials, error) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	defer client.CloseIdleConnections()
 	var encoded string // a JSON string holding base64 of {"token": "ST$<jwt>"}
-	if err := do(client, req, &encoded); err != nil {
+	if err := do(client, req, &encoded, strings.TrimSpace(string(saToken))); err != nil {
 		detail := "the OKE proxymux refused the service account token"
 		if ae, ok := err.(*authError); ok && ae.status == http.StatusForbidden {
 			detail += " (403: is the cluster an enhanced cluster?)"
