@@ -516,3 +516,43 @@ func TestLogLinePerRequest(t *testing.T) {
 	}
 	secret("obo-token-that-must-not-be-logged-0123456789")
 }
+
+// What leaves for OCI is what was signed, and carries no credential meant
+// for someone else: a Host in upper case is signed as sent; a proxy's, an
+// API gateway's or a browser's credentials (Proxy-Authorization, API keys,
+// cookies of whatever else runs on localhost) are removed.
+func TestWhatLeavesIsWhatWasSigned(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	for _, host := range []string{strings.ToUpper(osHost), "ObjectStorage.US-Ashburn-1.OracleCloud.com"} {
+		a := s.do(s.request("GET", host, "/n/", nil))
+		if rec := s.lastRecord(); a.status != 200 || !rec.OK {
+			t.Fatalf("Host %s: status %d, OCI: %s", host, a.status, rec.Reason)
+		}
+	}
+	foreign := map[string]string{"Proxy-Authorization": "Basic dXNlcjpwYXNz", "X-Api-Key": "sk-proj-secret1",
+		"Api-Key": "azure-secret2", "X-Goog-Api-Key": "AIzaSecret3", "Cookie": "session=localhost-app-secret4"}
+	for _, method := range []string{"GET", "POST", "PUT"} {
+		target := "/20160918/instances"
+		if method == "PUT" {
+			target = "/n/ns/b/bucket/o/object" // an upload: signed at the headers, body streamed
+		}
+		req := s.request(method, iaasHost, target, strings.NewReader("{}"))
+		for k, v := range foreign {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("OpenAI-Organization", "org-123")
+		if a := s.do(req); a.status != 200 {
+			t.Fatalf("%s: status %d: %s", method, a.status, a.body)
+		}
+		rec := s.lastRecord()
+		for k := range foreign {
+			if v := rec.Header.Values(k); len(v) > 0 {
+				t.Errorf("%s: %s reached OCI: %q", method, k, v)
+			}
+		}
+		if rec.Header.Get("OpenAI-Organization") != "org-123" {
+			t.Errorf("%s: OpenAI-Organization, which names no secret, was removed", method)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -23,6 +24,17 @@ const (
 	maxPathLen    = 16 << 10
 	maxProfileLen = 256
 )
+
+// foreignCredentials are credentials a client sends for someone other than
+// OCI, which ocisigner's signature replaces: a proxy's (curl -x with a
+// user), an API key an SDK sends to its own service (OpenAI's X-Api-Key,
+// Azure's api-key, Google's x-goog-api-key), and cookies. OCI's API uses
+// none of them (the SDKs never send them), and a cookie sent to a gateway
+// on localhost belongs to whatever else runs on localhost: browsers send
+// cookies by host, whatever the port. The client's own Authorization is
+// overwritten by the signature. OpenAI-Organization names an account, not a
+// secret, and passes.
+var foreignCredentials = [...]string{"proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"}
 
 // signedOnce are the headers a signature covers that ocisigner passes on as
 // the client sent them. A second copy would be forwarded beside the signed
@@ -46,9 +58,7 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 			fmt.Sprintf("ocisigner signs only for a host name with an optional port; %q is not one: %v", capEcho(h.authority), err)))
 	}
 	var gw *gatewayTarget
-	if s.hosts.Allowed(a) {
-		h.authority = a.String()
-	} else {
+	if !s.hosts.Allowed(a) {
 		var r *refusal
 		if gw, r = s.parseGateway(a.String(), h.path); r != nil {
 			return s.refused(st, r)
@@ -81,7 +91,7 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		h.authority, h.path, st.rewritten = host, gw.rest, true
 		route.SetHeaders = append(route.SetHeaders, setHeader(":authority", host), setHeader(":path", gw.rest))
 	}
-	if isGenAIInference(h.authority) && !h.has(headerCompartment) {
+	if isGenAIInference(strings.ToLower(h.authority)) && !h.has(headerCompartment) {
 		route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, s.compartmentFor(ctx, creds)))
 	}
 	bodySigned := signer.BodySigned(h.method, h.path)
@@ -233,8 +243,9 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 	}
 	// What OCI would read instead of what was signed must not reach it: a
 	// client's x-date overrides date, and a chunked transfer-encoding beside
-	// the content-length now set would make the length ambiguous.
-	for _, name := range []string{signer.HeaderXDate, s.cfg.ProfileHeader} {
+	// the content-length now set would make the length ambiguous. Nor do
+	// credentials meant for someone else (foreignCredentials).
+	for _, name := range append([]string{signer.HeaderXDate, s.cfg.ProfileHeader}, foreignCredentials[:]...) {
 		if h.has(name) {
 			mut.RemoveHeaders = append(mut.RemoveHeaders, name)
 		}
