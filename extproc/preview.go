@@ -30,6 +30,7 @@ type Preview struct {
 	Profile   string
 	Kind      signer.Kind
 	KeyID     string // masked
+	Region    string // of the credentials, which aliases resolve with
 	Authority string // the host signed for, and that the request goes to
 	Path      string // the target signed, and that goes upstream
 	Set       []signer.Field
@@ -88,6 +89,6 @@ func (s *Server) Preview(ctx context.Context, r PreviewRequest) *Preview {
 			out.Remove = append(out.Remove, c.GetHeaderMutation().GetRemoveHeaders()...)
 		}
 	}
-	out.Profile, out.Kind, out.KeyID, out.Authority, out.Path, out.Signed = st.profile, st.kind, st.keyID, st.h.authority, st.h.path, st.signed
+	out.Profile, out.Kind, out.KeyID, out.Region, out.Authority, out.Path, out.Signed = st.profile, st.kind, st.keyID, st.region, st.h.authority, st.h.path, st.signed
 	return out
 }

@@ -288,6 +288,7 @@ type stream struct {
 	profile string
 	kind    signer.Kind // of the credentials signed with
 	keyID   string      // masked
+	region  string      // of the credentials
 	expiry  time.Time
 	// rewritten: a gateway-addressed request whose :authority and :path
 	// were set to the OCI host and target.
@@ -298,7 +299,7 @@ type stream struct {
 
 // use records the credentials the request is signed with.
 func (st *stream) use(c *signer.Credentials) {
-	st.kind, st.keyID, st.expiry = c.Kind, signer.MaskKeyID(c.KeyID), c.Expiry()
+	st.kind, st.keyID, st.region, st.expiry = c.Kind, signer.MaskKeyID(c.KeyID), c.Region, c.Expiry()
 }
 
 // Process serves one request's stream. It returns nil only once the request

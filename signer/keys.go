@@ -31,6 +31,9 @@ func ParsePrivateKey(data []byte, passphrase []byte) (*rsa.PrivateKey, error) {
 		err error
 	)
 	switch {
+	case strings.Contains(block.Type, "PUBLIC KEY"):
+		return nil, &Error{Kind: ErrBadKey, Detail: "the key file holds a public key (" + block.Type + "); signing needs the private key",
+			Hint: "point key_file at the private key (oci_api_key.pem, not oci_api_key_public.pem)"}
 	case block.Type == "ENCRYPTED PRIVATE KEY":
 		if len(passphrase) == 0 {
 			return nil, passphraseMissing()

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -301,5 +304,165 @@ func TestProbeVerbose(t *testing.T) {
 	}
 	if strings.Contains(out, raw[20:60]) {
 		t.Fatal("probe -v shows the token")
+	}
+}
+
+// `sign` runs as the config's owner, with no gateway in between: a local
+// error is shown whole (paths and profiles), as `token` shows it.
+func TestSignShowsItsOwnErrors(t *testing.T) {
+	fx := newFixture(t)
+	if err := os.Remove(fx.folder.Path("keys/api.pem")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}, "sign", "--profile", "API", "https://"+realmHost+"/n/")
+	if code != exitConfig || !strings.Contains(out, fx.folder.Path("keys/api.pem")) || strings.Contains(out, "gateway's log") {
+		t.Fatalf("exit %d: want the local error with its path:\n%s%s", code, out, errOut)
+	}
+}
+
+// `sign` takes a curl command line's flags, in curl's order and spelling,
+// and --curl prints only a command a shell can run.
+func TestSignIsCurlShaped(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}
+	body := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(body, []byte("{\"a\":\n1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := "https://iaas.us-phoenix-1.oraclecloud.com/20160918/instances"
+	for _, args := range [][]string{
+		{url, "-d", "@" + body, "-H", "content-type: application/json", "--curl"},
+		{"--curl", url, "--data", "@" + body, "--header", "Content-Type: application/json"},
+		{"-XPOST", "-d@" + body, "-H", "content-type: application/json", url, "--curl"},
+		{"--request", "POST", url, "--data-raw", `{"a":1}`, "-Hcontent-type: application/json", "--curl"},
+	} {
+		code, out, errOut := runCmd(t, env, append([]string{"sign"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("%q: exit %d\n%s%s", args, code, out, errOut)
+		}
+		// Only the command: one curl invocation, a POST (a body makes one,
+		// as in curl), with the body as it was signed (-d @file drops the
+		// line breaks, as curl does).
+		if !strings.HasPrefix(out, "curl -X POST '"+url+"'") || strings.Count(out, "curl ") != 1 || strings.Contains(out, "profile:") ||
+			!strings.Contains(out, "x-content-sha256: "+sha256b64(`{"a":1}`)) || !strings.Contains(out, `--data-binary '{"a":1}'`) {
+			t.Errorf("%q: stdout is not the command alone:\n%s", args, out)
+		}
+		if !strings.Contains(errOut, "--reveal") {
+			t.Errorf("%q: stderr does not say the command is masked: %q", args, errOut)
+		}
+	}
+	// JSON keys are snake_case throughout.
+	_, out, _ := runCmd(t, env, "sign", "--json", "https://"+realmHost+"/n/")
+	if !strings.Contains(out, `"name": "date"`) || strings.Contains(out, `"Name"`) || strings.Contains(out, `"Value"`) {
+		t.Errorf("JSON keys:\n%s", out)
+	}
+}
+
+// The OCI CLI's spellings work: --config-file, --auth (and OCI_CLI_AUTH),
+// OCI_CLI_REGION, and --region changes the region aliases resolve with.
+func TestOCICLIDialect(t *testing.T) {
+	fx := newFixture(t)
+	// A session profile below an API-key DEFAULT that names a user: the
+	// config alone could be read either way; --auth says which.
+	sk := signertest.Key(t, 2)
+	tok := fx.issuer.Mint(t, &sk.PublicKey, signertest.TokenOptions{})
+	fx.folder.SessionProfile("BOTH", sk, tok, "user", "ocid1.user.oc1..both")
+	cfg := fx.folder.ConfigPath()
+	alias := "http://localhost:10000/objectstorage/n/"
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		exit  int
+		wants []string
+	}{
+		{"--config-file", nil, []string{"token", "--config-file", cfg, "--profile", "API"}, exitOK, []string{"principal:    api_key"}},
+		{"--auth security_token", map[string]string{"OCI_CLI_CONFIG_FILE": cfg}, []string{"token", "--profile", "BOTH", "--auth", "security_token"}, exitOK, []string{"principal:    security_token"}},
+		{"--auth api_key", map[string]string{"OCI_CLI_CONFIG_FILE": cfg}, []string{"token", "--profile", "BOTH", "--auth", "api_key"}, exitOK, []string{"principal:    api_key"}},
+		{"OCI_CLI_AUTH", map[string]string{"OCI_CLI_CONFIG_FILE": cfg, "OCI_CLI_AUTH": "api_key"}, []string{"token", "--profile", "BOTH"}, exitOK, []string{"principal:    api_key"}},
+		{"--auth instance_principal", map[string]string{"OCI_CLI_CONFIG_FILE": cfg, "OCISIGNER_METADATA_URL": "http://" + closedPort(t)}, []string{"token", "--auth", "instance_principal"}, exitNetwork, []string{"instance"}},
+		{"--auth unknown", map[string]string{"OCI_CLI_CONFIG_FILE": cfg}, []string{"token", "--auth", "instance_obo_user"}, exitUsage, []string{"--auth", "not supported"}},
+		{"--auth and --principal disagree", map[string]string{"OCI_CLI_CONFIG_FILE": cfg}, []string{"token", "--auth", "resource_principal", "--principal", "instance"}, exitUsage, []string{"disagree"}},
+		{"OCI_CLI_REGION", map[string]string{"OCI_CLI_CONFIG_FILE": cfg, "OCI_CLI_REGION": "eu-frankfurt-2"}, []string{"sign", "--profile", "API", alias}, exitOK,
+			[]string{"https://objectstorage.eu-frankfurt-2.oraclecloud.eu/n/"}},
+		{"--region", map[string]string{"OCI_CLI_CONFIG_FILE": cfg, "OCI_CLI_REGION": "eu-frankfurt-2"}, []string{"sign", "--profile", "API", "--region", "phx", alias}, exitOK,
+			[]string{"https://objectstorage.us-phoenix-1.oraclecloud.com/n/"}},
+		{"OCI_CLI_REGION not a region", map[string]string{"OCI_CLI_CONFIG_FILE": cfg, "OCI_CLI_REGION": "x@127.0.0.1:8443/"}, []string{"sign", "--profile", "API", alias}, exitUsage,
+			[]string{"OCI_CLI_REGION", "invalid region"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, tc.env, tc.args...)
+			if code != tc.exit {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.exit, out, errOut)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(out+errOut, w) {
+					t.Errorf("lacks %q:\n%s%s", w, out, errOut)
+				}
+			}
+		})
+	}
+}
+
+// Every command that resolves a region warns about one ocisigner does not
+// know (a typo signs for a host that does not exist).
+func TestRegionTypoWarnsInEveryCommand(t *testing.T) {
+	fx := newFixture(t)
+	k := signertest.Key(t, 1)
+	fx.folder.APIKeyProfile("TYPO", k, "keys/typo.pem", signertest.PKCS1, "", "region", "us-chicgao-1")
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "TYPO"}
+	for _, args := range [][]string{
+		{"sign", "http://localhost:10000/genai/openai/v1/models"},
+		{"token"},
+		{"probe", "--endpoint", fx.oci.URL},
+	} {
+		_, out, errOut := runCmd(t, env, args...)
+		if !strings.Contains(out+errOut, `region "us-chicgao-1" is not one ocisigner knows`) || !strings.Contains(out+errOut, "did you mean us-chicago-1") {
+			t.Errorf("%v: no warning:\n%s%s", args, out, errOut)
+		}
+	}
+}
+
+// Hints point the right way.
+func TestHintsPointTheRightWay(t *testing.T) {
+	fx := newFixture(t)
+	pub := signertest.Key(t, 1)
+	der, err := x509.MarshalPKIXPublicKey(&pub.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.folder.Write("keys/public.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	fx.folder.AppendConfig("PUB", "user", "ocid1.user.oc1..pub", "fingerprint", signer.Fingerprint(&pub.PublicKey),
+		"key_file", fx.folder.WrittenPath("keys/public.pem"), "tenancy", "ocid1.tenancy.oc1..test", "region", "us-ashburn-1")
+	sk := signertest.Key(t, 2)
+	fx.folder.SessionProfile("EMPTY", sk, "")
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath()}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		exit  int
+		wants []string
+	}{
+		{"a public key as key_file", env, []string{"token", "--profile", "PUB"}, exitConfig, []string{"public key", "oci_api_key_public.pem"}},
+		{"a folder as --config", nil, []string{"token", "--config", fx.folder.Dir}, exitConfig, []string{"is a folder", filepath.Join(fx.folder.Dir, "config")}},
+		{"a profile in the wrong case", env, []string{"token", "--profile", "session"}, exitConfig, []string{"did you mean SESSION?"}},
+		{"an empty token file", env, []string{"token", "--profile", "EMPTY"}, exitConfig, []string{"oci session authenticate --profile-name EMPTY"}},
+		{"a duration without its unit", env, []string{"probe", "--timeout", "1"}, exitUsage, []string{"a duration", "15s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, tc.env, tc.args...)
+			if code != tc.exit {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.exit, out, errOut)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(out+errOut, w) {
+					t.Errorf("lacks %q:\n%s%s", w, out, errOut)
+				}
+			}
+			if strings.Contains(out+errOut, "oci setup config") {
+				t.Errorf("tells a user whose config exists to create one:\n%s%s", out, errOut)
+			}
+		})
 	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
@@ -26,6 +28,68 @@ type credentialFlags struct {
 	clientSecretFile string
 	subjectTokenFile string
 	region           regionFlag
+	// auth is the OCI CLI's --auth (OCI_CLI_AUTH): a principal, or how the
+	// default profile signs. settle turns it into principal or kind.
+	auth string
+	kind signer.Kind // the default profile's, when auth names one
+}
+
+// The OCI CLI's environment, read as the CLI reads it.
+const (
+	envCLIAuth   = "OCI_CLI_AUTH"
+	envCLIRegion = "OCI_CLI_REGION"
+)
+
+// cliAuth maps the OCI CLI's --auth values to a principal or to how the
+// default profile signs.
+var cliAuth = map[string]struct {
+	principal string
+	kind      signer.Kind
+}{
+	"api_key":               {kind: signer.KindAPIKey},
+	"security_token":        {kind: signer.KindSession},
+	"instance_principal":    {principal: credentials.PrincipalInstance},
+	"resource_principal":    {principal: credentials.PrincipalResource},
+	"oke_workload_identity": {principal: credentials.PrincipalWorkload},
+}
+
+// settle reads what the OCI CLI's dialect says (--auth, OCI_CLI_AUTH,
+// OCI_CLI_REGION) into the flags, once they are parsed: --principal and
+// --region (or their OCISIGNER_ variables) win over the CLI's variables,
+// and two settings that disagree are a usage error.
+func (cf *credentialFlags) settle(getenv environ) func() error {
+	return func() error {
+		auth, from := cf.auth, "--auth"
+		if auth == "" {
+			auth, from = getenv.get(envCLIAuth), envCLIAuth
+		}
+		if auth != "" {
+			a, ok := cliAuth[strings.ToLower(auth)]
+			if !ok {
+				return fmt.Errorf("%s %q: ocisigner signs as api_key, security_token, instance_principal, resource_principal or oke_workload_identity (instance_obo_user is not supported)", from, auth)
+			}
+			switch {
+			case a.principal != "" && cf.principal != "" && cf.principal != a.principal:
+				return fmt.Errorf("%s %s and --principal %s disagree: give one", from, auth, cf.principal)
+			case a.kind != "" && cf.principal != "" && from == "--auth":
+				return fmt.Errorf("--auth %s signs with a profile of the config, --principal %s without: give one", auth, cf.principal)
+			case a.kind != "" && cf.principal != "":
+				// OCI_CLI_AUTH left set for the CLI: --principal says otherwise.
+			case a.principal != "":
+				cf.principal = a.principal
+			default:
+				cf.kind = a.kind
+			}
+		}
+		if cf.region == "" {
+			if v := getenv.get(envCLIRegion); v != "" {
+				if err := cf.region.Set(v); err != nil {
+					return fmt.Errorf("%s: %w", envCLIRegion, err)
+				}
+			}
+		}
+		return nil
+	}
 }
 
 // regionFlag is a --region: validated as it is parsed (signer.ParseRegion),
@@ -45,6 +109,8 @@ func (r *regionFlag) Set(v string) error {
 
 func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.config, "config", "", "OCI config file (default: $OCI_CLI_CONFIG_FILE, else $OCI_CONFIG_FILE, else ~/.oci/config)")
+	fs.StringVar(&cf.config, "config-file", "", "the same as --config, as the OCI CLI spells it")
+	fs.StringVar(&cf.auth, "auth", "", "as the OCI CLI's --auth (else $"+envCLIAuth+"): api_key or security_token (how the default profile signs, whatever the config says), instance_principal, resource_principal or oke_workload_identity (as --principal)")
 	fs.StringVar(&cf.profile, "profile", "", "default profile (default: $OCI_CLI_PROFILE, else DEFAULT)")
 	fs.StringVar(&cf.principal, "principal", "", "sign the default profile as this principal instead of from the config: instance, resource, workload (OKE workload identity) or token-exchange (an identity domain exchanges a trusted IdP's JWT)")
 	fs.BoolVar(&cf.sessionRefresh, "session-refresh", true, "refresh session tokens before they expire, until the session ends")
@@ -56,7 +122,7 @@ func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.clientID, "client-id", "", "OAuth client ID of the identity domain's confidential application, for --principal token-exchange")
 	fs.StringVar(&cf.clientSecretFile, "client-secret-file", "", "file holding the client secret, read at each exchange (else $"+credentials.EnvClientSecret+"), for --principal token-exchange")
 	fs.StringVar(&cf.subjectTokenFile, "subject-token-file", "", "file the platform keeps the IdP's JWT in, read at each exchange and watched for rotation (else $"+credentials.EnvSubjectToken+"), for --principal token-exchange")
-	fs.Var(&cf.region, "region", "region: the one --principal token-exchange signs for, and the one probe probes (identifier or short code, e.g. us-phoenix-1 or phx; probe's default: the profile's)")
+	fs.Var(&cf.region, "region", "the default profile's region instead of the config's (else $"+envCLIRegion+"), as the OCI CLI's: what aliases resolve with, probe probes and --principal token-exchange signs for (identifier or short code, e.g. us-phoenix-1 or phx)")
 }
 
 func (cf *credentialFlags) configPath(getenv environ) string {
@@ -93,6 +159,8 @@ func (cf *credentialFlags) open(getenv environ, log *slog.Logger, extra ...crede
 		// Secrets as values, from the environment only (a flag shows in ps).
 		SessionToken: getenv.get(credentials.EnvSecurityToken),
 		Passphrase:   getenv.get(credentials.EnvPassphrase),
+		Region:       string(cf.region),
+		Auth:         cf.kind,
 	}, opts...)
 }
 

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"slices"
 	"strings"
+	"time"
 )
 
 // environ is the environment a command reads: os.LookupEnv, or a test's.
@@ -29,16 +32,36 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parseFlags parses args, then fills every flag not given on the command
-// line from its OCISIGNER_* variable. Flags win over the environment.
-// Repeatable flags take a comma-separated list from the environment.
-func parseFlags(fs *flag.FlagSet, args []string, getenv environ) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// parseFlags parses args, flags before, between and after the positional
+// arguments (as curl takes them; "--" ends the flags), then fills every
+// flag not given on the command line from its OCISIGNER_* variable. Flags
+// win over the environment. Repeatable flags take a comma-separated list
+// from the environment. It returns the positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string, getenv environ) ([]string, error) {
+	var positional, tail []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, tail = args[:i], args[i+1:]
 	}
-	if fs.NArg() > helpFor(fs.Name()).args {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(helpFor(fs.Name()).args))
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
+	positional = append(positional, tail...)
+	if len(positional) > helpFor(fs.Name()).args {
+		return nil, fmt.Errorf("unexpected argument %q", positional[helpFor(fs.Name()).args])
+	}
+	return positional, applyEnv(fs, getenv)
+}
+
+// applyEnv fills every flag not given on the command line from the
+// environment.
+func applyEnv(fs *flag.FlagSet, getenv environ) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
@@ -85,19 +108,56 @@ func isStringFlag(f *flag.Flag) bool {
 // parseCommand parses a command's flags; when it returns false the command
 // is over and exit is its exit code (0 for -h, 2 for a usage error). Help
 // goes to stdout, errors to stderr.
-func parseCommand(fs *flag.FlagSet, args []string, getenv environ, stdout, stderr io.Writer) (exit int, ok bool) {
+//
+// checks, when given, runs once the flags are in: what it returns is a
+// usage error too (a flag whose value does not fit another's).
+func parseCommand(fs *flag.FlagSet, args []string, getenv environ, stdout, stderr io.Writer, checks ...func() error) (positional []string, exit int, ok bool) {
 	fs.SetOutput(io.Discard) // the flag package's own messages: said below, once
 	fs.Usage = func() {}
-	if err := parseFlags(fs, args, getenv); err != nil {
+	positional, err := parseFlags(fs, args, getenv)
+	for _, check := range checks {
+		if err == nil {
+			err = check()
+		}
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(stdout, fs)
-			return exitOK, false
+			return nil, exitOK, false
 		}
-		fmt.Fprintf(stderr, "ocisigner %s: %v\nRun \"ocisigner %s -h\" for its flags.\n", fs.Name(), err, fs.Name())
-		return exitUsage, false
+		fmt.Fprintf(stderr, "ocisigner %s: %v\nRun \"ocisigner %s -h\" for its flags.\n", fs.Name(), flagHint(fs, err), fs.Name())
+		return nil, exitUsage, false
 	}
-	return exitOK, true
+	return positional, exitOK, true
 }
+
+// flagHint adds what the flag package leaves out of its "parse error":
+// what a value of that flag looks like.
+func flagHint(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[1])
+	if f == nil {
+		return err
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return fmt.Errorf("%w: want a duration, a number with a unit, e.g. 15s, 2m or 1h30m", err)
+	case int, int64, uint, uint64:
+		return fmt.Errorf("%w: want a whole number", err)
+	case bool:
+		return fmt.Errorf("%w: want true or false", err)
+	}
+	return err
+}
+
+var badValue = regexp.MustCompile(`invalid (?:value|boolean value) ".*" for flag -+([A-Za-z0-9-]+): parse error`)
 
 // stringList is a repeatable string flag.
 type stringList []string

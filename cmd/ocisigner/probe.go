@@ -300,7 +300,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "also print the signed headers (masked) and OCI's opc-request-id")
 	fs.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
-	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, cf.settle(getenv)); !ok {
 		return exit
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

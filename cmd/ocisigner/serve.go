@@ -93,7 +93,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 func parseServe(args []string, getenv environ, stdout, stderr io.Writer) (o serveOptions, exit int, ok bool) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	o.register(fs)
-	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, o.creds.settle(getenv)); !ok {
 		return o, exit, false
 	}
 	fs.Visit(func(f *flag.Flag) {

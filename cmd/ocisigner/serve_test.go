@@ -457,7 +457,7 @@ func TestServeListensOnLoopbackByDefault(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var o serveOptions
 	o.register(fs)
-	if err := parseFlags(fs, nil, mapEnv(nil)); err != nil {
+	if _, err := parseFlags(fs, nil, mapEnv(nil)); err != nil {
 		t.Fatal(err)
 	}
 	for name, addr := range map[string]string{"--listen": o.listen, "--admin": o.admin} {

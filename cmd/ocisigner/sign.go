@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
@@ -22,11 +24,18 @@ type signResult struct {
 	Method        string         `json:"method"`
 	URL           string         `json:"url"` // where the request goes: https://<host><target>
 	SignedHeaders string         `json:"signed_headers,omitempty"`
-	Set           []signer.Field `json:"set_headers,omitempty"`
+	Set           []headerField  `json:"set_headers,omitempty"`
 	Remove        []string       `json:"remove_headers,omitempty"`
 	SigningString string         `json:"signing_string,omitempty"`
 	Curl          string         `json:"curl,omitempty"`
+	Warning       string         `json:"warning,omitempty"`
 	Refused       *refusedResult `json:"refused,omitempty"`
+}
+
+// headerField is a header in sign's JSON.
+type headerField struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 type refusedResult struct {
@@ -48,107 +57,228 @@ func (h *headerFlags) Set(v string) error {
 	return nil
 }
 
+// dataFlag is one of curl's body flags: -d/--data (text, or @file with its
+// line breaks removed, as curl does), --data-binary (@file as it is) and
+// --data-raw (text, no @). Each adds a part; curl joins them with &.
+type dataFlag struct {
+	parts *[]dataPart
+	mode  dataMode
+}
+
+type dataMode int
+
+const (
+	dataText   dataMode = iota // -d, --data
+	dataBinary                 // --data-binary
+	dataRaw                    // --data-raw
+)
+
+type dataPart struct {
+	mode  dataMode
+	value string
+}
+
+func (d dataFlag) String() string { return "" }
+func (d dataFlag) Set(v string) error {
+	*d.parts = append(*d.parts, dataPart{d.mode, v})
+	return nil
+}
+
+// body is the request body the parts make, as curl sends it.
+func body(parts []dataPart, stdin io.Reader) ([]byte, error) {
+	var out [][]byte
+	for _, p := range parts {
+		b := []byte(p.value)
+		if p.mode != dataRaw && strings.HasPrefix(p.value, "@") {
+			var err error
+			if p.value == "@-" {
+				b, err = io.ReadAll(stdin)
+			} else {
+				b, err = os.ReadFile(p.value[1:])
+			}
+			if err != nil {
+				return nil, err
+			}
+			if p.mode == dataText {
+				b = bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r"), nil), []byte("\n"), nil)
+			}
+		}
+		out = append(out, b)
+	}
+	return bytes.Join(out, []byte("&")), nil
+}
+
+// signArgs are sign's flags, spelled as curl spells them where curl has
+// them, so that a curl command line can be turned into `ocisigner sign` by
+// changing its first word.
+type signArgs struct {
+	cf      credentialFlags
+	so      serveOptions
+	method  string
+	headers headerFlags
+	data    []dataPart
+	reveal  bool
+	curl    bool
+	asJSON  bool
+}
+
+func (a *signArgs) register(fs *flag.FlagSet) {
+	a.cf.register(fs)
+	fs.StringVar(&a.method, "X", "", "the request method (default GET, or POST when there is a body, as curl)")
+	fs.StringVar(&a.method, "request", "", "the same as -X")
+	fs.Var(&a.headers, "H", "a request header, 'name: value'; repeatable")
+	fs.Var(&a.headers, "header", "the same as -H")
+	fs.Var(dataFlag{&a.data, dataText}, "d", "the request body as curl's -d: text, @file (line breaks removed) or @- for standard input; repeatable, joined with &")
+	fs.Var(dataFlag{&a.data, dataText}, "data", "the same as -d")
+	fs.Var(dataFlag{&a.data, dataBinary}, "data-binary", "the request body as curl's --data-binary: text, or @file and @- read as they are")
+	fs.Var(dataFlag{&a.data, dataRaw}, "data-raw", "the request body as curl's --data-raw: text, @ included")
+	fs.BoolVar(&a.reveal, "reveal", false, "print the keyId and signature whole (they are credentials for five minutes: keep them out of logs and tickets)")
+	fs.BoolVar(&a.curl, "curl", false, "print only the signed request as a curl command on standard output (runnable with --reveal)")
+	fs.BoolVar(&a.asJSON, "json", false, "print JSON")
+	fs.Var(&a.so.allowHosts, "allow-host", "also sign for hosts matching this pattern, as serve does; repeatable")
+	fs.Var(&a.so.aliases, "alias", "add or replace a service alias, as serve does: NAME=TEMPLATE; repeatable")
+	fs.StringVar(&a.so.genaiCompart, "genai-compartment", "", "compartment for Generative AI requests that name none, as serve does")
+}
+
+// curlArgs splits what curl takes attached to its one-letter flags:
+// -XPOST, -H'name: v', -d@file.
+func curlArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && strings.ContainsRune("XHd", rune(a[1])) && a[2] != '=' {
+			out = append(out, a[:2], a[2:])
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 func runSign(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
 	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
-	var (
-		cf      credentialFlags
-		so      serveOptions
-		method  string
-		headers headerFlags
-		data    string
-		reveal  bool
-		curl    bool
-		asJSON  bool
-	)
-	cf.register(fs)
-	fs.StringVar(&method, "X", "GET", "the request method")
-	fs.Var(&headers, "H", "a request header, 'name: value'; repeatable")
-	fs.StringVar(&data, "data", "", "the request body: text, @file, or @- for standard input")
-	fs.BoolVar(&reveal, "reveal", false, "print the keyId and signature whole (they are credentials for five minutes: keep them out of logs and tickets)")
-	fs.BoolVar(&curl, "curl", false, "also print the request as a curl command (runnable with --reveal)")
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	fs.Var(&so.allowHosts, "allow-host", "also sign for hosts matching this pattern, as serve does; repeatable")
-	fs.Var(&so.aliases, "alias", "add or replace a service alias, as serve does: NAME=TEMPLATE; repeatable")
-	fs.StringVar(&so.genaiCompart, "genai-compartment", "", "compartment for Generative AI requests that name none, as serve does")
-	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+	var a signArgs
+	a.register(fs)
+	pos, exit, ok := parseCommand(fs, curlArgs(args), getenv, stdout, stderr, a.cf.settle(getenv))
+	if !ok {
 		return exit
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "ocisigner sign: give one URL, e.g. https://objectstorage.us-ashburn-1.oraclecloud.com/n/ or http://localhost:10000/genai/openai/v1/models")
 		return exitUsage
 	}
-	authority, target, err := splitURL(fs.Arg(0))
+	authority, target, err := splitURL(pos[0])
 	if err != nil {
 		fmt.Fprintln(stderr, "ocisigner sign:", err)
 		return exitUsage
 	}
-	var body []byte
+	reqBody, err := body(a.data, os.Stdin)
+	if err != nil {
+		fmt.Fprintln(stderr, "ocisigner sign: the request body:", err)
+		return exitUsage
+	}
+	method := a.method
 	switch {
-	case data == "@-":
-		body, err = io.ReadAll(os.Stdin)
-	case strings.HasPrefix(data, "@"):
-		body, err = os.ReadFile(data[1:])
+	case method != "":
+	case len(a.data) > 0:
+		method = "POST" // as curl: a body makes it a POST
 	default:
-		body = []byte(data)
+		method = "GET"
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "ocisigner sign: --data:", err)
-		return exitUsage
+	srv, closeStore, exit := a.service(getenv, stderr)
+	if srv == nil {
+		return exit
 	}
-	so.profileHeader = extproc.DefaultProfileHeader
-	cfg, err := so.extprocConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, "ocisigner sign:", err)
-		return exitUsage
-	}
-	store, err := cf.open(getenv, discardLogger())
-	if err != nil {
-		fmt.Fprintln(stderr, "ocisigner sign:", err)
-		return credentialExit(err)
-	}
-	defer store.Close()
-	cfg.Credentials, cfg.DefaultProfile = store, cf.profileName(getenv)
-	srv, err := extproc.New(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "ocisigner sign:", err)
-		return exitFailure
-	}
-	p := srv.Preview(ctx, extproc.PreviewRequest{Method: method, Authority: authority, Path: target, Header: headers, Body: body})
-	res := signResult{Profile: p.Profile, Principal: string(p.Kind), KeyID: p.KeyID, Method: method, URL: "https://" + p.Authority + p.Path, Remove: p.Remove}
-	exit := exitOK
-	if r := p.Refused; r != nil {
-		res.Refused = &refusedResult{r.Status, r.Code, r.Message}
-		exit = refusalExit(r.Code)
-	}
-	if s := p.Signed; s != nil && p.Refused == nil {
-		res.SignedHeaders, res.SigningString = s.SignedHeaders, signer.MaskSigningString(s.SigningString)
-		for _, f := range p.Set {
-			switch {
-			case strings.HasPrefix(f.Name, ":"):
-				continue // where the request goes: the URL says it
-			case f.Name == signer.HeaderAuthorization && !reveal:
-				f.Value = maskAuthorization(f.Value)
-			case f.Name == signer.HeaderOBOToken && !reveal:
-				f.Value = signer.MaskSecret(f.Value)
-			}
-			res.Set = append(res.Set, f)
-		}
-		if reveal {
-			res.KeyID = between(s.Get(signer.HeaderAuthorization), `keyId="`, `"`)
-			res.SigningString = s.SigningString
-		}
-		if curl {
-			res.Curl = curlCommand(method, res.URL, headers, res.Set, p.Remove, data, reveal)
-		}
-	}
-	if asJSON {
+	defer closeStore()
+	p := srv.Preview(ctx, extproc.PreviewRequest{Method: method, Authority: authority, Path: target, Header: a.headers, Body: reqBody})
+	res, exit := a.report(p, method, reqBody)
+	switch {
+	case a.asJSON:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(res)
-		return exit
+	case a.curl && res.Refused == nil:
+		// Only the command, so that it can be piped to a shell.
+		fmt.Fprintln(stdout, res.Curl)
+		if res.Warning != "" {
+			fmt.Fprintln(stderr, "warning:", res.Warning)
+		}
+		if !a.reveal {
+			fmt.Fprintln(stderr, "ocisigner sign: keyId and signature masked; add --reveal for a command that runs")
+		}
+	default:
+		printSign(stdout, res, a.reveal)
 	}
-	printSign(stdout, res, reveal)
 	return exit
+}
+
+// service is the ext_proc service as `serve` would run it with these
+// flags, on the credentials of the config's owner: its refusals carry the
+// whole local error (DiscloseErrors), since here there is no gateway and
+// the paths and profiles are the user's own.
+func (a *signArgs) service(getenv environ, stderr io.Writer) (*extproc.Server, func(), int) {
+	a.so.profileHeader = extproc.DefaultProfileHeader
+	cfg, err := a.so.extprocConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, "ocisigner sign:", err)
+		return nil, nil, exitUsage
+	}
+	store, err := a.cf.open(getenv, discardLogger())
+	if err != nil {
+		fmt.Fprintln(stderr, "ocisigner sign:", err)
+		return nil, nil, credentialExit(err)
+	}
+	cfg.Credentials, cfg.DefaultProfile, cfg.DiscloseErrors = store, a.cf.profileName(getenv), true
+	srv, err := extproc.New(cfg)
+	if err != nil {
+		store.Close()
+		fmt.Fprintln(stderr, "ocisigner sign:", err)
+		return nil, nil, exitFailure
+	}
+	return srv, func() { store.Close() }, exitOK
+}
+
+// report is what sign prints of the service's answer, masked unless
+// --reveal, and the exit code.
+func (a *signArgs) report(p *extproc.Preview, method string, reqBody []byte) (signResult, int) {
+	res := signResult{Profile: p.Profile, Principal: string(p.Kind), KeyID: p.KeyID, Method: method, URL: "https://" + p.Authority + p.Path, Remove: p.Remove}
+	if p.Region != "" {
+		if r, err := signer.ParseRegion(p.Region); err == nil {
+			res.Warning = regionWarning(r)
+		}
+	}
+	if r := p.Refused; r != nil {
+		res.Refused = &refusedResult{r.Status, r.Code, r.Message}
+		return res, refusalExit(r.Code)
+	}
+	s := p.Signed
+	if s == nil {
+		return res, exitOK
+	}
+	res.SignedHeaders, res.SigningString = s.SignedHeaders, signer.MaskSigningString(s.SigningString)
+	var set []signer.Field
+	for _, f := range p.Set {
+		switch {
+		case strings.HasPrefix(f.Name, ":"):
+			continue // where the request goes: the URL says it
+		case f.Name == signer.HeaderAuthorization && !a.reveal:
+			f.Value = maskAuthorization(f.Value)
+		case f.Name == signer.HeaderOBOToken && !a.reveal:
+			f.Value = signer.MaskSecret(f.Value)
+		}
+		set = append(set, f)
+		res.Set = append(res.Set, headerField(f))
+	}
+	if a.reveal {
+		res.KeyID = between(s.Get(signer.HeaderAuthorization), `keyId="`, `"`)
+		res.SigningString = s.SigningString
+	}
+	if a.curl {
+		res.Curl = curlCommand(method, res.URL, a.headers, set, p.Remove, reqBody, a.data)
+	}
+	return res, exitOK
 }
 
 // splitURL takes a URL apart without re-encoding anything: the target is
@@ -188,9 +318,9 @@ func between(s, from, to string) string {
 	return v
 }
 
-// curlCommand is the signed request as a curl command line: runnable only
-// when the values are revealed.
-func curlCommand(method, url string, client headerFlags, set []signer.Field, remove []string, data string, reveal bool) string {
+// curlCommand is the signed request as a curl command line, sending
+// exactly the body that was signed: runnable when the values are revealed.
+func curlCommand(method, url string, client headerFlags, set []signer.Field, remove []string, body []byte, parts []dataPart) string {
 	final := map[string]string{}
 	var order []string
 	put := func(name, value string) {
@@ -215,15 +345,15 @@ func curlCommand(method, url string, client headerFlags, set []signer.Field, rem
 			b.WriteString(" \\\n  -H " + shellQuote(name+": "+v))
 		}
 	}
-	if data != "" {
-		if strings.HasPrefix(data, "@") && data != "@-" {
-			b.WriteString(" \\\n  --data-binary " + shellQuote(data))
-		} else {
-			b.WriteString(" \\\n  --data-binary " + shellQuote(data))
-		}
-	}
-	if !reveal {
-		b.WriteString("\n# keyId and signature masked: add --reveal for a command that runs")
+	switch {
+	case len(parts) == 1 && parts[0].mode == dataBinary && strings.HasPrefix(parts[0].value, "@") && parts[0].value != "@-":
+		// The file as it is: what was signed.
+		b.WriteString(" \\\n  --data-binary " + shellQuote(parts[0].value))
+	case len(body) > 0 && utf8.Valid(body) && !bytes.ContainsRune(body, 0):
+		b.WriteString(" \\\n  --data-binary " + shellQuote(string(body)))
+	case len(body) > 0:
+		// Bytes a shell word cannot hold: the same bytes must be piped in.
+		b.WriteString(" \\\n  --data-binary @-")
 	}
 	return b.String()
 }
@@ -240,6 +370,7 @@ func printSign(w io.Writer, r signResult, reveal bool) {
 	line("principal", r.Principal)
 	line("key id", r.KeyID)
 	line("request", r.Method+" "+r.URL)
+	line("warning", r.Warning)
 	if r.Refused != nil {
 		line("refused", fmt.Sprintf("%d %s", r.Refused.Status, r.Refused.Code))
 		line("why", r.Refused.Message)

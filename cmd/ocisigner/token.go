@@ -19,6 +19,7 @@ type tokenReport struct {
 	KeyID      string     `json:"key_id,omitempty"` // masked unless --reveal
 	Subject    string     `json:"subject,omitempty"`
 	Tenancy    string     `json:"tenancy,omitempty"`
+	Region     string     `json:"region,omitempty"`
 	Created    *time.Time `json:"created,omitempty"`
 	Expires    *time.Time `json:"expires,omitempty"`
 	Remaining  string     `json:"remaining,omitempty"`
@@ -29,7 +30,10 @@ type tokenReport struct {
 	// SubjectToken is the external identity a federated token was
 	// exchanged for (token exchange); never the subject token itself.
 	SubjectToken *subjectInfo `json:"subject_token,omitempty"`
-	Error        string       `json:"error,omitempty"`
+	// Warning is about something that may be wrong although the profile
+	// works: a region ocisigner does not know.
+	Warning string `json:"warning,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
@@ -44,7 +48,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.BoolVar(&all, "all", false, "report every profile of the config")
 	fs.BoolVar(&reveal, "reveal", false, "print the token itself (it is a credential: keep it out of logs and tickets)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, cf.settle(getenv)); !ok {
 		return exit
 	}
 	cfg, err := cf.open(getenv, discardLogger())
@@ -99,6 +103,10 @@ func inspect(ctx context.Context, src signer.Source, name string, reveal bool, n
 		}
 	} else {
 		r.Principal = string(c.Kind)
+		r.Region, r.Tenancy = c.Region, c.Tenancy
+		if reg, err := signer.ParseRegion(c.Region); err == nil && c.Region != "" {
+			r.Warning = regionWarning(reg)
+		}
 		r.KeyID = signer.MaskKeyID(c.KeyID)
 		if reveal {
 			r.KeyID = c.KeyID
@@ -118,7 +126,10 @@ func inspect(ctx context.Context, src signer.Source, name string, reveal bool, n
 			t = t.UTC()
 			return &t
 		}
-		r.Subject, r.Tenancy = tok.Subject, tok.Tenant
+		r.Subject = tok.Subject
+		if r.Tenancy == "" {
+			r.Tenancy = tok.Tenant
+		}
 		r.Created, r.Expires, r.SessionEnd = utc(tok.IssuedAt), utc(tok.Expiry), utc(tok.SessionEnd)
 		r.Expired = tok.Expired(now)
 		r.Remaining = tok.Expiry.Sub(now).Truncate(time.Second).String()
@@ -146,6 +157,7 @@ func printToken(w io.Writer, r tokenReport) {
 	line("principal", r.Principal)
 	line("subject", r.Subject)
 	line("tenancy", r.Tenancy)
+	line("region", r.Region)
 	line("created", ts(r.Created))
 	line("expires", ts(r.Expires))
 	if r.Expires != nil {
@@ -166,5 +178,6 @@ func printToken(w io.Writer, r tokenReport) {
 	}
 	line("key id", r.KeyID)
 	line("token", r.Token)
+	line("warning", r.Warning)
 	line("error", r.Error)
 }

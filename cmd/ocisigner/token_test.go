@@ -77,7 +77,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 			var o serveOptions
 			o.register(fs)
-			if err := parseFlags(fs, tc.args, mapEnv(tc.env)); err != nil {
+			if _, err := parseFlags(fs, tc.args, mapEnv(tc.env)); err != nil {
 				t.Fatal(err)
 			}
 			if o.maxBodyBytes != tc.want.maxBodyBytes || o.allowHosts.String() != tc.want.allowHosts.String() || o.logFormat != tc.want.logFormat {
@@ -88,7 +88,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var o serveOptions
 	o.register(fs)
-	if err := parseFlags(fs, nil, mapEnv(map[string]string{"OCISIGNER_MAX_BODY_BYTES": "lots"})); err == nil || !strings.Contains(err.Error(), "OCISIGNER_MAX_BODY_BYTES") {
+	if _, err := parseFlags(fs, nil, mapEnv(map[string]string{"OCISIGNER_MAX_BODY_BYTES": "lots"})); err == nil || !strings.Contains(err.Error(), "OCISIGNER_MAX_BODY_BYTES") {
 		t.Fatalf("a bad environment value must name its variable: %v", err)
 	}
 }

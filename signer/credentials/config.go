@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -62,6 +63,24 @@ type Profile struct {
 
 // Get returns a key's value, or "".
 func (p *Profile) Get(key string) string { return p.Values[key] }
+
+// overridden is the profile with what the command line says instead of
+// the config: its region, and how it signs (authentication_type).
+func (p *Profile) overridden(region string, kind signer.Kind) *Profile {
+	if region == "" && kind == "" {
+		return p
+	}
+	q := *p
+	q.Values = maps.Clone(p.Values)
+	q.Own = maps.Clone(p.Own)
+	if region != "" {
+		q.Values["region"], q.Own["region"] = region, true
+	}
+	if kind != "" {
+		q.Values["authentication_type"], q.Own["authentication_type"] = string(kind), true
+	}
+	return &q
+}
 
 // Region returns the profile's region, validated (signer.ParseRegion), as
 // its identifier; "" when the profile names none. An invalid region makes

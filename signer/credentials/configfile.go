@@ -82,6 +82,11 @@ func (f *configFetcher) fetch(context.Context, bool) (*entry[*configState], erro
 		}
 		return nil, err
 	}
+	if ov := c.opts.override; ov.profile != "" {
+		if p, ok := profiles[ov.profile]; ok {
+			profiles[ov.profile] = p.overridden(ov.region, ov.kind)
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	prev := f.cur

@@ -15,6 +15,10 @@ import (
 
 // readFile reads a file and turns the failure into an *Error an operator can act on.
 func readFile(path, what string) ([]byte, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, &signer.Error{Kind: signer.ErrConfig, Path: path, Detail: what + " " + path + " is a folder",
+			Hint: "name the file in it (for the OCI config: " + filepath.Join(path, "config") + ")"}
+	}
 	data, err := os.ReadFile(path)
 	if err == nil {
 		return data, nil

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // options configure the sources of a Store, a ConfigFile or a principal.
@@ -24,6 +26,13 @@ type options struct {
 	saTokenPath   string
 	saCAPath      string
 	getenv        func(string) string
+
+	// override is what the command line says of one profile (its region,
+	// its kind) instead of the config.
+	override struct {
+		profile, region string
+		kind            signer.Kind
+	}
 
 	secretsFor string // the profile tokenValue and passphrase are for
 	tokenValue string

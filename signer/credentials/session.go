@@ -122,9 +122,14 @@ func (f *sessionFetcher) readDisk() {
 		}
 		if e, ok := err.(*signer.Error); ok {
 			e.Path = where
-			if e.Kind == signer.ErrKeyMismatch {
+			switch e.Kind {
+			case signer.ErrKeyMismatch:
 				e.Detail = fmt.Sprintf("security token %s was issued for another key than %s", where, keyPath)
 				e.Hint = "a rotation may be half done; run `oci session authenticate --profile-name " + p.Name + "` if this persists"
+			case signer.ErrTokenMalformed:
+				if e.Hint == "" {
+					e.Hint = "the token file must hold the session token `oci session authenticate` writes; run `oci session authenticate --profile-name " + p.Name + "` to write a new one"
+				}
 			}
 		}
 		if err != nil {

@@ -35,6 +35,13 @@ type Settings struct {
 	// SessionToken and Passphrase, when set, are DefaultProfile's session
 	// token and key passphrase as values (EnvSecurityToken, EnvPassphrase).
 	SessionToken, Passphrase string
+	// Region, when set, is DefaultProfile's region instead of the
+	// config's, as the OCI CLI's --region and OCI_CLI_REGION are.
+	Region string
+	// Auth, when set, is how DefaultProfile signs whatever the config
+	// says, as the OCI CLI's --auth: signer.KindSession (security_token)
+	// or signer.KindAPIKey (api_key). Principals are Principal's.
+	Auth signer.Kind
 }
 
 // Store is every profile a process signs for, by name, and the one
@@ -53,6 +60,17 @@ func Open(s Settings, opts ...Option) (*Store, error) {
 	if s.SessionToken != "" || s.Passphrase != "" {
 		WithProfileSecrets(s.DefaultProfile, s.SessionToken, s.Passphrase)(&o)
 	}
+	switch s.Auth {
+	case "", signer.KindSession, signer.KindAPIKey:
+	default:
+		return nil, fmt.Errorf("auth %q: a profile signs as %s or %s; principals are chosen with Principal", s.Auth, signer.KindSession, signer.KindAPIKey)
+	}
+	if s.Region != "" {
+		if _, err := checkRegion(s.Region, s.DefaultProfile, "", "the region given"); err != nil {
+			return nil, err
+		}
+	}
+	o.override.profile, o.override.region, o.override.kind = s.DefaultProfile, s.Region, s.Auth
 	loop, owns := o.ownLoop()
 	o.loop = loop // every source below shares it
 	st := &Store{loop: loop, name: s.DefaultProfile}
