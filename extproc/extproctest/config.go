@@ -132,6 +132,32 @@ type Config struct {
 	// namespaces are not read by ext_proc.
 	ReceivingNamespaces []string
 
+	// RequestAttributes is the filter's request_attributes: Envoy evaluates each (a CEL
+	// expression) when it builds the request headers message and sends the results on that
+	// message only, as ProcessingRequest.attributes["envoy.filters.http.ext_proc"], a
+	// Struct keyed by the expression's text (ext_proc.cc Filter::buildHeaderRequest and
+	// addAttributes; matching_utils.cc ExpressionManager::evaluateAttributes). Nothing is
+	// sent when request_header_mode is SKIP. Values: bool as bool, integers as numbers,
+	// everything else (strings, bytes) as a string; an expression without a value is left
+	// out. The stand-in evaluates these expressions (filters/common/expr/context.cc):
+	//
+	//   - connection.requested_server_name: the SNI, set on the connection only by the
+	//     internal listener's tls_inspector (Intercept.TLSInspector); "" (present, empty)
+	//     on any other connection, and on a TLS connection without the inspector;
+	//   - connection.mtls: false (no client certificates); connection.tls_version:
+	//     "TLSv1.2"/"TLSv1.3" on a TLS connection, absent otherwise;
+	//   - request.host, request.path, request.method, request.scheme, request.id,
+	//     request.user_agent, request.referer: the request header as it is at that time
+	//     (after strip_any_host_port), absent when missing; request.protocol: "HTTP/1.1"
+	//     or "HTTP/2";
+	//   - filter_state['NAME'] (or "NAME"): the string value of a filter state object of
+	//     the request or its connection, absent when there is none; on the internal
+	//     listener this is how the CONNECT :authority can reach the processor
+	//     (Intercept.AuthorityFilterState).
+	//
+	// Any other expression is refused with ErrUnsupported.
+	RequestAttributes []string
+
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
@@ -173,6 +199,7 @@ type settings struct {
 	Config
 	mode    *extprocfilterv3.ProcessingMode
 	checker *checker
+	attrs   []attribute
 }
 
 // DefaultProcessingMode returns the mode of ocisigner's envoy.yaml, used when
@@ -251,6 +278,9 @@ func (c Config) resolve() (*settings, error) {
 		return nil, err
 	}
 	s.checker = ck
+	if s.attrs, err = compileAttributes(c.RequestAttributes); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -204,6 +204,7 @@ func (f *filter) decode() {
 		f.openStream()
 		f.reqHeadersSent = true
 		req := f.newRequest()
+		f.setRequestAttributes(req)
 		req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers:     f.reqHeaders.toProto(),
 			EndOfStream: !f.hasBody,
