@@ -158,10 +158,75 @@ type Config struct {
 	// Any other expression is refused with ErrUnsupported.
 	RequestAttributes []string
 
+	// Intercept, when set, gives the listener HTTPS interception: the connection manager
+	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
+	// terminates it into an internal listener, and that listener terminates TLS with a
+	// certificate fetched on demand over delta SDS, then runs the same connection
+	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests.
+	// Nil is Envoy without upgrade_configs: every CONNECT gets 403 (upgrade_failed).
+	Intercept *Intercept
+
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
 	Logf func(format string, args ...any)
+}
+
+// Intercept is the HTTPS interception part of an Envoy (1.37 and later) configuration:
+// the CONNECT upgrade on the listener, the internal cluster that carries a terminated
+// CONNECT into an internal listener (envoy.bootstrap.internal_listener, an
+// envoy_internal_address endpoint), and that internal listener: its tls_inspector, its
+// filter chain's transport_socket_connect_timeout and a DownstreamTlsContext whose
+// certificate comes from envoy.tls.certificate_selectors.on_demand_secret with the
+// envoy.tls.certificate_mappers.sni mapper.
+type Intercept struct {
+	// SDS is the gRPC target of the on-demand selector's config_source (api_type
+	// DELTA_GRPC): "127.0.0.1:port" or "unix:/path". In ocisigner's deployment this is the
+	// signer's ext_proc port. Envoy opens one DeltaSecrets stream per secret name (each
+	// name is its own SDS subscription, with its own gRPC mux) and keeps it until the
+	// server removes the name. State-of-the-world SDS is not reproduced.
+	SDS string
+	// DefaultSNI is the sni mapper's default_value (required by Envoy): the secret name
+	// asked for when the client sends no SNI.
+	DefaultSNI string
+	// TLSInspector puts envoy.filters.listener.tls_inspector on the internal listener.
+	// Only it sets the connection's requested server name (tls_inspector.cc), so without
+	// it connection.requested_server_name is "" for ext_proc even though the TLS
+	// handshake itself saw the SNI.
+	TLSInspector bool
+	// TransportSocketConnectTimeout is the internal listener filter chain's
+	// transport_socket_connect_timeout: a handshake not finished by then (for example
+	// while SDS has not answered) is closed without an alert
+	// (connection_impl.cc ServerConnectionImpl::onTransportSocketConnectTimeout). 0 is
+	// Envoy's default: no timeout, the handshake waits as long as the client does.
+	TransportSocketConnectTimeout time.Duration
+	// DisableStatelessSessionResumption and DisableStatefulSessionResumption are the
+	// DownstreamTlsContext fields. The on-demand selector refuses a context unless both
+	// are set ("On demand certificates are not integrated with session resumption
+	// support.", on_demand/config.cc createTlsCertificateSelectorFactory), so New fails
+	// with ErrConfig otherwise. No session is ever resumed.
+	DisableStatelessSessionResumption bool
+	DisableStatefulSessionResumption  bool
+	// ALPN is common_tls_context.alpn_protocols, in the server's order of preference
+	// (ServerContextImpl::alpnSelectCallback, SSL_select_next_proto): the first of these
+	// the client offers is chosen; none in common, or a client that offers none, means no
+	// ALPN, and the connection manager (codec_type AUTO) then speaks HTTP/2 only if the
+	// client's first bytes are the HTTP/2 preface, HTTP/1.1 otherwise
+	// (ConnectionManagerUtility::determineNextProtocol). Nil is Envoy's default: no ALPN.
+	ALPN []string
+	// AuthorityFilterState, if set, is the object_key under which an
+	// envoy.filters.http.set_filter_state filter on the listener stores a CONNECT's
+	// %REQ(:AUTHORITY)% (factory envoy.string, shared_with_upstream ONCE). It reaches the
+	// internal listener's connection only when InternalUpstream is set; ext_proc can then
+	// read it with the request attribute filter_state['KEY'].
+	AuthorityFilterState string
+	// InternalUpstream is the internal cluster's transport_socket
+	// envoy.transport_sockets.internal_upstream: it hands the filter state objects shared
+	// with the upstream to the internal listener's connection (internal_upstream
+	// config.cc InternalSocketFactory::createTransportSocket, user_space
+	// PassthroughStateImpl::mergeInto). Without it (raw_buffer, Envoy's default) the
+	// tunnel still works but no filter state crosses.
+	InternalUpstream bool
 }
 
 // AccessLogEntry is what Envoy's access log would say about one downstream request.
@@ -279,6 +344,9 @@ func (c Config) resolve() (*settings, error) {
 	}
 	s.checker = ck
 	if s.attrs, err = compileAttributes(c.RequestAttributes); err != nil {
+		return nil, err
+	}
+	if err := c.Intercept.validate(); err != nil {
 		return nil, err
 	}
 	return s, nil

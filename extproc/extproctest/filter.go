@@ -127,6 +127,10 @@ func (f *filter) serve() {
 	}
 	f.reqHeaders = h
 	f.hasBody = hasBody(r)
+	if r.Method == http.MethodConnect {
+		f.serveConnect() // connect.go
+		return
+	}
 	// ActiveStream::decodeHeaders matches the route before the filters run.
 	f.route = f.matchRoute()
 	if expectsContinue(r) && !f.cfg.Proxy100Continue {
