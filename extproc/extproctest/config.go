@@ -190,9 +190,10 @@ type Intercept struct {
 	// asked for when the client sends no SNI.
 	DefaultSNI string
 	// TLSInspector puts envoy.filters.listener.tls_inspector on the internal listener.
-	// Only it sets the connection's requested server name (tls_inspector.cc), so without
-	// it connection.requested_server_name is "" for ext_proc even though the TLS
-	// handshake itself saw the SNI.
+	// Only it sets the connection's requested server name (tls_inspector.cc; the TLS
+	// socket does not, ssl_socket.cc SslSocket::onSuccess), so without it
+	// connection.requested_server_name is "" for ext_proc even though the handshake, and
+	// the sni mapper, saw the SNI.
 	TLSInspector bool
 	// TransportSocketConnectTimeout is the internal listener filter chain's
 	// transport_socket_connect_timeout: a handshake not finished by then (for example
