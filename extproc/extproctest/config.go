@@ -132,10 +132,102 @@ type Config struct {
 	// namespaces are not read by ext_proc.
 	ReceivingNamespaces []string
 
+	// RequestAttributes is the filter's request_attributes: Envoy evaluates each (a CEL
+	// expression) when it builds the request headers message and sends the results on that
+	// message only, as ProcessingRequest.attributes["envoy.filters.http.ext_proc"], a
+	// Struct keyed by the expression's text (ext_proc.cc Filter::buildHeaderRequest and
+	// addAttributes; matching_utils.cc ExpressionManager::evaluateAttributes). Nothing is
+	// sent when request_header_mode is SKIP. Values: bool as bool, integers as numbers,
+	// everything else (strings, bytes) as a string; an expression without a value is left
+	// out. The stand-in evaluates these expressions (filters/common/expr/context.cc):
+	//
+	//   - connection.requested_server_name: the SNI, set on the connection only by the
+	//     internal listener's tls_inspector (Intercept.TLSInspector); "" (present, empty)
+	//     on any other connection, and on a TLS connection without the inspector;
+	//   - connection.mtls: false (no client certificates); connection.tls_version:
+	//     "TLSv1.2"/"TLSv1.3" on a TLS connection, absent otherwise;
+	//   - request.host, request.path, request.method, request.scheme, request.id,
+	//     request.user_agent, request.referer: the request header as it is at that time
+	//     (after strip_any_host_port), absent when missing; request.protocol: "HTTP/1.1"
+	//     or "HTTP/2";
+	//   - filter_state['NAME'] (or "NAME"): the string value of a filter state object of
+	//     the request or its connection, absent when there is none; on the internal
+	//     listener this is how the CONNECT :authority can reach the processor
+	//     (Intercept.AuthorityFilterState).
+	//
+	// Any other expression is refused with ErrUnsupported.
+	RequestAttributes []string
+
+	// Intercept, when set, gives the listener HTTPS interception: the connection manager
+	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
+	// terminates it into an internal listener, and that listener terminates TLS with a
+	// certificate fetched on demand over delta SDS, then runs the same connection
+	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests.
+	// Nil is Envoy without upgrade_configs: every CONNECT gets 403 (upgrade_failed).
+	Intercept *Intercept
+
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
 	Logf func(format string, args ...any)
+}
+
+// Intercept is the HTTPS interception part of an Envoy (1.37 and later) configuration:
+// the CONNECT upgrade on the listener, the internal cluster that carries a terminated
+// CONNECT into an internal listener (envoy.bootstrap.internal_listener, an
+// envoy_internal_address endpoint), and that internal listener: its tls_inspector, its
+// filter chain's transport_socket_connect_timeout and a DownstreamTlsContext whose
+// certificate comes from envoy.tls.certificate_selectors.on_demand_secret with the
+// envoy.tls.certificate_mappers.sni mapper.
+type Intercept struct {
+	// SDS is the gRPC target of the on-demand selector's config_source (api_type
+	// DELTA_GRPC): "127.0.0.1:port" or "unix:/path". In ocisigner's deployment this is the
+	// signer's ext_proc port. Envoy opens one DeltaSecrets stream per secret name (each
+	// name is its own SDS subscription, with its own gRPC mux) and keeps it until the
+	// server removes the name. State-of-the-world SDS is not reproduced.
+	SDS string
+	// DefaultSNI is the sni mapper's default_value (required by Envoy): the secret name
+	// asked for when the client sends no SNI.
+	DefaultSNI string
+	// TLSInspector puts envoy.filters.listener.tls_inspector on the internal listener.
+	// Only it sets the connection's requested server name (tls_inspector.cc; the TLS
+	// socket does not, ssl_socket.cc SslSocket::onSuccess), so without it
+	// connection.requested_server_name is "" for ext_proc even though the handshake, and
+	// the sni mapper, saw the SNI.
+	TLSInspector bool
+	// TransportSocketConnectTimeout is the internal listener filter chain's
+	// transport_socket_connect_timeout: a handshake not finished by then (for example
+	// while SDS has not answered) is closed without an alert
+	// (connection_impl.cc ServerConnectionImpl::onTransportSocketConnectTimeout). 0 is
+	// Envoy's default: no timeout, the handshake waits as long as the client does.
+	TransportSocketConnectTimeout time.Duration
+	// DisableStatelessSessionResumption and DisableStatefulSessionResumption are the
+	// DownstreamTlsContext fields. The on-demand selector refuses a context unless both
+	// are set ("On demand certificates are not integrated with session resumption
+	// support.", on_demand/config.cc createTlsCertificateSelectorFactory), so New fails
+	// with ErrConfig otherwise. No session is ever resumed.
+	DisableStatelessSessionResumption bool
+	DisableStatefulSessionResumption  bool
+	// ALPN is common_tls_context.alpn_protocols, in the server's order of preference
+	// (ServerContextImpl::alpnSelectCallback, SSL_select_next_proto): the first of these
+	// the client offers is chosen; none in common, or a client that offers none, means no
+	// ALPN, and the connection manager (codec_type AUTO) then speaks HTTP/2 only if the
+	// client's first bytes are the HTTP/2 preface, HTTP/1.1 otherwise
+	// (ConnectionManagerUtility::determineNextProtocol). Nil is Envoy's default: no ALPN.
+	ALPN []string
+	// AuthorityFilterState, if set, is the object_key under which an
+	// envoy.filters.http.set_filter_state filter on the listener stores a CONNECT's
+	// %REQ(:AUTHORITY)% (factory envoy.string, shared_with_upstream ONCE). It reaches the
+	// internal listener's connection only when InternalUpstream is set; ext_proc can then
+	// read it with the request attribute filter_state['KEY'].
+	AuthorityFilterState string
+	// InternalUpstream is the internal cluster's transport_socket
+	// envoy.transport_sockets.internal_upstream: it hands the filter state objects shared
+	// with the upstream to the internal listener's connection (internal_upstream
+	// config.cc InternalSocketFactory::createTransportSocket, user_space
+	// PassthroughStateImpl::mergeInto). Without it (raw_buffer, Envoy's default) the
+	// tunnel still works but no filter state crosses.
+	InternalUpstream bool
 }
 
 // AccessLogEntry is what Envoy's access log would say about one downstream request.
@@ -173,6 +265,7 @@ type settings struct {
 	Config
 	mode    *extprocfilterv3.ProcessingMode
 	checker *checker
+	attrs   []attribute
 }
 
 // DefaultProcessingMode returns the mode of ocisigner's envoy.yaml, used when
@@ -251,6 +344,12 @@ func (c Config) resolve() (*settings, error) {
 		return nil, err
 	}
 	s.checker = ck
+	if s.attrs, err = compileAttributes(c.RequestAttributes); err != nil {
+		return nil, err
+	}
+	if err := c.Intercept.validate(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -30,12 +30,34 @@
 //     server that waits for io.EOF from Recv may see a cancellation instead.
 //
 // It also reproduces proxy_100_continue (Config.Proxy100Continue), the processor's dynamic
-// metadata (Config.ReceivingNamespaces) and the access log (AccessLogEntry, rendered with an
-// Envoy format string by FormatAccessLog; AccessLogFormat is ocisigner's).
+// metadata (Config.ReceivingNamespaces), request_attributes on the request headers message
+// (Config.RequestAttributes) and the access log (AccessLogEntry, rendered with an Envoy
+// format string by FormatAccessLog; AccessLogFormat is ocisigner's).
+//
+// With Config.Intercept it is also an HTTPS interceptor, as Envoy 1.37 and later can be: the
+// listener accepts CONNECT (403 upgrade_failed without it), a route with
+// Route.TerminateConnect terminates it into an internal listener, and a route's
+// direct_response refuses it before any TLS. The internal listener runs tls_inspector and
+// terminates TLS with a certificate chosen by the on-demand secret selector and the sni
+// mapper: the handshake pauses while the name (the SNI, or the mapper's default_value) is
+// fetched over delta SDS, one DeltaSecrets stream per name; the server's update resumes it, a
+// removal fails it with a handshake_failure alert, and silence lasts until
+// transport_socket_connect_timeout closes the connection (forever without one). A name keeps
+// its subscription and certificate until the server removes it, SDS down or certificate
+// expired; no session is resumed, and the selector is refused unless both kinds of
+// resumption are off. ALPN follows the server's order; without ALPN the codec looks for the
+// HTTP/2 preface. The decrypted requests (HTTP/1.1 or HTTP/2) then go through the same
+// connection manager, ext_proc, dynamic forward proxy and router, with
+// connection.requested_server_name and the CONNECT host (filter state handed over by the
+// internal_upstream transport socket) available as request attributes. Stats count tunnels,
+// subscriptions, SDS streams, handshakes and connect timeouts.
 //
 // What it does not do is said on Config: one ext_proc filter (ocisigner's envoy.yaml runs two,
 // one per route; configure the stand-in as the one under test), response bodies and trailers
 // are never sent to the processor, the STREAMED, BUFFERED_PARTIAL and FULL_DUPLEX_STREAMED
 // body modes are refused (ErrUnsupported, or a 500 local reply when a mode override asks for
-// them), and there is no TLS, HTTP/2, retries or request attributes.
+// them), there is no TLS on the listener itself, no HTTP/2 there and no retries, ext_proc on a
+// CONNECT request is refused (a 500 local reply), response_attributes are not sent,
+// state-of-the-world SDS is not spoken, and on the internal listener proxy_100_continue is
+// reproduced for HTTP/1.1 only (net/http's HTTP/2 server answers 100-continue itself).
 package extproctest

@@ -28,6 +28,8 @@ type Envoy struct {
 	client extprocv3.ExternalProcessorClient
 	stats  counters
 
+	internal *internalListener // Config.Intercept's internal listener, or nil
+
 	poolsMu     sync.Mutex
 	pools       map[string]*upstreamPool // by "host:port"
 	poolsClosed bool
@@ -80,6 +82,14 @@ func New(cfg Config) (*Envoy, error) {
 		cancel:  cancel,
 		srvDone: make(chan struct{}),
 	}
+	if s.Intercept != nil {
+		if e.internal, err = newInternalListener(e); err != nil {
+			cancel()
+			tcp.Close()
+			conn.Close()
+			return nil, err
+		}
+	}
 	e.srv = &http.Server{
 		Handler:           e,
 		MaxHeaderBytes:    maxHeadersBytes,
@@ -119,7 +129,13 @@ func (e *Envoy) Close() error {
 	e.cancel()
 	err := e.srv.Close()
 	<-e.srvDone
+	if e.internal != nil {
+		e.internal.close()
+	}
 	e.wg.Wait()
+	if e.internal != nil {
+		_ = e.internal.secrets.conn.Close()
+	}
 	e.poolsMu.Lock()
 	e.poolsClosed = true
 	for _, p := range e.pools {

@@ -127,6 +127,10 @@ func (f *filter) serve() {
 	}
 	f.reqHeaders = h
 	f.hasBody = hasBody(r)
+	if r.Method == http.MethodConnect {
+		f.serveConnect() // connect.go
+		return
+	}
 	// ActiveStream::decodeHeaders matches the route before the filters run.
 	f.route = f.matchRoute()
 	if expectsContinue(r) && !f.cfg.Proxy100Continue {
@@ -204,6 +208,7 @@ func (f *filter) decode() {
 		f.openStream()
 		f.reqHeadersSent = true
 		req := f.newRequest()
+		f.setRequestAttributes(req)
 		req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers:     f.reqHeaders.toProto(),
 			EndOfStream: !f.hasBody,

@@ -254,7 +254,7 @@ func (f *filter) forward() {
 // (ActiveStreamDecoderFilter::encode1xxHeaders swallows it otherwise). It runs while the
 // handler waits for the final response headers, so nothing else writes to the client.
 func (f *filter) relayInformational(resp *http.Response) {
-	if !f.cfg.Proxy100Continue || resp.StatusCode != http.StatusContinue || f.relayed100 {
+	if !f.cfg.Proxy100Continue || resp.StatusCode != http.StatusContinue || f.relayed100 || f.r.ProtoMajor != 1 {
 		return
 	}
 	f.relayed100 = true

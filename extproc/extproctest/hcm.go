@@ -94,7 +94,13 @@ func requestHeaders(r *http.Request, stripPort, proxy100Continue bool) (*headerL
 	h.remove("proxy-connection")
 	h.remove("transfer-encoding")
 	if !h.has("x-forwarded-proto") {
-		h.add("x-forwarded-proto", "http")
+		// ConnectionManagerUtility::mutateRequestHeaders sets a missing one from the
+		// connection: https on a TLS connection (the internal listener), http otherwise.
+		xfp := "http"
+		if ci := connInfoFrom(r.Context()); ci != nil && ci.tls {
+			xfp = "https"
+		}
+		h.add("x-forwarded-proto", xfp)
 	}
 	if scheme == "" {
 		scheme = "http"
@@ -237,10 +243,15 @@ func isUpgrade(r *http.Request) bool {
 	return false
 }
 
-// hasBody is how the HTTP/1 codec decides end_stream on the headers: a chunked request
+// hasBody is how the codec decides end_stream on the headers. HTTP/1: a chunked request
 // always has a body (even an empty one, delivered as an empty data frame with end_stream),
-// Content-Length: 0 or no length means headers only.
+// Content-Length: 0 or no length means headers only. HTTP/2 (the internal listener): the
+// HEADERS frame's END_STREAM, which net/http reports as a ContentLength of 0; a body of
+// unknown length is -1.
 func hasBody(r *http.Request) bool {
+	if r.ProtoMajor == 2 {
+		return r.ContentLength != 0
+	}
 	for _, te := range r.TransferEncoding {
 		if strings.EqualFold(te, "chunked") {
 			return true

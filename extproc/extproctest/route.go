@@ -40,6 +40,13 @@ type Route struct {
 	// finalizeRequestHeaders, after ext_proc (so after any signature) and after the upstream
 	// host was chosen from the unrewritten :authority. Nil rewrites nothing.
 	Rewrite func(authority, path string) (string, string)
+	// TerminateConnect makes the route a CONNECT terminator: a connect_matcher route whose
+	// upgrade_configs entry for CONNECT carries connect_config, and whose cluster is the
+	// internal listener of Config.Intercept (an envoy_internal_address endpoint). Envoy
+	// answers the CONNECT with 200 and the tunnelled bytes become a connection to that
+	// listener. A CONNECT request has no :path (RouteRequest.Path is empty), so only a
+	// connect_matcher route matches it in Envoy; Routes must model that.
+	TerminateConnect bool
 }
 
 // DirectResponse is a route's direct_response.

@@ -68,6 +68,23 @@ type Stats struct {
 	LocalRepliesDirect int64
 	// LocalRepliesDNS counts requests whose :authority could not be resolved (503).
 	LocalRepliesDNS int64
+
+	// HTTPS interception (Config.Intercept).
+
+	// ConnectTerminated counts CONNECT requests terminated into the internal listener.
+	ConnectTerminated int64
+	// CertRequested is on_demand_secret.cert_requested: secret names subscribed.
+	CertRequested int64
+	// SDSStreams counts DeltaSecrets streams opened (one per name, again after a failure).
+	SDSStreams int64
+	// TLSHandshakes is the internal listener's ssl.handshake: handshakes completed.
+	TLSHandshakes int64
+	// TLSHandshakeErrors is ssl.connection_error: handshakes that failed, a refused name
+	// (removed secret), a connect timeout or a client that went away included.
+	TLSHandshakeErrors int64
+	// TransportSocketConnectTimeouts is downstream_cx_transport_socket_connect_timeout:
+	// connections closed because the handshake outlasted transport_socket_connect_timeout.
+	TransportSocketConnectTimeouts int64
 }
 
 // counters is the live, concurrently updated form of Stats.
@@ -79,6 +96,8 @@ type counters struct {
 	closedOKEarly, continuedUnprocessed, failureModeAllowed, upstreamRequests           atomic.Int64
 	closedOKAfterLastAnswer, routeCacheCleared, clearRouteCacheIgnored                  atomic.Int64
 	clearRouteCacheDisabled, lrDirect, lrDNS                                            atomic.Int64
+	connectTerminated, certRequested, sdsStreams, tlsHandshakes, tlsHandshakeErrors     atomic.Int64
+	connectTimeouts                                                                     atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -113,5 +132,11 @@ func (c *counters) snapshot() Stats {
 		ClearRouteCacheDisabled:        c.clearRouteCacheDisabled.Load(),
 		LocalRepliesDirect:             c.lrDirect.Load(),
 		LocalRepliesDNS:                c.lrDNS.Load(),
+		ConnectTerminated:              c.connectTerminated.Load(),
+		CertRequested:                  c.certRequested.Load(),
+		SDSStreams:                     c.sdsStreams.Load(),
+		TLSHandshakes:                  c.tlsHandshakes.Load(),
+		TLSHandshakeErrors:             c.tlsHandshakeErrors.Load(),
+		TransportSocketConnectTimeouts: c.connectTimeouts.Load(),
 	}
 }
