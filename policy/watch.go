@@ -72,12 +72,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *watchOptions) { o.log = 
 // one and is reported once.
 //
 // A change is noticed by stat (the same file, size and modification time,
-// as credentials' watch). A file replaced by rename (a new inode: how
-// editors, kubectl and ConfigMap volumes write) is read at once. A file
-// rewritten in place is read only once a poll finds it as the one before
-// found it, so that a writer part-way through is not read unless it stalls
-// for a whole interval; one whose content changes while it is read is read
-// again at the next poll.
+// as credentials' watch), and read only once it has stayed so for one
+// interval, from one poll to the next: a writer part-way through (a file
+// rewritten in place, truncated then written) is not read unless it stalls
+// for a whole interval. A file that changes while it is read is read again.
+// A reload thus takes one to two intervals. Writing by rename, as editors,
+// kubectl and ConfigMap volumes do, is safe in any case.
 type Watcher[T any] struct {
 	path  string
 	what  string
@@ -86,12 +86,13 @@ type Watcher[T any] struct {
 	opts  watchOptions
 	cur   atomic.Pointer[T]
 
-	mu       sync.Mutex // one check at a time
-	loaded   os.FileInfo
-	pending  os.FileInfo // an in-place change seen once
-	failed   os.FileInfo // the version that failed last
-	lastErr  error
-	failures int
+	mu           sync.Mutex // one check at a time
+	loaded       os.FileInfo
+	pending      os.FileInfo // a new version, not yet settled
+	pendingSince time.Time
+	failed       os.FileInfo // the version that failed last
+	lastErr      error
+	failures     int
 }
 
 // WatchPolicy reads the policy file at path, and returns a Watcher that
@@ -197,27 +198,27 @@ func (w *Watcher[T]) check() (ReloadEvent, bool) {
 	}
 	read, v, err := w.read()
 	switch {
+	case read == nil && err == nil, read != nil && !sameVersion(read, fi):
+		// Changed since it settled, or while it was read: not this
+		// version, whatever it says; the next polls look again.
+		w.pending = nil
+		return ReloadEvent{}, false
 	case err != nil:
 		return w.fail(read, err), true
-	case read == nil:
-		w.pending = nil // changed while read: the next poll reads it again
-		return ReloadEvent{}, false
 	}
 	w.cur.Store(v)
 	w.loaded, w.pending, w.failed, w.lastErr, w.failures = read, nil, nil, nil, 0
 	return ReloadEvent{File: w.path}, true
 }
 
-// settled: a new file is read at once; a file changed in place once two
-// polls in a row find it alike.
+// settled: a version is read once it has stayed as it is for an interval
+// (by the clock), that is, from one poll to the next.
 func (w *Watcher[T]) settled(fi os.FileInfo) bool {
-	if w.loaded == nil || !os.SameFile(fi, w.loaded) {
-		return true
-	}
+	now := w.opts.clock.Now()
 	if w.pending != nil && sameVersion(fi, w.pending) {
-		return true
+		return !now.Before(w.pendingSince.Add(w.opts.interval))
 	}
-	w.pending = fi
+	w.pending, w.pendingSince = fi, now
 	return false
 }
 
