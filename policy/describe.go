@@ -132,7 +132,7 @@ func ParseRequest(method, rawURL, profile string, isAlias func(string) bool) (Re
 	if !methodRE.MatchString(r.Method) {
 		return r, fmt.Errorf("the method %s is not an HTTP method", echo(method))
 	}
-	if profile != "" && !profileRE.MatchString(profile) {
+	if profile != "" && !validProfile(profile) {
 		return r, fmt.Errorf("the profile %s is not a profile name", echo(profile))
 	}
 	u, err := url.Parse(rawURL)

@@ -39,11 +39,21 @@ var (
 // Key is a gateway key a client presented, or one GenerateKey made. Its
 // text is reachable only by Reveal: printing, logging or marshalling a Key
 // in any way shows a mask, so that a key cannot end up in a log or an
-// error by a %v.
-type Key struct{ v string }
+// error by a %v. The text is held by a closure, which fmt prints as an
+// address even where it reads a Key by reflection without asking it (an
+// unexported struct field), and which encoding/json cannot marshal. Keys
+// are not comparable with ==: compare what Lookup returns.
+type Key struct{ t func() string }
 
 // NewKey wraps a value a client presented (the api-key header's value).
-func NewKey(presented string) Key { return Key{presented} }
+func NewKey(presented string) Key { return Key{func() string { return presented }} }
+
+func (k Key) text() string {
+	if k.t == nil {
+		return ""
+	}
+	return k.t()
+}
 
 // KeyFromAuthorization reads a gateway key from an Authorization header's
 // value: "Bearer ocisk_...". ok is false for anything else (another scheme,
@@ -57,7 +67,7 @@ func KeyFromAuthorization(v string) (k Key, ok bool) {
 	if !strings.HasPrefix(rest, KeyPrefix) {
 		return Key{}, false
 	}
-	return Key{rest}, true
+	return NewKey(rest), true
 }
 
 // GenerateKey makes a new gateway key: KeyPrefix and 256 random bits,
@@ -67,21 +77,21 @@ func GenerateKey() (Key, error) {
 	if _, err := io.ReadFull(rand.Reader, b); err != nil {
 		return Key{}, fmt.Errorf("cannot make a gateway key: %w", err)
 	}
-	return Key{KeyPrefix + base64.RawURLEncoding.EncodeToString(b)}, nil
+	return NewKey(KeyPrefix + base64.RawURLEncoding.EncodeToString(b)), nil
 }
 
 // Reveal returns the key's text: for the one place that must show it
 // (ocisigner keys add, once) and nothing else.
-func (k Key) Reveal() string { return k.v }
+func (k Key) Reveal() string { return k.text() }
 
 // IsZero reports whether there is no key.
-func (k Key) IsZero() bool { return k.v == "" }
+func (k Key) IsZero() bool { return k.text() == "" }
 
 const keyMask = KeyPrefix + "[redacted]"
 
 // String masks the key.
 func (k Key) String() string {
-	if k.v == "" {
+	if k.text() == "" {
 		return "(no key)"
 	}
 	return keyMask
@@ -107,11 +117,12 @@ func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // wellFormed depends on the presented key alone, never on a stored one.
 func (k Key) wellFormed() bool {
-	if len(k.v) != keyLen || !strings.HasPrefix(k.v, KeyPrefix) {
+	v := k.text()
+	if len(v) != keyLen || !strings.HasPrefix(v, KeyPrefix) {
 		return false
 	}
-	for i := len(KeyPrefix); i < len(k.v); i++ {
-		c := k.v[i]
+	for i := len(KeyPrefix); i < len(v); i++ {
+		c := v[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
@@ -124,7 +135,7 @@ func (k Key) wellFormed() bool {
 // secrets (passwords) when the hashes leak, and no guess of a 256-bit
 // value is feasible however fast the hash; no salt is needed because no
 // two keys are alike and there is no dictionary to precompute.
-func (k Key) hash() [sha256.Size]byte { return sha256.Sum256([]byte(k.v)) }
+func (k Key) hash() [sha256.Size]byte { return sha256.Sum256([]byte(k.text())) }
 
 // compareHashes is subtle.ConstantTimeCompare; a variable so that a test
 // can count the comparisons a lookup makes.

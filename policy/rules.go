@@ -17,6 +17,10 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // pasted in the wrong place, and refused.
 func validName(s string) bool { return nameRE.MatchString(s) && !strings.Contains(s, KeyPrefix) }
 
+// validProfile: a profile name that looks like a gateway key is a key
+// pasted in the wrong place.
+func validProfile(s string) bool { return profileRE.MatchString(s) && !strings.Contains(s, KeyPrefix) }
+
 var (
 	profileRE = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,128}$`)
 	aliasRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -130,7 +134,7 @@ func (ps *parser) profiles(ru *rule, n *yaml.Node) error {
 		return err
 	}
 	for i, v := range vals {
-		if !profileRE.MatchString(v) {
+		if !validProfile(v) {
 			return ps.fail(nodes[i], "profile %s is not a profile name (letters, digits, '.', '_', '@', '-'; patterns are not supported here)", echo(v))
 		}
 	}
