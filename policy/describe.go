@@ -52,11 +52,11 @@ func ParseCaller(desc string) (*Caller, error) {
 }
 
 func describePart(c *Caller, peer *Peer, f string) error {
-	kind, val, _ := strings.Cut(f, ":")
+	kind, raw, _ := strings.Cut(f, ":")
 	if kind == "spiffe" {
-		val = f
+		raw = f
 	}
-	val, err := unescape(val)
+	val, err := unescape(raw)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func describePart(c *Caller, peer *Peer, f string) error {
 		c.Key = val
 	case "jwt":
 		if err = once(c.JWT != nil); err == nil {
-			c.JWT, err = describeJWT(f[len("jwt:"):])
+			c.JWT, err = describeJWT(raw)
 		}
 	default:
 		return fmt.Errorf("%s is none of spiffe://..., uri:, dns:, subject:, jwt:, key: (or none alone)", echo(f))
