@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -320,14 +319,4 @@ func unescape(s string) (string, error) {
 		i += 2
 	}
 	return b.String(), nil
-}
-
-// claimNames returns a JWT's claim names, sorted, for messages.
-func (j *JWT) claimNames() []string {
-	names := make([]string, 0, len(j.Claims))
-	for n := range j.Claims {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

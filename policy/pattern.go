@@ -87,6 +87,4 @@ func compilePattern(text, seps string, fold bool) (pattern, error) {
 
 func (p pattern) match(v string) bool { return p.re != nil && p.re.MatchString(v) }
 
-func (p pattern) literal() bool { return !strings.Contains(p.text, "*") }
-
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
