@@ -228,3 +228,15 @@ func TestCodesAreClosed(t *testing.T) {
 		t.Errorf("only %d codes exercised: %v", len(seen), seen)
 	}
 }
+
+// Decide runs on every request: read, not gated.
+func BenchmarkDecide(b *testing.B) {
+	p := mustParse(b, bigPolicy("a")) // the caller's rule after 20 others
+	c := &Caller{Key: "k"}
+	r := Request{Alias: "genai", Method: "GET"}
+	for range b.N {
+		if d := p.Decide(c, r); !d.Allowed {
+			b.Fatal(d.Message)
+		}
+	}
+}
