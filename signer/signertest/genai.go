@@ -204,9 +204,9 @@ type GenAI struct {
 // credentials as usual (RegisterAPIKey, TrustIssuer).
 func NewGenAI(srv *Server) *GenAI {
 	g := &GenAI{srv: srv, chunks: DefaultGenAIChunks, reply: DefaultGenAIReply, models: append([]string(nil), DefaultGenAIModels...)}
-	chat := genaiEndpoint{plane: planeInference, compartment: needed, legacyCompartment: true}
-	withProject := genaiEndpoint{plane: planeInference, compartment: optional, legacyCompartment: true, project: true}
-	control := genaiEndpoint{plane: planeControl, compartment: needed, project: true}
+	chat := genaiEndpoint{plane: planeInference, compartment: true, legacyCompartment: true}
+	withProject := genaiEndpoint{plane: planeInference, legacyCompartment: true, project: true}
+	control := genaiEndpoint{plane: planeControl, compartment: true, project: true}
 	for _, base := range []string{GenAIOpenAIBase, GenAIActionsBase} {
 		g.handle("POST "+base+"/chat/completions", chat, g.chat)
 		g.handle("GET "+base+"/models", chat, g.listModels)
@@ -360,17 +360,11 @@ const (
 	planeControl   = "control plane"
 )
 
-// How an endpoint treats the compartment header.
-const (
-	optional = iota
-	needed
-)
-
 // genaiEndpoint is what an endpoint demands of a request before its
 // handler reads it.
 type genaiEndpoint struct {
 	plane             string
-	compartment       int  // optional or needed
+	compartment       bool // a compartment is required
 	legacyCompartment bool // CompartmentId alone will do
 	project           bool // OpenAI-Project is required
 }
@@ -491,7 +485,7 @@ func (ep genaiEndpoint) checkHeaders(r *http.Request, c *GenAICall, _ genaiSetti
 	case c.CompartmentIDLegacy != "" && ep.legacyCompartment:
 		c.Compartment, c.CompartmentHeader = c.CompartmentIDLegacy, HeaderCompartmentIDLegacy
 	}
-	if ep.compartment == needed && c.Compartment == "" {
+	if ep.compartment && c.Compartment == "" {
 		reason := fmt.Sprintf("neither %s nor %s is set", HeaderCompartmentID, HeaderCompartmentIDLegacy)
 		if !ep.legacyCompartment {
 			reason = fmt.Sprintf("%s is not set (%s alone does not do on the %s)", HeaderCompartmentID, HeaderCompartmentIDLegacy, ep.plane)
