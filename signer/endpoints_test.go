@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/oracle/oci-go-sdk/v65/audit"
@@ -109,15 +110,35 @@ type sdkSetRegion struct {
 	fn, service, template, endpointServiceName string
 }
 
+// sdkFiles holds the SDK sources parsed so far: several aliases share a
+// client, and the large clients take a while to parse under -race.
+var sdkFiles = struct {
+	sync.Mutex
+	m map[string]*ast.File
+}{m: map[string]*ast.File{}}
+
+func parseSDKFile(t *testing.T, root, file string) *ast.File {
+	t.Helper()
+	path := filepath.Join(root, file)
+	sdkFiles.Lock()
+	defer sdkFiles.Unlock()
+	if f, ok := sdkFiles.m[path]; ok {
+		return f
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdkFiles.m[path] = f
+	return f
+}
+
 // readSetRegion parses c's SetRegion in the SDK source. A template method
 // (Object Storage's getEndpointTemplatePerRealm) is followed to its final
 // return, the template used unless per-realm templates are switched on.
 func readSetRegion(t *testing.T, root string, c sdkClient) sdkSetRegion {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, c.file), nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := parseSDKFile(t, root, c.file)
 	method := func(name string) *ast.FuncDecl {
 		for _, d := range f.Decls {
 			fd, ok := d.(*ast.FuncDecl)
@@ -275,10 +296,7 @@ var aliasPrefixes = map[string]struct {
 // constructor sets and the first path segment of every operation it sends.
 func readBasePathAndOps(t *testing.T, root string, c sdkClient) (basePath string, opsSegs map[string]bool) {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, c.file), nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := parseSDKFile(t, root, c.file)
 	opsSegs = map[string]bool{}
 	ast.Inspect(f, func(n ast.Node) bool {
 		switch n := n.(type) {
