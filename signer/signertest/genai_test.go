@@ -31,7 +31,9 @@ type signingTransport struct {
 	creds *signer.Credentials
 	now   time.Time
 	extra http.Header
-	base  *http.Transport
+	// tamper, when set, changes the body after it was signed.
+	tamper func([]byte) []byte
+	base   *http.Transport
 }
 
 func (s *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -62,6 +64,9 @@ func (s *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
+	}
+	if s.tamper != nil {
+		body = s.tamper(body)
 	}
 	req.ContentLength = int64(len(body))
 	req.Body = io.NopCloser(bytes.NewReader(body))
@@ -330,8 +335,17 @@ func TestGenAIRefusesThroughOpenAIGoSDK(t *testing.T) {
 			extra:  http.Header{"X-Forwarded-Credentials": {"Basic abc, bearer " + openAIKey}},
 			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "carries a Bearer"},
 		{name: "the forbidden key without a scheme", signed: true, opts: []option.RequestOption{withCompartment()},
-			extra: http.Header{"Api-Key": {openAIKey}}, forbid: openAIKey,
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "Api-Key carries a secret the test forbade"},
+			extra: http.Header{"X-Custom-Token": {openAIKey}}, forbid: openAIKey,
+			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Custom-Token carries a secret the test forbade"},
+		{name: "an X-Api-Key", signed: true, opts: []option.RequestOption{withCompartment()},
+			extra:  http.Header{"X-Api-Key": {"anything"}},
+			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Api-Key is present"},
+		{name: "an api-key in lower case", signed: true, opts: []option.RequestOption{withCompartment()},
+			extra:  http.Header{"api-key": {"anything"}},
+			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "Api-Key is present"},
+		{name: "an empty X-Goog-Api-Key", signed: true, opts: []option.RequestOption{withCompartment()},
+			extra:  http.Header{"X-Goog-Api-Key": {""}},
+			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Goog-Api-Key is present"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newGenAIFixture(t)
