@@ -26,15 +26,13 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/anypb"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
+	"github.com/ocisigner/ocisigner/internal/envoyconfig"
 	"github.com/ocisigner/ocisigner/signer"
 
 	// Extensions named only by a typed_config "@type" in envoy.yaml: linked in
@@ -154,97 +152,14 @@ type envoyConfig struct {
 	clusters    map[string]*clusterv3.Cluster
 }
 
-// parseEnvoy decodes envoy.yaml the strict way: YAML to JSON, protojson into
-// the v3 Bootstrap with unknown fields rejected, Envoy's validation rules on
-// the bootstrap and on every typed Any inside it, and no deprecated field or
-// enum value anywhere.
+// parseEnvoy decodes envoy.yaml the strict way (envoyconfig.Load) and cuts
+// it into the parts the checks look at.
 func parseEnvoy(data string) (*envoyConfig, error) {
-	js, err := yaml.YAMLToJSON([]byte(data))
+	bs, err := envoyconfig.Load([]byte(data))
 	if err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
-	bs := &bootstrapv3.Bootstrap{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(js, bs); err != nil {
-		return nil, fmt.Errorf("decode Bootstrap: %w", err)
-	}
-	if err := bs.ValidateAll(); err != nil {
-		return nil, fmt.Errorf("validate Bootstrap: %w", err)
-	}
-	if errs := checkTree(bs.ProtoReflect(), "bootstrap"); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, err
 	}
 	return cutEnvoy(bs)
-}
-
-type validatorAll interface{ ValidateAll() error }
-
-// checkTree walks every set field of m. Each google.protobuf.Any is unpacked
-// (its type must be linked in), validated with its own rules (the parent's
-// ValidateAll does not look inside an Any) and walked in turn.
-func checkTree(m protoreflect.Message, path string) []error {
-	var errs []error
-	if len(m.GetUnknown()) > 0 {
-		errs = append(errs, fmt.Errorf("%s: unknown fields", path))
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		p := path + "." + string(fd.Name())
-		if opts, ok := fd.Options().(*descriptorpb.FieldOptions); ok && opts.GetDeprecated() {
-			errs = append(errs, fmt.Errorf("%s: deprecated field %s", p, fd.FullName()))
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := range l.Len() {
-				errs = append(errs, checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", p, i))...)
-			}
-		case fd.IsMap():
-			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				errs = append(errs, checkValue(fd.MapValue(), mv, fmt.Sprintf("%s[%s]", p, k.String()))...)
-				return true
-			})
-		default:
-			errs = append(errs, checkValue(fd, v, p)...)
-		}
-		return true
-	})
-	return errs
-}
-
-func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) []error {
-	switch fd.Kind() {
-	case protoreflect.EnumKind:
-		ev := fd.Enum().Values().ByNumber(v.Enum())
-		if ev == nil {
-			return []error{fmt.Errorf("%s: unknown %s value %d", path, fd.Enum().FullName(), v.Enum())}
-		}
-		if opts, ok := ev.Options().(*descriptorpb.EnumValueOptions); ok && opts.GetDeprecated() {
-			return []error{fmt.Errorf("%s: deprecated enum value %s", path, ev.FullName())}
-		}
-	case protoreflect.MessageKind, protoreflect.GroupKind:
-		msg := v.Message()
-		if msg.Descriptor().FullName() != "google.protobuf.Any" {
-			return checkTree(msg, path)
-		}
-		a, ok := msg.Interface().(*anypb.Any)
-		if !ok {
-			return []error{fmt.Errorf("%s: Any of Go type %T", path, msg.Interface())}
-		}
-		inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
-		if err != nil {
-			return []error{fmt.Errorf("%s: unpack %s: %w", path, a.GetTypeUrl(), err)}
-		}
-		p := fmt.Sprintf("%s<%s>", path, inner.ProtoReflect().Descriptor().FullName())
-		vi, ok := inner.(validatorAll)
-		if !ok {
-			return []error{fmt.Errorf("%s: no validation rules linked for this type", p)}
-		}
-		var errs []error
-		if err := vi.ValidateAll(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-		}
-		return append(errs, checkTree(inner.ProtoReflect(), p)...)
-	}
-	return nil
 }
 
 func unpack[T proto.Message](a *anypb.Any, into T) (T, error) {
@@ -432,7 +347,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		return nil
 	}},
 	{"http filter order", func(c *envoyConfig) error {
-		want := []string{extProcFilterName, gatewayFilterName, dfpFilterName, routerFilterName}
+		// The gateway filter addresses; the signing filter after it signs on the
+		// route matched again.
+		want := []string{gatewayFilterName, extProcFilterName, dfpFilterName, routerFilterName}
 		if !slices.Equal(c.filterNames, want) {
 			return fmt.Errorf("http_filters = %v, want %v", c.filterNames, want)
 		}
@@ -447,11 +364,18 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 	}},
 	{"ext_proc processing mode", func(c *envoyConfig) error {
 		var p problems
-		want := processingMode(extprocv3.ProcessingMode_BUFFERED)
-		for _, f := range c.extProcs() {
-			if got := f.ep.GetProcessingMode(); !proto.Equal(got, want) {
-				p.addf("%s: processing_mode = {%v}, want {%v} (request headers + buffered body, no response processing)", f.name, got, want)
-			}
+		// The signing filter: request headers and the buffered body, no
+		// response processing.
+		if got, want := c.extProc.GetProcessingMode(), processingMode(extprocv3.ProcessingMode_BUFFERED); !proto.Equal(got, want) {
+			p.addf("%s: processing_mode = {%v}, want {%v} (request headers + buffered body, no response processing)", extProcFilterName, got, want)
+		}
+		// The gateway filter: the request headers alone. A body buffered
+		// there would be buffered before the request is on its final route.
+		if got, want := c.gatewayProc.GetProcessingMode(), extproctest.HeadersOnlyMode(); !proto.Equal(got, want) {
+			p.addf("%s: processing_mode = {%v}, want {%v} (request headers only)", gatewayFilterName, got, want)
+		}
+		if c.gatewayProc.GetAllowModeOverride() || len(c.gatewayProc.GetAllowedOverrideModes()) > 0 {
+			p.addf("%s: a mode override has nothing to do on a headers-only filter", gatewayFilterName)
 		}
 		return p.err()
 	}},
@@ -463,18 +387,16 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 			processingMode(extprocv3.ProcessingMode_BUFFERED),
 			extproc.StreamedUploadMode,
 		}
-		for _, f := range c.extProcs() {
-			if !f.ep.GetAllowModeOverride() {
-				p.addf("%s: allow_mode_override must be true (Object Storage uploads stream)", f.name)
-			}
-			got := f.ep.GetAllowedOverrideModes()
-			if len(got) != len(want) {
-				p.addf("%s: allowed_override_modes has %d entries, want %d", f.name, len(got), len(want))
-			}
-			for _, w := range want {
-				if !slices.ContainsFunc(got, func(g *extprocv3.ProcessingMode) bool { return proto.Equal(g, w) }) {
-					p.addf("%s: allowed_override_modes lacks the fully explicit mode {%v}", f.name, w)
-				}
+		if !c.extProc.GetAllowModeOverride() {
+			p.addf("%s: allow_mode_override must be true (Object Storage uploads stream)", extProcFilterName)
+		}
+		got := c.extProc.GetAllowedOverrideModes()
+		if len(got) != len(want) {
+			p.addf("%s: allowed_override_modes has %d entries, want %d", extProcFilterName, len(got), len(want))
+		}
+		for _, w := range want {
+			if !slices.ContainsFunc(got, func(g *extprocv3.ProcessingMode) bool { return proto.Equal(g, w) }) {
+				p.addf("%s: allowed_override_modes lacks the fully explicit mode {%v}", extProcFilterName, w)
 			}
 		}
 		return p.err()
@@ -497,21 +419,42 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
-	{"the two ext_proc filters differ only where they must", func(c *envoyConfig) error {
-		// Same signer, same failure mode, same body handling: only the mutation
-		// rules, the route cache action and the stat prefix may differ.
-		strip := func(ep *extprocv3.ExternalProcessor) *extprocv3.ExternalProcessor {
-			ep = proto.Clone(ep).(*extprocv3.ExternalProcessor)
-			ep.MutationRules, ep.RouteCacheAction, ep.StatPrefix = nil, 0, ""
-			return ep
+	{"the gateway filter addresses and the signing filter signs", func(c *envoyConfig) error {
+		var p problems
+		// Same signer, same failure mode and timeouts.
+		for _, f := range []func(*extprocv3.ExternalProcessor) any{
+			func(ep *extprocv3.ExternalProcessor) any { return ep.GetGrpcService().GetEnvoyGrpc().GetClusterName() },
+			func(ep *extprocv3.ExternalProcessor) any { return ep.GetStatusOnError().GetCode() },
+			func(ep *extprocv3.ExternalProcessor) any { return ep.GetMessageTimeout().AsDuration() },
+			func(ep *extprocv3.ExternalProcessor) any { return ep.GetMaxMessageTimeout().AsDuration() },
+		} {
+			if a, b := f(c.extProc), f(c.gatewayProc); a != b {
+				p.addf("the two ext_proc filters differ: %v and %v", a, b)
+			}
 		}
-		if !proto.Equal(strip(c.extProc), strip(c.gatewayProc)) {
-			return fmt.Errorf("%s and %s differ beyond mutation_rules, route_cache_action and stat_prefix", extProcFilterName, gatewayFilterName)
+		// The gateway filter's streams are the address stage's, and only its.
+		stage := func(ep *extprocv3.ExternalProcessor) string {
+			for _, hv := range ep.GetGrpcService().GetInitialMetadata() {
+				if hv.GetKey() == extproc.StageKey {
+					return hv.GetValue()
+				}
+			}
+			return ""
+		}
+		if stage(c.gatewayProc) != extproc.StageAddress {
+			p.addf("%s: grpc_service.initial_metadata must carry %s: %s, or the signer signs on the catch-all's route", gatewayFilterName, extproc.StageKey, extproc.StageAddress)
+		}
+		if stage(c.extProc) != "" {
+			p.addf("%s: grpc_service.initial_metadata carries %s: its streams would not sign", extProcFilterName, extproc.StageKey)
+		}
+		// What the gateway filter left (the alias, its region) reaches the signing filter.
+		if !slices.Contains(c.extProc.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(), extproc.MetadataNamespace) {
+			p.addf("%s: metadata_options.forwarding_namespaces must hold %s: a pinned profile of another region would sign for the alias's host", extProcFilterName, extproc.MetadataNamespace)
 		}
 		if c.extProc.GetStatPrefix() == c.gatewayProc.GetStatPrefix() {
-			return errors.New("the two ext_proc filters need distinct stat_prefix values to tell their stats apart")
+			p.addf("the two ext_proc filters need distinct stat_prefix values to tell their stats apart")
 		}
-		return nil
+		return p.err()
 	}},
 	{"narrowest mutation rules", func(c *envoyConfig) error {
 		var p problems
@@ -963,7 +906,8 @@ func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
 	}
 }
 
-// swapFilters moves the dynamic_forward_proxy filter before ext_proc.
+// swapFilters moves the dynamic_forward_proxy filter before the signing
+// filter.
 func swapFilters(s string) (string, error) {
 	const indent = "                  - name: "
 	a := strings.Index(s, indent+extProcFilterName+"\n")
@@ -992,16 +936,18 @@ var envoyMutations = []mutation{
 	{"escaped slashes unescaped", replaceFirst("KEEP_UNCHANGED", "UNESCAPE_AND_FORWARD"), "connection manager keeps host and path as signed"},
 	{"Envoy answers 100-continue", replaceFirst("proxy_100_continue: true", "proxy_100_continue: false"), "100-continue comes from OCI"},
 	{"filter order", swapFilters, "http filter order"},
-	{"fail open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
+	{"fail open", replaceNth("failure_mode_allow: false", "failure_mode_allow: true", 2), "ext_proc fails closed"},
 	{"status_on_error", replaceFirst("code: InternalServerError", "code: OK"), "ext_proc fails closed"},
 	{"disallowed mutation ignored", replaceFirst("disallow_is_error: true", "disallow_is_error: false"), "ext_proc fails closed"},
-	{"wrong ext_proc cluster", replaceFirst("cluster_name: signer", "cluster_name: oci"), "ext_proc fails closed"},
+	{"wrong ext_proc cluster", replaceNth("cluster_name: signer", "cluster_name: oci", 2), "ext_proc fails closed"},
 	{"streamed body", replaceFirst("request_body_mode: BUFFERED", "request_body_mode: STREAMED"), "ext_proc processing mode"},
 	{"response headers sent", replaceFirst("response_header_mode: SKIP", "response_header_mode: SEND"), "ext_proc processing mode"},
 	{"response body sent", replaceFirst("response_body_mode: NONE", "response_body_mode: BUFFERED"), "ext_proc processing mode"},
 	{"trailer mode left DEFAULT", replaceFirst("request_trailer_mode: SKIP", "request_trailer_mode: DEFAULT"), "ext_proc processing mode"},
 	{"no mode override", replaceFirst("allow_mode_override: true", "allow_mode_override: false"), "ext_proc mode override"},
-	{"NONE override missing", replaceFirst("request_body_mode: NONE", "request_body_mode: STREAMED"), "ext_proc mode override"},
+	{"NONE override missing", replaceLast("request_body_mode: NONE", "request_body_mode: STREAMED"), "ext_proc mode override"},
+	{"gateway filter buffers", replaceFirst("request_body_mode: NONE", "request_body_mode: BUFFERED"), "ext_proc processing mode"},
+	{"gateway filter may override", replaceFirst("                      metadata_options:\n", "                      allow_mode_override: true\n                      metadata_options:\n"), "ext_proc processing mode"},
 	{"override not fully explicit", replaceLast("                          response_trailer_mode: SKIP\n", ""), "ext_proc mode override"},
 	{"message timeout too short", replaceFirst("message_timeout: 5s", "message_timeout: 0.2s"), "ext_proc timeouts"},
 	{"grpc timeout that does nothing", replaceFirst("                          cluster_name: signer\n", "                          cluster_name: signer\n                        timeout: 300s\n"), "ext_proc timeouts"},
@@ -1032,10 +978,13 @@ var envoyMutations = []mutation{
 		"                      mutation_rules:\n                        allow_expression: { regex: \":authority\" }\n                        disallow_is_error: true\n"), "narrowest mutation rules"},
 	{"gateway filter keeps the stale route", replaceFirst("route_cache_action: CLEAR", "route_cache_action: DEFAULT"), "only the gateway filter re-routes"},
 	{"proxy filter re-routes", replaceFirst("route_cache_action: RETAIN", "route_cache_action: CLEAR"), "only the gateway filter re-routes"},
-	{"gateway filter fails open", replaceLast("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
-	{"gateway filter signs elsewhere", replaceNth("cluster_name: signer", "cluster_name: oci", 2), "ext_proc fails closed"},
-	{"gateway filter drifts", replaceLast("message_timeout: 5s", "message_timeout: 6s"), "the two ext_proc filters differ only where they must"},
-	{"one stat prefix for both", replaceFirst("                      stat_prefix: gateway\n", ""), "the two ext_proc filters differ only where they must"},
+	{"gateway filter fails open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
+	{"gateway filter signs elsewhere", replaceFirst("cluster_name: signer", "cluster_name: oci"), "ext_proc fails closed"},
+	{"gateway filter drifts", replaceLast("message_timeout: 5s", "message_timeout: 6s"), "the gateway filter addresses and the signing filter signs"},
+	{"one stat prefix for both", replaceFirst("                      stat_prefix: gateway\n", ""), "the gateway filter addresses and the signing filter signs"},
+	{"gateway filter signs", replaceFirst("value: address", "value: sign"), "the gateway filter addresses and the signing filter signs"},
+	{"signing filter addresses", replaceNth("                          cluster_name: signer\n", "                          cluster_name: signer\n                        initial_metadata: [{ key: x-ocisigner-stage, value: address }]\n", 2), "the gateway filter addresses and the signing filter signs"},
+	{"address not forwarded", replaceLast("untyped: [ocisigner]", "untyped: []"), "the gateway filter addresses and the signing filter signs"},
 	{"gateway buffer limit", replaceLast("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
 	{"path rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            path_rewrite: /v2/x\n"), "OCI routes go to the signing path unmodified"},
 	{"route timeout", replaceLast("timeout: 0s", "timeout: 60s"), "long responses stream"},
@@ -1055,8 +1004,8 @@ var envoyMutations = []mutation{
 	{"auto_san_validation off", replaceFirst("auto_san_validation: true", "auto_san_validation: false"), "OCI cluster verifies TLS"},
 	{"auto_sni off", replaceFirst("auto_sni: true", "auto_sni: false"), "OCI cluster verifies TLS"},
 	{"lb policy", replaceFirst("lb_policy: CLUSTER_PROVIDED", "lb_policy: ROUND_ROBIN"), "OCI cluster verifies TLS"},
-	{"metadata namespace not received", replaceFirst("untyped: [ocisigner]", "untyped: [signer]"), "signer metadata reaches the access log"},
-	{"gateway metadata not received", replaceLast("untyped: [ocisigner]", "untyped: []"), "signer metadata reaches the access log"},
+	{"metadata namespace not received", replaceNth("untyped: [ocisigner]", "untyped: [signer]", 2), "signer metadata reaches the access log"},
+	{"gateway metadata not received", replaceFirst("untyped: [ocisigner]", "untyped: []"), "signer metadata reaches the access log"},
 	{"access log without the profile", replaceFirst("profile=%DYNAMIC_METADATA(ocisigner:profile)%", "profile=%REQ(x-oci-profile)%"), "signer metadata reaches the access log"},
 	{"default access log format", replaceFirst(`                      log_format:
                         text_format_source:

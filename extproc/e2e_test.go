@@ -194,7 +194,7 @@ func TestRefusals(t *testing.T) {
 		contains []string
 	}{
 		{"host outside the OCI realms", func() *http.Request { return s.request("GET", "example.com", "/", nil) },
-			http.StatusForbidden, extproc.CodeHostNotAllowed, []string{"example.com", "--allow-host"}},
+			http.StatusForbidden, extproc.CodeHostNotAllowed, []string{"example.com", "oraclecloud.com"}},
 		{"look-alike host", func() *http.Request { return s.request("GET", "oraclecloud.com.evil.example", "/", nil) },
 			http.StatusForbidden, extproc.CodeHostNotAllowed, nil},
 		{"unknown profile", func() *http.Request {

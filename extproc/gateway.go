@@ -3,9 +3,9 @@ package extproc
 import (
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 
+	"github.com/ocisigner/ocisigner/internal/text"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -17,132 +17,153 @@ import (
 //	http://localhost:10000/genai/openai/v1/chat/completions                an alias, resolved with
 //	                                                                        the profile's region
 //
-// ocisigner removes the segment, sets :authority and :path by header
-// mutation and signs exactly the host and target that go upstream. The
-// host passes the same host policy as a proxy-form request's.
+// Such a request goes through two ext_proc filters (envoy.yaml). The first,
+// in the address stage (address.go), only re-addresses it: it removes the
+// segment and sets :authority and :path, and Envoy matches the route again.
+// The second, the one every proxy-form request goes through, signs it on the
+// route it now has, with that route's profile pin: one door for signing.
 
-// gatewayTarget is a gateway-addressed request's first segment, parsed.
+// gatewayTarget is a gateway-addressed request's first segment, split.
 type gatewayTarget struct {
-	host  string       // an explicit host[:port], parsed; "" for an alias
-	alias signer.Alias // the alias, when host is ""
-	rest  string       // the target after the segment, byte for byte; "/" at least
+	seg  string // the segment as written
+	name string // before any ':'
+	port string // after it, when there is one
+	rest string // the target after the segment, byte for byte; "/" at least
 }
 
-// parseGateway reads the first segment of a gateway-addressed target. It
-// refuses what could be read more than one way: an empty segment, dot
-// segments, percent-encoding or userinfo in it, a port on an alias. A
-// segment that is neither an OCI host nor a known alias means the request
-// was not meant for OCI at all: 403, as for any host that is not OCI's.
-func (s *Server) parseGateway(authority, target string) (*gatewayTarget, *refusal) {
-	bad := func(format string, args ...any) *refusal {
-		return refuse(http.StatusBadRequest, CodeGatewayPath, fmt.Sprintf(format, args...)+
-			"; address OCI through the gateway as /<OCI host or service alias>/<path>, for example /objectstorage.us-ashburn-1.oraclecloud.com/n/ or /genai/openai/v1/chat/completions")
-	}
+// splitGateway takes a gateway-addressed target apart, knowing nothing of
+// aliases or hosts. It refuses what could be read more than one way: an
+// empty segment, dot segments, percent-encoding or userinfo in it. A target
+// that addresses nothing ("/", "/?...") gives nil and no refusal.
+func splitGateway(target string) (*gatewayTarget, *refusal) {
 	if !strings.HasPrefix(target, "/") {
-		return nil, bad("the request target %q does not start with /", capEcho(target))
+		return nil, badGatewayPath("the request target %q does not start with /", capEcho(target))
 	}
 	if target == "/" || strings.HasPrefix(target, "/?") {
-		// Nothing that looks like a gateway address: a request for a host
-		// that is not OCI's, refused as such.
-		return nil, s.notOCI(authority, "")
+		return nil, nil
 	}
 	end := strings.IndexAny(target[1:], "/?")
 	if end < 0 {
 		end = len(target) - 1
 	}
-	seg, rest := target[1:1+end], target[1+end:]
+	g := &gatewayTarget{seg: target[1 : 1+end], rest: target[1+end:]}
 	switch {
-	case rest == "":
-		rest = "/"
-	case rest[0] == '?':
-		rest = "/" + rest
+	case g.rest == "":
+		g.rest = "/"
+	case g.rest[0] == '?':
+		g.rest = "/" + g.rest
 	}
 	switch {
-	case seg == "":
-		return nil, bad("the first path segment is empty")
-	case seg == "." || seg == "..":
-		return nil, bad("the first path segment is %q", seg)
-	case strings.Contains(seg, "%"):
-		return nil, bad("the first path segment %q is percent-encoded; write the host as it is", capEcho(seg))
-	case strings.Contains(seg, "@"):
-		return nil, bad("the first path segment %q carries user information", capEcho(seg))
+	case g.seg == "":
+		return nil, badGatewayPath("the first path segment is empty")
+	case g.seg == "." || g.seg == "..":
+		return nil, badGatewayPath("the first path segment is %q", g.seg)
+	case strings.Contains(g.seg, "%"):
+		return nil, badGatewayPath("the first path segment %q is percent-encoded; write the host as it is", capEcho(g.seg))
+	case strings.Contains(g.seg, "@"):
+		return nil, badGatewayPath("the first path segment %q carries user information", capEcho(g.seg))
 	}
-	name, port, hasPort := strings.Cut(seg, ":")
-	if a, ok := s.aliases[strings.ToLower(name)]; ok {
-		if hasPort {
-			return nil, bad("the alias %s takes no port (%q)", a.Name, capEcho(port))
+	g.name, g.port, _ = strings.Cut(g.seg, ":")
+	return g, nil
+}
+
+func badGatewayPath(format string, args ...any) *refusal {
+	return refuse(http.StatusBadRequest, CodeGatewayPath, fmt.Sprintf(format, args...)+
+		"; address OCI through the gateway as /<OCI host or service alias>/<path>, for example /objectstorage.us-ashburn-1.oraclecloud.com/n/ or /genai/openai/v1/chat/completions")
+}
+
+// resolved is where a gateway target goes.
+type resolved struct {
+	authority string       // the host (and port) to send to, authorized
+	target    string       // the request target to send
+	alias     signer.Alias // the alias, when it named one
+}
+
+// resolveGateway returns where g goes: an alias of the service, rendered
+// with the region of the credentials creds gives (asked only for an alias),
+// or an explicit host; either way authorized by the host policy.
+func (s *Server) resolveGateway(g *gatewayTarget, creds func() (*signer.Credentials, *refusal)) (*resolved, *refusal) {
+	if a, ok := s.aliases[strings.ToLower(g.name)]; ok {
+		if g.port != "" {
+			return nil, badGatewayPath("the alias %s takes no port (%q)", a.Name, capEcho(g.port))
 		}
-		return &gatewayTarget{alias: a, rest: rest}, nil
+		c, r := creds()
+		if r != nil {
+			return nil, r
+		}
+		host, r := s.aliasHost(a, c)
+		if r != nil {
+			return nil, r
+		}
+		return &resolved{authority: host, target: a.Target(g.rest), alias: a}, nil
 	}
-	if !strings.ContainsAny(seg, ".:[") {
-		return nil, s.notOCI(authority, seg)
+	if !strings.ContainsAny(g.seg, ".:[") {
+		return nil, s.notAddressed(g)
 	}
-	a, err := signer.ParseAuthority(seg)
+	a, err := signer.ParseAuthority(g.seg)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, CodeInvalidHost,
-			fmt.Sprintf("the first path segment %q is not a host name with an optional port: %v", capEcho(seg), err))
+			fmt.Sprintf("the first path segment %q is not a host name with an optional port: %v", capEcho(g.seg), err))
 	}
-	if !s.hosts.Allowed(a) {
-		return nil, hostNotAllowed(a.String(), "")
+	if r := s.authorize(a); r != nil {
+		return nil, r
 	}
-	return &gatewayTarget{host: a.String(), rest: rest}, nil
+	return &resolved{authority: a.String(), target: g.rest}, nil
 }
 
-// notOCI is the refusal of a request for a host that is not OCI's and that
-// does not address OCI through the gateway either.
-func (s *Server) notOCI(authority, seg string) *refusal {
-	more := ""
-	if seg != "" {
-		more = fmt.Sprintf(". %q is neither an OCI host nor a service alias (%s)", capEcho(seg), strings.Join(s.aliasNames(), ", "))
-	}
-	return hostNotAllowed(authority, more+". To address OCI through this gateway, use /<OCI host or service alias>/<path>")
-}
-
-// hostNotAllowed is the refusal of a host outside the realms and the
-// operator's --allow-host patterns; more is said after the fix.
-func hostNotAllowed(host, more string) *refusal {
-	host = capEcho(host)
-	return refuse(http.StatusForbidden, CodeHostNotAllowed,
-		fmt.Sprintf("ocisigner signs only for OCI API hosts; %q is not one. If it should be, start ocisigner with --allow-host %s%s", host, host, more))
-}
-
-// resolve returns the host a gateway target names for credentials of a
-// region, checked against the host policy.
-func (s *Server) resolve(g *gatewayTarget, creds *signer.Credentials) (host string, r *refusal) {
-	if g.host != "" {
-		return g.host, nil
-	}
-	if creds.Region == "" {
+// aliasHost renders an alias for the region of c, authorized.
+func (s *Server) aliasHost(a signer.Alias, c *signer.Credentials) (string, *refusal) {
+	if c.Region == "" {
 		return "", refuse(http.StatusBadRequest, CodeGatewayPath, fmt.Sprintf(
 			"the alias %s is resolved with the profile's region, and profile %s has none; add region=... to the profile, or address the host itself (/%s/...)",
-			g.alias.Name, capEcho(creds.Profile), g.alias.Template))
+			a.Name, capEcho(c.Profile), a.Template))
 	}
-	region, err := signer.ParseRegion(creds.Region)
+	region, err := signer.ParseRegion(c.Region)
+	var host string
 	if err == nil {
-		host, err = g.alias.Host(region)
+		host, err = a.Host(region)
 	}
 	if err != nil {
 		return "", refuse(http.StatusBadRequest, CodeGatewayPath, err.Error())
 	}
-	a, err := signer.ParseAuthority(host)
-	if err != nil || !s.hosts.Allowed(a) {
+	ha, err := signer.ParseAuthority(host)
+	if err != nil || !s.hosts.Allowed(ha) {
 		return "", refuse(http.StatusForbidden, CodeHostNotAllowed,
-			fmt.Sprintf("the alias %s resolves to %q, which ocisigner does not sign for; start ocisigner with --allow-host %s if it should", g.alias.Name, host, host))
+			fmt.Sprintf("the alias %s resolves to %q, which ocisigner does not sign for; its operator allows it with --allow-host %s", a.Name, host, host))
 	}
-	return a.String(), nil
+	return ha.String(), nil
 }
 
-func (s *Server) aliasNames() []string {
-	names := make([]string, 0, len(s.aliases))
-	for n := range s.aliases {
-		names = append(names, n)
+// notAddressed refuses a gateway target whose first segment is neither an
+// alias nor a host, saying which was likely meant.
+func (s *Server) notAddressed(g *gatewayTarget) *refusal {
+	msg := fmt.Sprintf("%q is neither an OCI host nor a service alias of this gateway (%s)", capEcho(g.seg), strings.Join(s.aliasNames(), ", "))
+	switch near := s.nearestAlias(g.name); {
+	case strings.EqualFold(g.name, "openai"):
+		msg += fmt.Sprintf("; did you mean /genai%s? (OCI Generative AI's OpenAI-compatible API is the genai alias's /openai/v1)", capEcho("/"+g.seg+g.rest))
+	case strings.EqualFold(g.name, "v1"):
+		msg += fmt.Sprintf("; did you mean /genai/openai%s? (OpenAI SDKs take http://<gateway>/genai/openai/v1 as their base URL)", capEcho("/"+g.seg+g.rest))
+	case near != "":
+		msg += "; did you mean " + near + "?"
 	}
-	sort.Strings(names)
-	return names
+	return refuse(http.StatusForbidden, CodeHostNotAllowed, msg+". Address OCI through this gateway as /<OCI host or service alias>/<path>")
 }
+
+// nearestAlias is an alias one or two edits from name, or "".
+func (s *Server) nearestAlias(name string) string {
+	name = strings.ToLower(name)
+	for _, n := range s.aliasNames() {
+		if d := text.Distance(n, name); d > 0 && d <= 2 && len(name) > 3 {
+			return n
+		}
+	}
+	return ""
+}
+
+func (s *Server) aliasNames() []string { return s.aliasList }
 
 // isGenAIInference reports a host of OCI Generative AI's inference API,
 // whose requests must name a compartment.
 func isGenAIInference(host string) bool {
-	return strings.HasPrefix(host, "inference.generativeai.")
+	return strings.HasPrefix(strings.ToLower(host), "inference.generativeai.")
 }

@@ -2,14 +2,12 @@ package extproc_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
@@ -19,31 +17,18 @@ import (
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
-// gatewayForm configures the Envoy stand-in as envoy.yaml's catch-all
-// virtual host with its gateway ext_proc filter: the signer may set
-// :authority (and nothing else beyond the defaults), the route is matched
-// again after its answer, the dynamic forward proxy connects to the host
-// the signer set (every realm host resolves to the OCI stand-in here), and
-// a request the signer did not re-address meets the catch-all's 403.
-func gatewayForm(rewrite func(authority, path string) (string, string)) func(*extproctest.Config) {
+// withRewrite adds a router rewrite to the OCI routes of the shipped
+// configuration: what Envoy's router would do after ext_proc, had someone
+// configured one.
+func withRewrite(rewrite func(authority, path string) (string, string)) func(*extproctest.Config) {
 	return func(c *extproctest.Config) {
-		oci := c.Upstream
-		c.MutationRules = extproctest.GatewayMutationRules()
-		c.RouteCacheAction = extprocfilterv3.ExternalProcessor_CLEAR
-		c.ReceivingNamespaces = []string{extproc.MetadataNamespace}
-		c.Proxy100Continue = true
+		routes := c.Routes
 		c.Routes = func(r extproctest.RouteRequest) extproctest.Route {
-			if signer.IsRealmHost(r.Authority) {
-				return extproctest.Route{Name: "oci", Rewrite: rewrite}
+			rt := routes(r)
+			if rt.Direct == nil {
+				rt.Rewrite = rewrite
 			}
-			return extproctest.Route{Name: "gateway", Direct: &extproctest.DirectResponse{Status: http.StatusForbidden,
-				Body: `{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}`}}
-		}
-		c.Resolve = func(authority string) (string, error) {
-			if signer.IsRealmHost(authority) {
-				return oci, nil
-			}
-			return "", fmt.Errorf("%s is not an OCI host", authority)
+			return rt
 		}
 	}
 }
@@ -67,7 +52,7 @@ func euProfile(t *testing.T, s *stack) {
 // body digest, opc-compartment-id, no Bearer token).
 func TestOpenAISDKThroughTheGateway(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
+	s := newStack(t, stackOptions{})
 	genai := signertest.NewGenAI(s.oci)
 	gatewayURL := s.envoy.URL() // http://localhost:10000 with docker compose up gateway
 	ctx := context.Background()
@@ -141,7 +126,7 @@ func TestOpenAISDKThroughTheGateway(t *testing.T) {
 // query, percent-encoding and // included, goes upstream byte for byte.
 func TestGatewayFormsReachEveryAlias(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
+	s := newStack(t, stackOptions{})
 	euProfile(t, s)
 	const rest = "/a%2Fb//c?b=2&a=1&x=%41"
 	for _, p := range []struct {
@@ -158,7 +143,9 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, form := range []string{"/" + alias.Name + rest, "/" + host + rest} {
+			// An alias with a path prefix sends it before the client's path;
+			// the host itself takes the path as it is.
+			for form, target := range map[string]string{"/" + alias.Name + rest: alias.Target(rest), "/" + host + rest: rest} {
 				t.Run(p.profile+form, func(t *testing.T) {
 					req := s.request("GET", gateway, form, nil)
 					req.Header.Set("x-oci-profile", p.profile)
@@ -166,7 +153,7 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 						t.Fatalf("status %d: %s", a.status, a.body)
 					}
 					rec := s.lastRecord()
-					if rec.Host != host || rec.RequestURI != rest || rec.KeyIDKind != p.kind || !rec.OK {
+					if rec.Host != host || rec.RequestURI != target || rec.KeyIDKind != p.kind || !rec.OK {
 						t.Fatalf("OCI received %s%s as %s: %s", rec.Host, rec.RequestURI, rec.KeyIDKind, rec.Reason)
 					}
 				})
@@ -178,42 +165,109 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 	}
 }
 
-// The route's pin chooses the region an alias resolves to, as the
-// request header does.
-func TestGatewayAliasFollowsTheRoutesProfile(t *testing.T) {
+// examplePin is the profile envoy.yaml's example route pins (for requests
+// carrying x-oci-route: example). It gets the API profile's key, in a region
+// of its own.
+func examplePin(t *testing.T, s *stack, region string) {
+	key := signertest.Key(t, 1)
+	s.folder.AppendConfig("EXAMPLE", "user", "ocid1.user.oc1..uexample", "fingerprint", signer.Fingerprint(&key.PublicKey),
+		"key_file", s.folder.WrittenPath("keys/api.pem"), "tenancy", "ocid1.tenancy.oc1..test", "region", region)
+	s.oci.RegisterAPIKey(signertest.APIKeyID("EXAMPLE", &key.PublicKey), &key.PublicKey)
+}
+
+// A route's profile pin holds whichever form reached the route: a
+// gateway-form request that envoy.yaml's address filter moves onto the
+// pinned route is signed there with the pin, as a proxy-form request sent
+// there directly is; the header cannot choose another profile on it in
+// either form. (The gateway filter used to sign on the catch-all's route,
+// before the re-match, with the header's or the default profile.)
+func TestRoutePinHoldsInBothForms(t *testing.T) {
 	t.Parallel()
-	pinned := func(c *extproctest.Config) {
-		gatewayForm(nil)(c)
+	s := newStack(t, stackOptions{})
+	examplePin(t, s, "us-ashburn-1")
+	pinned := signertest.APIKeyID("EXAMPLE", &signertest.Key(t, 1).PublicKey)
+	for name, req := range map[string]*http.Request{
+		"proxy form":                  s.request("GET", osHost, "/n/", nil),
+		"gateway form, explicit host": s.request("GET", gateway, "/"+osHost+"/n/", nil),
+		"gateway form, alias":         s.request("GET", gateway, "/objectstorage/n/", nil),
+	} {
+		req.Header.Set("x-oci-route", "example")
+		if a := s.do(req); a.status != 200 {
+			t.Fatalf("%s: status %d: %s", name, a.status, a.body)
+		}
+		if rec := s.lastRecord(); rec.KeyID != pinned || rec.Host != osHost || rec.RequestURI != "/n/" {
+			t.Fatalf("%s: OCI got %s%s signed as %s, want the route's pin EXAMPLE", name, rec.Host, rec.RequestURI, rec.KeyID)
+		}
+		// The header naming another profile is refused on the pinned route.
+		again := req.Clone(req.Context())
+		again.Header.Set("x-oci-profile", "API")
+		if a := s.do(again); a.status != http.StatusForbidden {
+			t.Fatalf("%s with x-oci-profile: API: status %d, want 403 (the route's pin wins)", name, a.status)
+		}
+	}
+}
+
+// An alias resolved with one profile's region is not signed for a pinned
+// profile of another region: 421, saying how to name the right profile;
+// naming it works.
+func TestRoutePinInAnotherRegionThanTheAlias(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	examplePin(t, s, "eu-frankfurt-2")
+	req := s.request("GET", gateway, "/objectstorage/n/", nil)
+	req.Header.Set("x-oci-route", "example")
+	a := s.do(req)
+	code, msg := a.refusal(t)
+	if a.status != http.StatusMisdirectedRequest || code != extproc.CodeMisdirected || !strings.Contains(msg, "EXAMPLE") || !strings.Contains(msg, "x-oci-profile") {
+		t.Fatalf("%d %s %q", a.status, code, msg)
+	}
+	if len(s.oci.Requests()) != 0 {
+		t.Fatal("a refused request reached OCI")
+	}
+	req = s.request("GET", gateway, "/objectstorage/n/", nil)
+	req.Header.Set("x-oci-route", "example")
+	req.Header.Set("x-oci-profile", "EXAMPLE")
+	if a := s.do(req); a.status != 200 {
+		t.Fatalf("naming the pinned profile: %d %s", a.status, a.body)
+	}
+	if rec := s.lastRecord(); rec.Host != "objectstorage.eu-frankfurt-2.oraclecloud.eu" {
+		t.Fatalf("OCI got %s: the alias must resolve in the pinned profile's region", rec.Host)
+	}
+}
+
+// The route's compartment is used for a Generative AI request that names
+// none, and a client's own compartment is left alone.
+func TestGatewayCompartmentFromTheRoute(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) {
 		c.Metadata = func(r *http.Request) map[string]string {
-			if r.Header.Get("x-route") == "eu" {
-				return map[string]string{"x-oci-profile": "EU", "x-oci-compartment": "ocid1.compartment.oc1..eu"}
+			if r.Header.Get("x-route") == "team" {
+				return map[string]string{"x-oci-compartment": "ocid1.compartment.oc1..team"}
 			}
 			return nil
 		}
-	}
-	s := newStack(t, stackOptions{envoy: pinned})
-	euProfile(t, s)
+	}})
 	genai := signertest.NewGenAI(s.oci)
-	req := s.request("POST", gateway, "/genai/openai/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("x-route", "eu")
-	req.Header.Set("Content-Type", "application/json")
-	if a := s.do(req); a.status != 200 {
-		t.Fatalf("status %d: %s", a.status, a.body)
-	}
-	if rec := s.lastRecord(); rec.Host != "inference.generativeai.eu-frankfurt-2.oci.oraclecloud.eu" {
-		t.Fatalf("the route's profile did not choose the region: %s", rec.Host)
-	}
-	if c := genai.Calls()[0]; c.Compartment != "ocid1.compartment.oc1..eu" {
-		t.Fatalf("compartment %q, want the route's", c.Compartment)
-	}
-	// A compartment the client names itself is left alone.
-	req = s.request("POST", gateway, "/genai/openai/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("opc-compartment-id", "ocid1.compartment.oc1..mine")
-	if a := s.do(req); a.status != 200 {
-		t.Fatalf("status %d: %s", a.status, a.body)
-	}
-	if c := genai.Calls()[1]; c.Compartment != "ocid1.compartment.oc1..mine" {
-		t.Fatalf("compartment %q, want the client's", c.Compartment)
+	for _, tc := range []struct{ route, client, want string }{
+		{"team", "", "ocid1.compartment.oc1..team"},
+		{"team", "ocid1.compartment.oc1..mine", "ocid1.compartment.oc1..mine"},
+		{"", "", "ocid1.tenancy.oc1..test"},
+	} {
+		req := s.request("POST", gateway, "/genai/openai/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.route != "" {
+			req.Header.Set("x-route", tc.route)
+		}
+		if tc.client != "" {
+			req.Header.Set("opc-compartment-id", tc.client)
+		}
+		if a := s.do(req); a.status != 200 {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		calls := genai.Calls()
+		if c := calls[len(calls)-1]; c.Compartment != tc.want {
+			t.Fatalf("route %q, client %q: compartment %q, want %q", tc.route, tc.client, c.Compartment, tc.want)
+		}
 	}
 }
 
@@ -222,7 +276,7 @@ func TestGatewayAliasFollowsTheRoutesProfile(t *testing.T) {
 // proxy-form request for it; nothing reaches OCI.
 func TestGatewayFormsRefused(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{envoy: gatewayForm(nil)})
+	s := newStack(t, stackOptions{})
 	s.folder.AppendConfig("NOREGION", "user", "ocid1.user.oc1..unoregion", "fingerprint", signer.Fingerprint(&signertest.Key(t, 1).PublicKey),
 		"key_file", s.folder.WrittenPath("keys/api.pem"), "tenancy", "ocid1.tenancy.oc1..test")
 	for _, tc := range []struct {
@@ -230,8 +284,8 @@ func TestGatewayFormsRefused(t *testing.T) {
 		status                int
 		code, reason          string
 	}{
-		{"an explicit host outside the realms", "/example.com/n/", "", 403, extproc.CodeHostNotAllowed, "--allow-host"},
-		{"an IP literal", "/127.0.0.1:8080/n/", "", 403, extproc.CodeHostNotAllowed, "--allow-host"},
+		{"an explicit host outside the realms", "/example.com/n/", "", 403, extproc.CodeHostNotAllowed, `"example.com" is not one`},
+		{"an IP literal", "/127.0.0.1:8080/n/", "", 403, extproc.CodeHostNotAllowed, "send /<OCI host or service alias>/<path>"},
 		{"an unknown alias", "/nosuch/n/", "", 403, extproc.CodeHostNotAllowed, "genai"},
 		{"an empty segment", "//n/", "", 400, extproc.CodeGatewayPath, "empty"},
 		{"a dot-dot segment", "/../n/", "", 400, extproc.CodeGatewayPath, `".."`},
@@ -278,7 +332,7 @@ func TestRewriteAfterSigningIsRefusedByOCI(t *testing.T) {
 		{"path", func(a, p string) (string, string) { return a, "/n/other" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStack(t, stackOptions{envoy: gatewayForm(tc.rewrite)})
+			s := newStack(t, stackOptions{envoy: withRewrite(tc.rewrite)})
 			a := s.do(s.request("GET", gateway, "/objectstorage/n/", nil))
 			rec := s.lastRecord()
 			if a.status != http.StatusUnauthorized || rec.OK || rec.Code != signertest.CodeNotAuthenticated {
@@ -293,7 +347,6 @@ func TestRewriteAfterSigningIsRefusedByOCI(t *testing.T) {
 func TestAccessLogSaysWhichProfileGotWhichAnswer(t *testing.T) {
 	lines := make(chan string, 8)
 	s := newStack(t, stackOptions{envoy: func(c *extproctest.Config) {
-		gatewayForm(nil)(c)
 		c.AccessLog = func(e extproctest.AccessLogEntry) {
 			line, err := extproctest.FormatAccessLog(extproctest.AccessLogFormat, e)
 			if err != nil {
@@ -368,5 +421,49 @@ func TestREADMEGoExampleIsTheTest(t *testing.T) {
 	want, have := strings.Join(trim(block), "\n"), strings.Join(trim(string(src)), "\n")
 	if len(trim(block)) < 5 || !strings.Contains(have, want) {
 		t.Fatalf("the README's Go example is not in the test verbatim:\n%s", block)
+	}
+}
+
+// Refusals of a host that is not OCI's say what the client can do, and
+// advise --allow-host only for a host that could be an OCI endpoint under
+// another name: never for a public host, whose operator would then hand it
+// signatures.
+func TestHostRefusalsPointTheRightWay(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	for _, tc := range []struct {
+		name, host, target string
+		want               []string
+		never              []string
+	}{
+		{"another provider's model API", "api.openai.com", "/v1/chat/completions", []string{"genai/openai/v1"}, []string{"--allow-host"}},
+		{"a public host", "example.com", "/", []string{`"example.com" is not one`}, []string{"--allow-host"}},
+		{"a private name", "myhost.internal", "/", []string{"--allow-host myhost.internal"}, nil},
+		{"a private address", "10.1.2.3:8443", "/", []string{"--allow-host 10.1.2.3"}, nil}, // the port is stripped (strip_any_host_port)
+		{"the gateway itself", gateway, "/", []string{"/<OCI host or service alias>/<path>"}, []string{"--allow-host"}},
+		{"OpenAI's path without the alias", gateway, "/openai/v1/chat/completions", []string{"did you mean /genai/openai/v1/chat/completions?"}, []string{"--allow-host"}},
+		{"a base URL of /v1", gateway, "/v1/models", []string{"did you mean /genai/openai/v1/models?"}, []string{"--allow-host"}},
+		{"a mistyped alias", gateway, "/objectstorag/n/", []string{"did you mean objectstorage?"}, []string{"--allow-host"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := s.do(s.request("GET", tc.host, tc.target, nil))
+			code, msg := a.refusal(t)
+			if a.status != http.StatusForbidden || code != extproc.CodeHostNotAllowed {
+				t.Fatalf("%d %s %q", a.status, code, msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("lacks %q: %s", w, msg)
+				}
+			}
+			for _, n := range tc.never {
+				if strings.Contains(msg, n) {
+					t.Errorf("says %q: %s", n, msg)
+				}
+			}
+		})
+	}
+	if len(s.oci.Requests()) != 0 {
+		t.Fatal("a refused request reached OCI")
 	}
 }

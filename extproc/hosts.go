@@ -3,6 +3,9 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/ocisigner/ocisigner/signer"
@@ -74,4 +77,79 @@ func (p *HostPolicy) Allowed(a signer.Authority) bool {
 		}
 	}
 	return false
+}
+
+// authorize is the one host check of the service: a request is signed, or
+// re-addressed, only for a host the policy allows. The refusal says what the
+// client can do about it, and names --allow-host only for a host that could
+// be an OCI endpoint under another name (a private endpoint, a test server):
+// never for a public host that is not OCI's, whose operator would then hand
+// it signatures.
+func (s *Server) authorize(a signer.Authority) *refusal {
+	if s.hosts.Allowed(a) {
+		return nil
+	}
+	return hostNotAllowed(a)
+}
+
+func hostNotAllowed(a signer.Authority) *refusal {
+	host := capEcho(a.String())
+	msg := fmt.Sprintf("ocisigner signs only for OCI API hosts (names under %s and the other OCI realm domains); %q is not one",
+		"oraclecloud.com", host)
+	switch kind := hostKind(a); kind {
+	case hostModelAPI:
+		msg += ". To reach OCI Generative AI with an OpenAI SDK, set its base URL to http://<this gateway>/genai/openai/v1"
+	case hostLocal:
+		msg += ". To address OCI through this gateway, send /<OCI host or service alias>/<path> to it, e.g. /objectstorage/n/"
+	case hostPrivate:
+		msg += fmt.Sprintf(". If it is an OCI endpoint under another name (a private endpoint, a test server), the gateway's operator can allow it with --allow-host %s", host)
+	}
+	return refuse(http.StatusForbidden, CodeHostNotAllowed, msg)
+}
+
+type hostClass int
+
+const (
+	hostPublic   hostClass = iota // anything else: no advice to sign for it
+	hostModelAPI                  // another provider's model API: the genai alias is meant
+	hostLocal                     // this machine: the gateway itself, most likely
+	hostPrivate                   // a private network name or address
+)
+
+// modelAPIs are the hosts OpenAI-compatible SDKs and tools point at by default.
+var modelAPIs = []string{"api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.mistral.ai",
+	"api.cohere.com", "api.cohere.ai", "api.groq.com", "openrouter.ai", "api.together.xyz", "api.deepseek.com", "api.x.ai"}
+
+// privateSuffixes are the domains no public host is under (RFC 6761, 6762,
+// 8375 and the names networks use for themselves).
+var privateSuffixes = []string{".internal", ".local", ".lan", ".corp", ".home.arpa", ".test", ".example", ".intranet", ".private"}
+
+func hostKind(a signer.Authority) hostClass {
+	h := a.Host
+	if a.IP {
+		ip, err := netip.ParseAddr(strings.Trim(h, "[]"))
+		switch {
+		case err != nil:
+			return hostPublic
+		case ip.IsLoopback():
+			return hostLocal
+		case ip.IsPrivate():
+			return hostPrivate
+		}
+		return hostPublic
+	}
+	switch {
+	case h == "localhost" || strings.HasSuffix(h, ".localhost"):
+		return hostLocal
+	case slices.Contains(modelAPIs, h) || strings.HasSuffix(h, ".openai.azure.com"):
+		return hostModelAPI
+	case !strings.Contains(h, "."):
+		return hostPrivate
+	}
+	for _, sfx := range privateSuffixes {
+		if strings.HasSuffix(h, sfx) {
+			return hostPrivate
+		}
+	}
+	return hostPublic
 }

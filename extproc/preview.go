@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -51,32 +52,33 @@ type Refusal struct {
 }
 
 // Preview runs r through the same code as a request from Envoy, without a
-// stream: `ocisigner sign` shows with it what the service would do.
+// stream: `ocisigner sign` shows with it what the service would do. A
+// gateway-addressed request goes through both stages, as envoy.yaml's two
+// filters take it: the address stage's answer re-addresses it, and the
+// signing stage signs what that left, with the dynamic metadata it set.
 func (s *Server) Preview(ctx context.Context, r PreviewRequest) *Preview {
 	if len(r.Metadata) > 0 {
 		ctx = metadata.NewIncomingContext(ctx, metadata.New(r.Metadata))
 	}
-	hm := &corev3.HeaderMap{}
-	add := func(k, v string) {
-		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: strings.ToLower(k), RawValue: []byte(v)})
-	}
-	add(":method", r.Method)
-	add(":path", r.Path)
-	add(":authority", r.Authority)
-	add(":scheme", "http")
-	for _, f := range r.Header {
-		add(f.Name, f.Value)
-	}
-	st := &stream{}
 	out := &Preview{}
-	answers := []*extprocv3.ProcessingResponse{s.handle(ctx, st, &frame{req: &extprocv3.ProcessingRequest{
-		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: hm, EndOfStream: len(r.Body) == 0}},
-	}})}
-	if st.phase == awaitBody {
-		d := signer.DigestOf(r.Body)
-		answers = append(answers, s.handle(ctx, st, &frame{req: &extprocv3.ProcessingRequest{
-			Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{EndOfStream: true}},
-		}, digest: &d}))
+	st := &stream{address: true}
+	first := s.handle(ctx, st, &frame{req: headersRequest(r, nil)})
+	forwarded := &corev3.Metadata{}
+	if md := first.GetDynamicMetadata().GetFields()[MetadataNamespace].GetStructValue(); md != nil {
+		forwarded.FilterMetadata = map[string]*structpb.Struct{MetadataNamespace: md}
+	}
+	answers := []*extprocv3.ProcessingResponse{first}
+	if first.GetImmediateResponse() == nil {
+		r.Authority, r.Path = st.h.authority, st.h.path
+		st = &stream{}
+		req := headersRequest(r, forwarded)
+		answers = append(answers, s.handle(ctx, st, &frame{req: req}))
+		if st.phase == awaitBody {
+			d := signer.DigestOf(r.Body)
+			answers = append(answers, s.handle(ctx, st, &frame{req: &extprocv3.ProcessingRequest{
+				Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{EndOfStream: true}},
+			}, digest: &d}))
+		}
 	}
 	for _, a := range answers {
 		if ir := a.GetImmediateResponse(); ir != nil {
@@ -91,4 +93,21 @@ func (s *Server) Preview(ctx context.Context, r PreviewRequest) *Preview {
 	}
 	out.Profile, out.Kind, out.KeyID, out.Region, out.Authority, out.Path, out.Signed = st.profile, st.kind, st.keyID, st.region, st.h.authority, st.h.path, st.signed
 	return out
+}
+
+// headersRequest is the request headers message Envoy would send for r.
+func headersRequest(r PreviewRequest, forwarded *corev3.Metadata) *extprocv3.ProcessingRequest {
+	hm := &corev3.HeaderMap{}
+	add := func(k, v string) {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: strings.ToLower(k), RawValue: []byte(v)})
+	}
+	add(":method", r.Method)
+	add(":path", r.Path)
+	add(":authority", r.Authority)
+	add(":scheme", "http")
+	for _, f := range r.Header {
+		add(f.Name, f.Value)
+	}
+	return &extprocv3.ProcessingRequest{MetadataContext: forwarded,
+		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: hm, EndOfStream: len(r.Body) == 0}}}
 }

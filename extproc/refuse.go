@@ -31,12 +31,15 @@ const (
 	CodeMisconfigured      = "EnvoyMisconfigured"
 	CodeInternal           = "InternalError"
 	CodeGatewayPath        = "InvalidGatewayPath"
+	CodeMisdirected        = "MisdirectedRequest"
+	CodeNoCompartment      = "CompartmentMissing"
 )
 
 // Codes lists every refusal code, so that metrics can keep outcome labels
 // to a closed set.
 var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
-	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal}
+	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal,
+	CodeMisdirected, CodeNoCompartment}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

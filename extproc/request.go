@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -41,67 +40,42 @@ var foreignCredentials = [...]string{"proxy-authorization", "x-api-key", "api-ke
 // one, and OCI might read the copy it got no signature for.
 var signedOnce = [...]string{signer.HeaderContentType, signer.HeaderOBOToken, signer.HeaderSubscription, signer.HeaderCrossTenancy}
 
-func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	st.start = time.Now()
-	st.h = parseHeaders(m.GetHeaders())
-	h := &st.h
-	if h.method == "" || h.path == "" || h.authority == "" {
-		return s.refused(st, refuse(http.StatusBadRequest, CodeMisconfigured, "request has no :method, :path or :authority to sign"))
+// onHeaders answers the request headers in the signing stage: the
+// signature, for a request without a body or whose body OCI does not sign;
+// else what the body's answer needs, and the wait for the body. forwarded is
+// the dynamic metadata Envoy forwards (what the address stage left).
+func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHeaders, forwarded *corev3.Metadata) *extprocv3.ProcessingResponse {
+	a, r := s.begin(st, m)
+	if r == nil {
+		r = s.authorize(a)
 	}
-	if len(h.path) > maxPathLen {
-		return s.refused(st, refuse(http.StatusRequestURITooLong, CodePathTooLong,
-			fmt.Sprintf("the request path is %d bytes; ocisigner signs paths of up to %d", len(h.path), maxPathLen)))
+	if r == nil {
+		r = checkSignedOnce(&st.h)
 	}
-	a, err := signer.ParseAuthority(h.authority)
-	if err != nil {
-		return s.refused(st, refuse(http.StatusBadRequest, CodeInvalidHost,
-			fmt.Sprintf("ocisigner signs only for a host name with an optional port; %q is not one: %v", capEcho(h.authority), err)))
-	}
-	var gw *gatewayTarget
-	if !s.hosts.Allowed(a) {
-		var r *refusal
-		if gw, r = s.parseGateway(a.String(), h.path); r != nil {
-			return s.refused(st, r)
-		}
-	}
-	for _, name := range signedOnce {
-		if h.count(name) > 1 {
-			return s.refused(st, refuse(http.StatusBadRequest, CodeDuplicateHeader,
-				fmt.Sprintf("the request carries %s more than once; a signed header must be sent once", name)))
-		}
-	}
-	profile, r := s.profileFor(ctx, h)
 	if r != nil {
 		return s.refused(st, r)
 	}
-	st.profile = profile
-	creds, err := s.cfg.Credentials.Source(st.profile).Credentials(ctx)
-	if err != nil {
-		return s.refused(st, s.credentialRefusal(st.profile, err))
+	creds, r := s.credentialsFor(ctx, st)
+	if r == nil {
+		r = s.checkAddressed(forwarded, creds, st.h.authority)
 	}
-	st.use(creds)
-	// What the gateway form rewrites, and what a Generative AI request
-	// needs, goes in this answer: Envoy re-routes on it before the body.
+	// What a Generative AI request needs goes in this answer, before the body.
 	route := &extprocv3.HeaderMutation{}
-	if gw != nil {
-		host, r := s.resolve(gw, creds)
-		if r != nil {
-			return s.refused(st, r)
+	if r == nil && isGenAIInference(st.h.authority) && !st.h.has(headerCompartment) {
+		var c string
+		if c, r = s.compartmentFor(ctx, creds); r == nil {
+			route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, c))
 		}
-		h.authority, h.path, st.rewritten = host, gw.rest, true
-		route.SetHeaders = append(route.SetHeaders, setHeader(":authority", host), setHeader(":path", gw.rest))
 	}
-	if isGenAIInference(strings.ToLower(h.authority)) && !h.has(headerCompartment) {
-		route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, s.compartmentFor(ctx, creds)))
+	if r != nil {
+		return s.refused(st, r)
 	}
-	bodySigned := signer.BodySigned(h.method, h.path)
+	bodySigned := signer.BodySigned(st.h.method, st.h.path)
 	if bodySigned && !m.GetEndOfStream() {
 		// Sign once the whole body is here: Envoy buffers it and applies the
 		// body response's header mutations before anything goes upstream.
 		st.phase = awaitBody
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
-			Response: s.common(st, route),
-		}}}
+		return headersAnswer(route, false)
 	}
 	var d *signer.Digest
 	if bodySigned {
@@ -112,9 +86,7 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		return s.refused(st, r)
 	}
 	mut.SetHeaders = append(route.SetHeaders, mut.SetHeaders...)
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: s.common(st, mut)},
-	}}
+	resp := headersAnswer(mut, false)
 	if !m.GetEndOfStream() {
 		// A body the signature does not cover: let it stream. Envoy closes
 		// the stream once it takes the override.
@@ -125,36 +97,58 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	return resp
 }
 
+// checkSignedOnce refuses a request that carries a header the signature
+// covers more than once.
+func checkSignedOnce(h *requestHeaders) *refusal {
+	for _, name := range signedOnce {
+		if h.count(name) > 1 {
+			return refuse(http.StatusBadRequest, CodeDuplicateHeader,
+				fmt.Sprintf("the request carries %s more than once; a signed header must be sent once", name))
+		}
+	}
+	return nil
+}
+
+// credentialsFor picks the request's profile and gets its credentials.
+func (s *Server) credentialsFor(ctx context.Context, st *stream) (*signer.Credentials, *refusal) {
+	profile, r := s.profileFor(ctx, &st.h)
+	if r != nil {
+		return nil, r
+	}
+	st.profile = profile
+	creds, err := s.cfg.Credentials.Source(profile).Credentials(ctx)
+	if err != nil {
+		return nil, s.credentialRefusal(profile, err)
+	}
+	st.use(creds)
+	return creds, nil
+}
+
 // headerCompartment is the header OCI Generative AI reads the compartment
 // of a request from.
 const headerCompartment = "opc-compartment-id"
 
 // compartmentFor is the compartment of a Generative AI request that names
 // none: the route's, else the operator's, else the tenancy (the root
-// compartment).
-func (s *Server) compartmentFor(ctx context.Context, creds *signer.Credentials) string {
+// compartment). With none of them the request is refused: OCI would get an
+// empty opc-compartment-id.
+func (s *Server) compartmentFor(ctx context.Context, creds *signer.Credentials) (string, *refusal) {
 	if v := metadata.ValueFromIncomingContext(ctx, s.cfg.CompartmentKey); len(v) > 0 && v[0] != "" {
-		return v[0]
+		if err := signer.CheckOCID(v[0], "compartment", "tenancy"); err != nil {
+			return "", refuse(http.StatusInternalServerError, CodeMisconfigured, "the route's "+s.cfg.CompartmentKey+": "+err.Error())
+		}
+		return v[0], nil
 	}
 	if s.cfg.GenAICompartment != "" {
-		return s.cfg.GenAICompartment
+		return s.cfg.GenAICompartment, nil
 	}
-	return creds.Tenancy
-}
-
-// common is the CommonResponse of an answer: a mutation, and for one that
-// re-addresses the request, clear_route_cache so that Envoy matches the
-// route again against the OCI host (envoy.yaml's gateway filter also sets
-// route_cache_action CLEAR; ext_proc's processor_state.cc clearRouteCache).
-func (s *Server) common(st *stream, mut *extprocv3.HeaderMutation) *extprocv3.CommonResponse {
-	c := &extprocv3.CommonResponse{}
-	if len(mut.GetSetHeaders()) > 0 || len(mut.GetRemoveHeaders()) > 0 {
-		c.HeaderMutation = mut
+	if creds.Tenancy != "" {
+		return creds.Tenancy, nil
 	}
-	if st.rewritten && c.HeaderMutation != nil {
-		c.ClearRouteCache = true
-	}
-	return c
+	return "", refuse(http.StatusBadRequest, CodeNoCompartment, fmt.Sprintf(
+		"OCI Generative AI needs a compartment, and none is known for profile %s: send the opc-compartment-id header, "+
+			"or ask the gateway's operator to set one for the route (%s) or for every request (--genai-compartment)",
+		capEcho(creds.Profile), s.cfg.CompartmentKey))
 }
 
 func (s *Server) onBody(ctx context.Context, st *stream, b *extprocv3.HttpBody, d *signer.Digest) *extprocv3.ProcessingResponse {

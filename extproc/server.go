@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/ocisigner/ocisigner/signer"
@@ -168,6 +169,8 @@ type Server struct {
 	hosts    *HostPolicy
 	streams  chan struct{} // a slot per stream being served
 	aliases  map[string]signer.Alias
+	// aliasList is the aliases' names, sorted, for messages.
+	aliasList []string
 	profiles map[string]bool // nil: every profile
 }
 
@@ -220,7 +223,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, a := range cfg.Aliases {
 		s.aliases[a.Name] = a
+		s.aliasList = append(s.aliasList, a.Name)
 	}
+	slices.Sort(s.aliasList)
 	if cfg.Profiles != nil {
 		s.profiles = map[string]bool{}
 		for _, p := range cfg.Profiles {
@@ -290,9 +295,7 @@ type stream struct {
 	keyID   string      // masked
 	region  string      // of the credentials
 	expiry  time.Time
-	// rewritten: a gateway-addressed request whose :authority and :path
-	// were set to the OCI host and target.
-	rewritten bool
+	address bool // the stream is the address stage's (StageKey)
 	signed    *signer.Signed // what Sign returned, for Preview
 	refusal   *refusal       // why it was refused, for Preview
 }
@@ -319,7 +322,7 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 		return status.Errorf(codes.ResourceExhausted, "ocisigner: %d streams in flight, the most it serves at once", s.cfg.MaxStreams)
 	}
 	ctx := ps.Context()
-	st := &stream{}
+	st := &stream{address: isAddressStage(ctx)}
 	for first := true; ; first = false {
 		f := &frame{req: &extprocv3.ProcessingRequest{}}
 		var err error
@@ -349,6 +352,12 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 			return nil
 		}
 	}
+}
+
+// isAddressStage reports a stream of the address stage (StageKey).
+func isAddressStage(ctx context.Context) bool {
+	v := metadata.ValueFromIncomingContext(ctx, StageKey)
+	return len(v) == 1 && v[0] == StageAddress
 }
 
 // recv receives the next message, giving up after timeout. grpc-go cannot
@@ -392,7 +401,10 @@ func (s *Server) handle(ctx context.Context, st *stream, f *frame) (resp *extpro
 		if st.phase != awaitHeaders {
 			return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured, "request headers arrived twice on one stream"))
 		}
-		return s.onHeaders(ctx, st, r.RequestHeaders)
+		if st.address {
+			return s.onAddress(ctx, st, r.RequestHeaders)
+		}
+		return s.onHeaders(ctx, st, r.RequestHeaders, f.req.GetMetadataContext())
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if st.phase == streaming {
 			// Signed at the headers but the filter did not take the mode

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/grpc"
 
 	"github.com/ocisigner/ocisigner/extproc"
@@ -131,22 +130,7 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	go func() { _ = s.grpc.Serve(lis) }()
 	t.Cleanup(s.grpc.Stop)
 
-	// As envoy.yaml configures the filter and the OCI routes.
-	buffered := extproctest.DefaultProcessingMode()
-	ecfg := extproctest.Config{
-		Processor:            lis.Addr().String(),
-		Upstream:             s.oci.Addr,
-		AllowModeOverride:    true,
-		AllowedOverrideModes: []*extprocfilterv3.ProcessingMode{buffered, extproc.StreamedUploadMode},
-		BodyBufferLimit:      32 << 20,
-		MessageTimeout:       5 * time.Second,
-		MaxMessageTimeout:    30 * time.Second,
-		DisallowIsError:      true,
-		StripAnyHostPort:     true,
-		SuppressEnvoyHeaders: true,
-		RouteTimeout:         -1,
-		ConnectTimeout:       time.Second,
-	}
+	ecfg := shippedConfig(t, lis.Addr().String(), s.oci.Addr)
 	if so.envoy != nil {
 		so.envoy(&ecfg)
 	}

@@ -158,6 +158,27 @@ type Config struct {
 	// Any other expression is refused with ErrUnsupported.
 	RequestAttributes []string
 
+	// Name is the filter's name in the HTTP filter chain: the key of its
+	// typed_per_filter_config in a route (Route.PerFilter). "" means
+	// envoy.filters.http.ext_proc.
+	Name string
+	// InitialMetadata is the filter's grpc_service.initial_metadata: sent on every stream
+	// the filter opens (grpc/async_client_impl.cc AsyncStreamImpl::initialize, "Fill
+	// service-wide initial metadata"); a route's grpc_initial_metadata of the same key
+	// replaces it.
+	InitialMetadata map[string]string
+	// ForwardingNamespaces is metadata_options.forwarding_namespaces.untyped: on every
+	// message, the request's dynamic metadata under these namespaces (what an earlier
+	// filter's answer set, see ReceivingNamespaces) is sent as metadata_context
+	// (ext_proc.cc Filter::addDynamicMetadata). Clients cannot set dynamic metadata.
+	ForwardingNamespaces []string
+	// Before are the ext_proc filters that run ahead of this one in the chain, in order.
+	// Each gets the request headers, may answer them (mutations, dynamic metadata, a
+	// cleared route cache, an immediate response) and is then done with the request; the
+	// next filter reads its per-route config from the route as the answer left it. Only
+	// filters that process request headers alone are reproduced.
+	Before []Filter
+
 	// Intercept, when set, gives the listener HTTPS interception: the connection manager
 	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
 	// terminates it into an internal listener, and that listener terminates TLS with a
@@ -170,6 +191,71 @@ type Config struct {
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
 	Logf func(format string, args ...any)
+}
+
+// Filter is an ext_proc filter ahead of Config's in the HTTP filter chain. Its settings mean
+// what Config's of the same name mean. Its processing_mode must send the request headers and
+// nothing else (request_header_mode SEND, response_header_mode SKIP, bodies NONE, trailers
+// SKIP or DEFAULT): a filter that buffers a body ahead of another is not reproduced, so New
+// refuses one with ErrUnsupported.
+type Filter struct {
+	Name                 string // its key in Route.PerFilter; required
+	ProcessingMode       *extprocfilterv3.ProcessingMode
+	InitialMetadata      map[string]string
+	MutationRules        *mutationrulesv3.HeaderMutationRules
+	RouteCacheAction     extprocfilterv3.ExternalProcessor_RouteCacheAction
+	MessageTimeout       time.Duration
+	StatusOnError        int
+	FailureModeAllow     bool
+	ReceivingNamespaces  []string
+	ForwardingNamespaces []string
+}
+
+// HeadersOnlyMode is the processing_mode of a filter that sends the request headers and
+// nothing else.
+func HeadersOnlyMode() *extprocfilterv3.ProcessingMode {
+	return &extprocfilterv3.ProcessingMode{
+		RequestHeaderMode:   extprocfilterv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SKIP,
+		RequestBodyMode:     extprocfilterv3.ProcessingMode_NONE,
+		ResponseBodyMode:    extprocfilterv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
+	}
+}
+
+// resolve is the settings the filter runs with: main's, with the filter's own in place of
+// the ext_proc filter's.
+func (bf Filter) resolve(main *settings) (*settings, error) {
+	if bf.Name == "" {
+		return nil, fmt.Errorf("%w: a Before filter has no Name", ErrConfig)
+	}
+	mode := HeadersOnlyMode()
+	if bf.ProcessingMode != nil {
+		mode = proto.Clone(bf.ProcessingMode).(*extprocfilterv3.ProcessingMode)
+	}
+	if d := decodingState(mode); !d.sendHeaders || d.bodyMode != extprocfilterv3.ProcessingMode_NONE || d.sendTrailers ||
+		!encodingState(mode).noExternalProcess() {
+		return nil, fmt.Errorf("%w: filter %s processes more than the request headers (%v)", ErrUnsupported, bf.Name, mode)
+	}
+	s := &settings{Config: main.Config, mode: mode}
+	c := &s.Config
+	c.Name, c.InitialMetadata, c.ForwardingNamespaces, c.ReceivingNamespaces = bf.Name, bf.InitialMetadata, bf.ForwardingNamespaces, bf.ReceivingNamespaces
+	c.MutationRules, c.DisallowIsError, c.RouteCacheAction, c.FailureModeAllow = bf.MutationRules, false, bf.RouteCacheAction, bf.FailureModeAllow
+	c.MessageTimeout, c.StatusOnError = bf.MessageTimeout, bf.StatusOnError
+	c.AllowModeOverride, c.AllowedOverrideModes, c.Metadata, c.Disabled, c.RequestAttributes = false, nil, nil, nil, nil
+	c.Before = nil
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = defaultMessageTimeout
+	}
+	if c.StatusOnError == 0 {
+		c.StatusOnError = defaultStatusOnError
+	}
+	var err error
+	if s.checker, err = newChecker(bf.MutationRules, false); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Intercept is the HTTPS interception part of an Envoy (1.37 and later) configuration:
@@ -265,6 +351,8 @@ type settings struct {
 	Config
 	mode    *extprocfilterv3.ProcessingMode
 	checker *checker
+	before  []*settings // Config.Before, resolved
+	last    bool        // Config's own filter, the last of the chain
 	attrs   []attribute
 }
 
@@ -349,6 +437,17 @@ func (c Config) resolve() (*settings, error) {
 	}
 	if err := c.Intercept.validate(); err != nil {
 		return nil, err
+	}
+	if s.Name == "" {
+		s.Name = "envoy.filters.http.ext_proc"
+	}
+	s.last = true
+	for _, bf := range c.Before {
+		b, err := bf.resolve(s)
+		if err != nil {
+			return nil, err
+		}
+		s.before = append(s.before, b)
 	}
 	return s, nil
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -29,33 +31,19 @@ type filter struct {
 	stop  func()
 	start time.Time
 
-	dec, enc       dirState
-	reqHeaders     *headerList
-	respHeaders    *headerList
-	hasBody        bool // the request did not end with its headers (!no_body_)
-	reqHeadersSent bool // headers_ is set: body answers may mutate the request headers
-	respNoBody     bool
+	reqHeaders  *headerList
+	respHeaders *headerList
+	hasBody     bool // the request did not end with its headers (!no_body_)
+	respNoBody  bool
 
-	sess               *session
-	sessOpen           bool
-	complete           bool // processing_complete_: the processor is ignored from now on
-	cb                 callbackState
-	timer              *time.Timer
-	timerC             <-chan time.Time
-	timerRestarted     bool // new_timeout_received_
-	protocolConfigSent bool
+	dsBody   *downstreamBody
+	pump     *pump
+	buf      []byte // the buffered request body
+	bodyDone bool   // the whole request body is in buf
 
-	dsBody       *downstreamBody
-	pump         *pump
-	buf          []byte // the buffered request body
-	bodyDone     bool   // the whole request body is in buf
-	bodySent     bool
-	bodyAnswered bool
-	bodyReplaced bool // CONTINUE_AND_REPLACE with a body mutation on the request headers
-
-	respBodyReplaced    bool
-	respBody            []byte
-	respHeadersAnswered bool
+	// proc is the state of the ext_proc filter running now: each filter of the chain
+	// (Config.Before, then Config's) starts from a fresh one.
+	proc
 
 	route         Route // the cached route (ActiveStream::cached_route_)
 	routeCleared  bool  // ext_proc cleared the route cache: the next look-up matches again
@@ -75,6 +63,29 @@ type filter struct {
 	upstreamCalled bool
 	wrote          bool
 	abort          bool // the relayed response broke off: reset the client connection
+}
+
+// proc is one ext_proc filter's part of a request: its stream, its callback state and
+// timer, and what it has sent and been answered (Filter and its ProcessorStates).
+type proc struct {
+	dec, enc           dirState
+	reqHeadersSent     bool // headers_ is set: body answers may mutate the request headers
+	sess               *session
+	sessOpen           bool
+	complete           bool // processing_complete_: the processor is ignored from now on
+	cb                 callbackState
+	timer              *time.Timer
+	timerC             <-chan time.Time
+	timerRestarted     bool // new_timeout_received_
+	protocolConfigSent bool
+
+	bodySent     bool
+	bodyAnswered bool
+	bodyReplaced bool // CONTINUE_AND_REPLACE with a body mutation on the request headers
+
+	respBodyReplaced    bool
+	respBody            []byte
+	respHeadersAnswered bool
 }
 
 type callbackState int
@@ -139,7 +150,7 @@ func (f *filter) serve() {
 		_, _ = r.Body.Read(nil)
 	}
 
-	f.decode()
+	f.decodeChain()
 	switch {
 	case f.gone:
 	case f.reply != nil:
@@ -195,11 +206,54 @@ func (f *filter) cleanup() {
 	}
 }
 
+// decodeChain runs the ext_proc filters of the chain in order: the filter manager calls
+// each decoder filter's decodeHeaders in turn, and an ext_proc filter stops the iteration
+// until its processor has answered (FilterManager::decodeHeaders, ext_proc.cc
+// Filter::onHeaders). A filter that refused the request ends the chain.
+func (f *filter) decodeChain() {
+	main := f.cfg
+	defer func() { f.cfg = main }()
+	for _, b := range main.before {
+		f.cfg = b
+		f.decode()
+		// Done with this request: ext_proc closes a stream once nothing more is
+		// expected of it (Filter::closeGrpcStreamIfLastRespReceived), at the latest when
+		// the filter is destroyed (onDestroy).
+		f.finishCall()
+		if f.sessOpen {
+			f.closeStreamMaybeGraceful()
+		}
+		if f.stopped() {
+			return
+		}
+		f.proc = proc{}
+	}
+	f.cfg = main
+	f.decode()
+}
+
+// disabled reports the running filter's ExtProcPerRoute.disabled on the current route.
+func (f *filter) disabled() bool {
+	if pr, ok := f.route.PerFilter[f.cfg.Name]; ok && pr.Disabled {
+		return true
+	}
+	return f.cfg.last && f.route.ExtProcDisabled || f.cfg.Disabled != nil && f.cfg.Disabled(f.r)
+}
+
 // decode is decodeHeaders and decodeData: send the headers, then the buffered body, each
 // time waiting for the answer.
 func (f *filter) decode() {
+	// The filter reads its per-route config as its decodeHeaders starts (ext_proc.cc
+	// Filter::decodeHeaders, mergePerRouteConfig, Http::Utility::getAllPerFilterConfig),
+	// from the route the callbacks give: after an earlier filter cleared the route cache,
+	// the route matched again against the headers as that filter left them
+	// (ActiveStream::refreshCachedRoute).
+	if f.routeCleared {
+		f.route = f.matchRoute()
+		f.routeCleared = false
+	}
 	mode := f.cfg.mode
-	if f.route.ExtProcDisabled || (f.cfg.Disabled != nil && f.cfg.Disabled(f.r)) {
+	if f.disabled() {
 		mode = allDisabledMode()
 	}
 	f.dec, f.enc = decodingState(mode), encodingState(mode)
@@ -347,10 +401,14 @@ func (f *filter) openStream() {
 	if f.sess != nil {
 		return
 	}
+	// The service-wide initial metadata, then the route's grpc_initial_metadata, which
+	// replaces a key of the same name (ext_proc.cc mergeHeaderValuesField).
 	md := map[string]string{}
-	for k, v := range f.route.Metadata {
-		md[k] = v
+	maps.Copy(md, f.cfg.InitialMetadata)
+	if f.cfg.last {
+		maps.Copy(md, f.route.Metadata)
 	}
+	maps.Copy(md, f.route.PerFilter[f.cfg.Name].Metadata)
 	if f.cfg.Metadata != nil {
 		for k, v := range f.cfg.Metadata(f.r) {
 			md[k] = v
@@ -360,11 +418,19 @@ func (f *filter) openStream() {
 	f.sessOpen = true
 }
 
-// newRequest starts a ProcessingRequest as Envoy fills it: metadata_context always present
-// (empty unless forwarding namespaces are configured), protocol_config on the first message
-// of the stream only.
+// newRequest starts a ProcessingRequest as Envoy fills it: metadata_context always present,
+// holding the request's dynamic metadata of the forwarding namespaces
+// (Filter::addDynamicMetadata), protocol_config on the first message of the stream only.
 func (f *filter) newRequest() *extprocv3.ProcessingRequest {
 	req := &extprocv3.ProcessingRequest{MetadataContext: &corev3.Metadata{}}
+	for _, ns := range f.cfg.ForwardingNamespaces {
+		if v, ok := f.dynMeta[ns]; ok {
+			if req.MetadataContext.FilterMetadata == nil {
+				req.MetadataContext.FilterMetadata = map[string]*structpb.Struct{}
+			}
+			req.MetadataContext.FilterMetadata[ns] = proto.Clone(v).(*structpb.Struct)
+		}
+	}
 	if !f.protocolConfigSent {
 		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
 			RequestBodyMode:  f.dec.bodyMode,

@@ -129,6 +129,9 @@ func (f *filter) forward() {
 	if f.gone {
 		return
 	}
+	for _, name := range f.route.RemoveHeaders {
+		f.reqHeaders.remove(strings.ToLower(name))
+	}
 	if rw := f.route.Rewrite; rw != nil {
 		// Router finalizeRequestHeaders: after every filter, and after the connection pool
 		// (so the upstream host) was chosen.

@@ -30,16 +30,25 @@ type Route struct {
 	// Direct is the route's direct_response: the router answers with it and nothing goes
 	// upstream.
 	Direct *DirectResponse
-	// ExtProcDisabled is the route's ExtProcPerRoute.disabled.
+	// ExtProcDisabled is the route's ExtProcPerRoute.disabled for Config's filter.
 	ExtProcDisabled bool
-	// Metadata is the route's ExtProcPerRoute.overrides.grpc_initial_metadata.
+	// Metadata is the route's ExtProcPerRoute.overrides.grpc_initial_metadata for Config's
+	// filter.
 	Metadata map[string]string
+	// PerFilter is the route's typed_per_filter_config of ext_proc filters by filter name
+	// (Config.Name, Filter.Name): what ExtProcDisabled and Metadata say for Config's
+	// filter, for any filter of the chain. Keys are exact filter names (Envoy no longer
+	// falls back to the canonical name: runtime guard no_downgrade_to_canonical_name).
+	PerFilter map[string]PerRoute
 	// Rewrite is the router's own rewrite for the route (host_rewrite_literal,
 	// prefix_rewrite, regex_rewrite, path_rewrite...): given :authority and :path as the
 	// filters left them, it returns what goes upstream. The router applies it in
 	// finalizeRequestHeaders, after ext_proc (so after any signature) and after the upstream
 	// host was chosen from the unrewritten :authority. Nil rewrites nothing.
 	Rewrite func(authority, path string) (string, string)
+	// RemoveHeaders is the route's request_headers_to_remove: the router removes them in
+	// finalizeRequestHeaders (router.cc), after every filter, so after any signature.
+	RemoveHeaders []string
 	// TerminateConnect makes the route a CONNECT terminator: a connect_matcher route whose
 	// upgrade_configs entry for CONNECT carries connect_config, and whose cluster is the
 	// internal listener of Config.Intercept (an envoy_internal_address endpoint). Envoy
@@ -47,6 +56,12 @@ type Route struct {
 	// listener. A CONNECT request has no :path (RouteRequest.Path is empty), so only a
 	// connect_matcher route matches it in Envoy; Routes must model that.
 	TerminateConnect bool
+}
+
+// PerRoute is an ExtProcPerRoute: disabled, and overrides.grpc_initial_metadata.
+type PerRoute struct {
+	Disabled bool
+	Metadata map[string]string
 }
 
 // DirectResponse is a route's direct_response.
