@@ -164,14 +164,14 @@ type Config struct {
 // Server is the ext_proc service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	cfg      Config
-	log      *slog.Logger
-	hosts    *HostPolicy
-	streams  chan struct{} // a slot per stream being served
-	aliases  map[string]signer.Alias
+	cfg     Config
+	log     *slog.Logger
+	hosts   *HostPolicy
+	streams chan struct{} // a slot per stream being served
+	aliases map[string]signer.Alias
 	// aliasList is the aliases' names, sorted, for messages.
 	aliasList []string
-	profiles map[string]bool // nil: every profile
+	profiles  map[string]bool // nil: every profile
 }
 
 // New returns a Server.
@@ -295,9 +295,9 @@ type stream struct {
 	keyID   string      // masked
 	region  string      // of the credentials
 	expiry  time.Time
-	address bool // the stream is the address stage's (StageKey)
-	signed    *signer.Signed // what Sign returned, for Preview
-	refusal   *refusal       // why it was refused, for Preview
+	address bool           // the stream is the address stage's (StageKey)
+	signed  *signer.Signed // what Sign returned, for Preview
+	refusal *refusal       // why it was refused, for Preview
 }
 
 // use records the credentials the request is signed with.
