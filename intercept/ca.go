@@ -50,6 +50,8 @@ type CA struct {
 	cert    *x509.Certificate
 	certPEM []byte
 	key     crypto.Signer
+	// selfSigned: a root, left out of the chains of its leaves.
+	selfSigned bool
 	// serves is what Issue mints for, when narrower than the certificate's
 	// constraints (LoadOrCreate); nil: whatever they permit (Load).
 	serves *names
@@ -132,7 +134,10 @@ func Load(certFile, keyFile string) (*CA, error) {
 	if !publicKeysEqual(key.Public(), cert.PublicKey) {
 		return nil, fmt.Errorf("%w: the key in %s is not the key of the certificate in %s", ErrCA, keyFile, certFile)
 	}
-	return &CA{cert: cert, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), key: key}, nil
+	return &CA{
+		cert: cert, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), key: key,
+		selfSigned: cert.CheckSignatureFrom(cert) == nil,
+	}, nil
 }
 
 // parseCACert reads one PEM certificate and checks that it is a CA whose
@@ -268,7 +273,7 @@ func create(dir string, want names, now time.Time) (*CA, error) {
 		_ = os.Remove(filepath.Join(dir, KeyFileName))
 		return nil, err
 	}
-	return &CA{cert: cert, certPEM: certPEM, key: key, serves: &want}, nil
+	return &CA{cert: cert, certPEM: certPEM, key: key, selfSigned: true, serves: &want}, nil
 }
 
 // placeFile writes data to dir/name with mode perm, failing with
