@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -422,10 +423,14 @@ func TestCAKeyNeverPrinted(t *testing.T) {
 	keyFile := filepath.Join(dir, KeyFileName)
 	keyPEM, _ := os.ReadFile(keyFile)
 	block, _ := pem.Decode(keyPEM)
-	d := ca.key.(*ecdsa.PrivateKey).D
+	raw, err := ca.key.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := new(big.Int).SetBytes(raw)
 	secrets := []string{
 		string(keyPEM), base64.StdEncoding.EncodeToString(block.Bytes)[:40],
-		d.String(), d.Text(16), hex.EncodeToString(d.Bytes()), fmt.Sprint(d.Bytes()),
+		d.String(), d.Text(16), hex.EncodeToString(raw), fmt.Sprint(raw),
 	}
 	var out bytes.Buffer
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x", "%q"} {
@@ -439,7 +444,7 @@ func TestCAKeyNeverPrinted(t *testing.T) {
 	if err := os.Chmod(keyFile, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(filepath.Join(dir, CertFileName), keyFile)
+	_, err = Load(filepath.Join(dir, CertFileName), keyFile)
 	fmt.Fprintln(&out, err)
 	_ = os.Chmod(keyFile, 0o600)
 	otherCert, _ := writeCA(t, &x509.Certificate{IsCA: true, PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{"oraclecloud.com"}, ExcludedIPRanges: allIPs()}, 0o600)

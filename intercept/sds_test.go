@@ -11,8 +11,8 @@ import (
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	rpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
@@ -217,7 +217,7 @@ func TestSDSNACKEvictsAndRemoves(t *testing.T) {
 	resp := ss.mustRecv()
 	err := ss.stream.Send(&discoveryv3.DeltaDiscoveryRequest{
 		TypeUrl: SecretTypeURL, ResponseNonce: resp.GetNonce(),
-		ErrorDetail: &status.Status{Code: int32(codes.Internal), Message: "Failed to load certificate chain"},
+		ErrorDetail: rpcstatus.New(codes.Internal, "Failed to load certificate chain").Proto(),
 	})
 	if err != nil {
 		t.Fatal(err)
