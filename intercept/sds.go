@@ -143,6 +143,21 @@ type Stats struct {
 // SDS is Envoy's secret discovery service for on-demand certificates,
 // delta xDS only. Register it on the gRPC server Envoy's signer cluster
 // reaches; Close ends it.
+//
+// It implements DeltaSecrets on the generated envoy/ types rather than
+// with go-control-plane's server and caches: what it must do is answer
+// each name as it is asked for (mint, or refuse with removed_resources),
+// while those caches serve a snapshot and say nothing for a name they
+// lack (LinearCache leaves such a watch open: Envoy's handshake would wait
+// for its transport_socket_connect_timeout, as the selector's integration
+// test ListenerConnectTimeout shows). A custom cache behind their server
+// would be as much code as the stream itself, add a module, and still
+// need the rotation, eviction and caps below.
+//
+// Envoy's side of the bounds: on 1.37 to 1.40 the selector keeps every
+// name it was ever asked for until SDS removes it (the v1.40 API of
+// on_demand_secret has no max_secrets or cache_idle_timeout; later Envoy
+// adds both), so MaxNames here bounds Envoy's certificates too.
 type SDS struct {
 	secretv3.UnimplementedSecretDiscoveryServiceServer
 	cfg     Config
