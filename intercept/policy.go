@@ -16,11 +16,10 @@ var ErrNotOCIEndpoint = errors.New("not an OCI endpoint")
 // domain, the shape of every OCI API host (<service>.<region>.<domain>,
 // <service>.<region>.oci.<domain>, <service>.<region>.<domain> with a
 // namespace or vault in front, idcs-<id>.identity.<domain>). The bare realm
-// domain and a single label under it (www.oraclecloud.com, the console's
-// cloud.oracle.com is not a realm domain at all) are no API hosts: a
-// client has no reason to reach them through the signer, so no leaf is
-// minted for them. Operator-allowed hosts outside the realms are the
-// caller's policy to add.
+// domain and a single label under it (www.oraclecloud.com) are no API
+// hosts: a client has no reason to reach them through the signer, so no
+// leaf is minted for them. Operator-allowed hosts outside the realms are
+// the caller's policy to add.
 func LooksLikeOCIEndpoint(name string) error {
 	if !signer.ValidHostName(name) {
 		return fmt.Errorf("%w: %q is not a lower-case DNS host name", ErrNotOCIEndpoint, capName(name))

@@ -228,8 +228,10 @@ func NewSDS(cfg Config) (*SDS, error) {
 	return s, nil
 }
 
-// Register adds the service to g, beside whatever else g serves.
-func (s *SDS) Register(g *grpc.Server) { secretv3.RegisterSecretDiscoveryServiceServer(g, s) }
+// Register adds the service to g (a *grpc.Server), beside whatever else g
+// serves: ocisigner's ext_proc port, so that Envoy's signer cluster
+// reaches both.
+func (s *SDS) Register(g grpc.ServiceRegistrar) { secretv3.RegisterSecretDiscoveryServiceServer(g, s) }
 
 // Close stops the rotation loop and ends every open stream with
 // UNAVAILABLE, so that Envoy reconnects (to the next instance).
