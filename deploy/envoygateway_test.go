@@ -197,7 +197,7 @@ var egChecks = []modeCheck{
 		if err != nil {
 			return err
 		}
-		root, err := parseEnvoy(r.refs.rootEnvoy)
+		root, err := parsedEnvoy(r.refs.rootEnvoy)
 		if err != nil {
 			return err
 		}

@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -157,7 +160,27 @@ type chartRender struct {
 	pdbs        []*policyv1.PodDisruptionBudget
 	istio       istioObjects
 	eg          egObjects
+	sidecar     *patched // the Istio sidecar with the EnvoyFilter applied, once computed
 }
+
+// parsedEnvoy parses envoy.yaml once per text: every render's checks compare
+// with the same root file.
+func parsedEnvoy(text string) (*envoyConfig, error) {
+	if v, ok := parsedEnvoys.Load(text); ok {
+		r := v.(parsedEnvoyResult)
+		return r.c, r.err
+	}
+	c, err := parseEnvoy(text)
+	parsedEnvoys.Store(text, parsedEnvoyResult{c, err})
+	return c, err
+}
+
+type parsedEnvoyResult struct {
+	c   *envoyConfig
+	err error
+}
+
+var parsedEnvoys sync.Map
 
 // loadChartCase renders and decodes one install.
 func loadChartCase(files map[string]string, refs kubeRefs, c chartCase) (*chartRender, error) {
@@ -376,6 +399,76 @@ func TestHelmChartSidecarIsTheKustomizePod(t *testing.T) {
 		b, _ := yaml.Marshal(kubePod)
 		if string(a) != string(b) {
 			t.Errorf("%s: the chart's sidecar pod differs from deploy/kubernetes/%s:\n--- chart\n%s\n--- kustomize\n%s", creds, variant, a, b)
+		}
+	}
+}
+
+// TestHelmChartLint runs Helm's linter (the rules of `helm lint`: Chart.yaml,
+// values against the schema, every template rendered and parsed, the
+// Kubernetes API versions) for each mode; any message fails but one: the
+// project has no icon to point Chart.yaml at (INFO "icon is recommended").
+func TestHelmChartLint(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(absRepoRoot(t), filepath.FromSlash(chartDir))
+	for _, m := range chartModes {
+		vals := map[string]any{"mode": m}
+		if m == modeGateway {
+			vals["gateway"] = map[string]any{"clients": exampleClients}
+		}
+		res := lint.RunAll(dir, vals, "apps")
+		for _, msg := range res.Messages {
+			if msg.Severity == support.InfoSev && msg.Path == "Chart.yaml" && msg.Err.Error() == "icon is recommended" {
+				continue
+			}
+			t.Errorf("%s: helm lint: %s", m, msg)
+		}
+	}
+}
+
+// TestHelmChartSchemaRejects: values.schema.json refuses what would weaken
+// the pod or point the signer somewhere it must not go, before anything is
+// rendered.
+func TestHelmChartSchemaRejects(t *testing.T) {
+	t.Parallel()
+	files := readChartFiles(t)
+	for _, tc := range []struct {
+		name   string
+		values map[string]any
+	}{
+		{"unknown mode", map[string]any{"mode": "daemonset"}},
+		{"unknown top-level value", map[string]any{"hostNetwork": true}},
+		{"signer latest", map[string]any{"image": map[string]any{"signer": "ghcr.io/ocisigner/ocisigner:latest"}}},
+		{"envoy before 1.37", map[string]any{"image": map[string]any{"envoy": "envoyproxy/envoy:v1.36.2"}}},
+		{"app as root", map[string]any{"app": map[string]any{"runAsUser": 0}}},
+		{"app security context", map[string]any{"app": map[string]any{"securityContext": map[string]any{"privileged": true}}}},
+		{"no signer memory limit", map[string]any{"signer": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": nil}}}}},
+		{"listen address overridden", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_LISTEN", "value": ":50051"}}}}},
+		{"secret in the environment", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_CLIENT_SECRET", "value": "x"}}}}},
+		{"not a signer setting", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "LD_PRELOAD", "value": "/tmp/x.so"}}}}},
+		{"unknown credentials", map[string]any{"credentials": map[string]any{"type": "apiKeyInline"}}},
+		{"bad region", map[string]any{"credentials": map[string]any{"workloadIdentity": map[string]any{"region": "ashburn"}}}},
+		{"identity domain over http", map[string]any{"credentials": map[string]any{"tokenExchange": map[string]any{"url": "http://idcs-0123456789abcdef0123456789abcdef.identity.oraclecloud.com"}}}},
+		{"token for a week", map[string]any{"credentials": map[string]any{"tokenExchange": map[string]any{"expirationSeconds": 604800}}}},
+		{"gateway open to all", map[string]any{"mode": modeGateway}},
+		{"gateway client of every namespace", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": []any{map[string]any{"namespaceSelector": map[string]any{}}}}}},
+		{"gateway client by address", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0"}}}}}},
+		{"gateway on the nodes", map[string]any{"gateway": map[string]any{"service": map[string]any{"type": "NodePort"}}}},
+		{"one gateway pod", map[string]any{"gateway": map[string]any{"replicas": 1}}},
+		{"no disruption allowed", map[string]any{"gateway": map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": 0}}}},
+		{"istio host not OCI", map[string]any{"istio": map[string]any{"hosts": []any{"objectstorage.us-ashburn-1.oraclecloud.com.evil.example"}}}},
+		{"istio wildcard host", map[string]any{"istio": map[string]any{"hosts": []any{"*.oraclecloud.com"}}}},
+		{"istio no hosts", map[string]any{"istio": map[string]any{"hosts": []any{}}}},
+		{"route for another domain", map[string]any{"envoyGateway": map[string]any{"hostnames": []any{"*.example.com"}}}},
+		{"Envoy Gateway's 200 ms", map[string]any{"envoyGateway": map[string]any{"messageTimeout": "200ms"}}},
+		{"buffer in bytes", map[string]any{"envoyGateway": map[string]any{"requestBufferLimit": "33554432"}}},
+	} {
+		_, err := renderChart(files, chartCase{name: tc.name, release: "example-app", values: tc.values})
+		if err == nil {
+			t.Errorf("%s: values accepted", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "schema") {
+			t.Errorf("%s: refused, but not by the schema: %v", tc.name, err)
 		}
 	}
 }

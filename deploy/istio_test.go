@@ -266,8 +266,22 @@ func (s *istioSidecar) validate() error {
 }
 
 // patchedSidecar applies the release's EnvoyFilter to the representative
-// sidecar and validates the result.
+// sidecar and validates the result, once per render.
 func (r *chartRender) patchedSidecar() (*istioSidecar, *istionetv1a3.EnvoyFilter, error) {
+	if r.sidecar == nil {
+		s, ef, err := r.patchSidecar()
+		r.sidecar = &patched{s, ef, err}
+	}
+	return r.sidecar.s, r.sidecar.ef, r.sidecar.err
+}
+
+type patched struct {
+	s   *istioSidecar
+	ef  *istionetv1a3.EnvoyFilter
+	err error
+}
+
+func (r *chartRender) patchSidecar() (*istioSidecar, *istionetv1a3.EnvoyFilter, error) {
 	if len(r.istio.envoyFilters) != 1 {
 		return nil, nil, fmt.Errorf("%d EnvoyFilters, want 1", len(r.istio.envoyFilters))
 	}
@@ -380,7 +394,7 @@ var istioChecks = []modeCheck{
 		if err != nil {
 			return err
 		}
-		root, err := parseEnvoy(r.refs.rootEnvoy)
+		root, err := parsedEnvoy(r.refs.rootEnvoy)
 		if err != nil {
 			return err
 		}
