@@ -1,6 +1,8 @@
 // Package deploy holds the checks for ocisigner's deployment files: the Envoy
 // bootstrap (../envoy.yaml), the Compose project (../docker-compose.yml), the
-// image recipe (Dockerfile in this folder) and ../.dockerignore.
+// image recipe (Dockerfile in this folder), ../.dockerignore, the kustomize
+// folders (kubernetes/) and the Helm chart (helm/ocisigner), rendered with
+// Helm's Go library, with its Istio and Envoy Gateway objects.
 //
 // No Envoy binary or Docker engine is needed. The tests parse each file with
 // the same libraries the real tools are generated from or built on:

@@ -162,6 +162,11 @@ func parseEnvoy(data string) (*envoyConfig, error) {
 	return cutEnvoy(bs)
 }
 
+// checkTree is envoyconfig's strict walk, for the other deploy tests.
+func checkTree(m protoreflect.Message, path string) []error {
+	return envoyconfig.CheckTree(m.Interface(), path)
+}
+
 func unpack[T proto.Message](a *anypb.Any, into T) (T, error) {
 	if a == nil {
 		return into, errors.New("typed_config missing")

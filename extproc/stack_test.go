@@ -66,6 +66,7 @@ type stack struct {
 }
 
 type stackOptions struct {
+	oci         *signertest.Server   // the OCI stand-in; a new plain-HTTP one when nil
 	issuer      *signertest.Issuer   // of session tokens; a new one when nil
 	signer      []credentials.Option // for the config's profiles
 	maxBody     int64
@@ -76,7 +77,10 @@ type stackOptions struct {
 
 func newStack(t *testing.T, so stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, oci: signertest.NewServer(t), folder: signertest.NewFolder(t), issuer: so.issuer}
+	s := &stack{t: t, oci: so.oci, folder: signertest.NewFolder(t), issuer: so.issuer}
+	if s.oci == nil {
+		s.oci = signertest.NewServer(t)
+	}
 	if s.issuer == nil {
 		s.issuer = signertest.NewIssuer(t)
 	}

@@ -87,6 +87,11 @@ type Config struct {
 	// filters left it, to the "host:port" to connect to. An error fails the request with 503,
 	// as a failed resolution does. Nil sends every request to Upstream.
 	Resolve func(authority string) (addr string, err error)
+	// UpstreamTLS, if set, makes the connections to the upstream TLS as a
+	// cluster with an UpstreamTlsContext does (tls.go); a handshake or
+	// verification failure is a connection failure (503), and nothing is
+	// sent. Nil speaks plain HTTP/1.1.
+	UpstreamTLS *UpstreamTLS
 	// Metadata gives the gRPC initial metadata of a request's stream, as
 	// ExtProcPerRoute.overrides.grpc_initial_metadata does for the matched route; it adds
 	// to the route's Metadata. May be nil.

@@ -2,6 +2,7 @@ package extproctest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,7 @@ type Envoy struct {
 	internal *internalListener // Config.Intercept's internal listener, or nil
 
 	poolsMu     sync.Mutex
-	pools       map[string]*upstreamPool // by "host:port"
+	pools       map[string]*upstreamPool // by "host:port" (and TLS server name and names)
 	poolsClosed bool
 
 	baseCtx context.Context
@@ -151,18 +152,29 @@ func (e *Envoy) Close() error {
 	return err
 }
 
-// pool returns the connection pool to addr. After Close it returns a closed pool, whose
-// connections fail.
-func (e *Envoy) pool(addr string) *upstreamPool {
+// upstreamPool returns the connection pool for a request to addr with this :authority:
+// one per address, and with UpstreamTLS one per server name and names to verify.
+func (e *Envoy) upstreamPool(addr, authority string) *upstreamPool {
+	if e.cfg.UpstreamTLS == nil {
+		return e.pool(addr, addr, nil)
+	}
+	tc, key := e.cfg.UpstreamTLS.upstreamTLSFor(addr, authority)
+	return e.pool(key, addr, tc)
+}
+
+// pool returns the connection pool named key, to addr (over TLS with tc when it is
+// not nil). After Close it returns a closed pool, whose connections fail.
+func (e *Envoy) pool(key, addr string, tc *tls.Config) *upstreamPool {
 	e.poolsMu.Lock()
 	defer e.poolsMu.Unlock()
-	p, ok := e.pools[addr]
+	p, ok := e.pools[key]
 	if !ok {
 		p = newUpstreamPool(addr)
+		p.tls = tc
 		if e.poolsClosed {
 			p.close()
 		}
-		e.pools[addr] = p
+		e.pools[key] = p
 	}
 	return p
 }

@@ -125,6 +125,9 @@ func (f *filter) forward() {
 		addr = a
 	}
 	f.upstreamAddr = addr
+	// The router sets auto_sni's server name from :authority before its own
+	// rewrites (router.cc Filter::decodeHeaders, then finalizeRequestHeaders).
+	authority, _ := f.reqHeaders.get(":authority")
 	body, streaming := f.upstreamBody()
 	if f.gone {
 		return
@@ -155,7 +158,7 @@ func (f *filter) forward() {
 	defer upCancel()
 	resC := make(chan upstreamResult, 1)
 	f.e.goTracked(func() {
-		x, err := f.e.pool(addr).start(upCtx, req, f.e.goTracked, f.relayInformational)
+		x, err := f.e.upstreamPool(addr, authority).start(upCtx, req, f.e.goTracked, f.relayInformational)
 		resC <- upstreamResult{x, err}
 	})
 

@@ -3,6 +3,7 @@ package extproctest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ const maxIdleUpstreamConns = 1024
 
 type upstreamPool struct {
 	addr   string
+	tls    *tls.Config // nil: plain HTTP/1.1
 	mu     sync.Mutex
 	idle   []*upConn
 	closed bool
@@ -62,6 +64,14 @@ func (p *upstreamPool) get(ctx context.Context) (*upConn, error) {
 	c, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
+	}
+	if p.tls != nil {
+		tc := tls.Client(c, p.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
 	}
 	return &upConn{c: c, br: bufio.NewReaderSize(c, 64<<10), bw: bufio.NewWriterSize(c, 64<<10)}, nil
 }

@@ -57,6 +57,11 @@ func Check(bs *bootstrapv3.Bootstrap) error {
 	return errors.Join(checkTree(bs.ProtoReflect(), "bootstrap")...)
 }
 
+// CheckTree checks every set field of m as Load does, below path (for
+// messages that are not a whole bootstrap: a listener, a route
+// configuration an Istio patch produced).
+func CheckTree(m proto.Message, path string) []error { return checkTree(m.ProtoReflect(), path) }
+
 type validatorAll interface{ ValidateAll() error }
 
 // checkTree walks every set field of m. Each google.protobuf.Any is unpacked

@@ -6,6 +6,8 @@ import (
 	"crypto/md5"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,7 +77,10 @@ type Received struct {
 	Method     string
 	RequestURI string // the target exactly as received on the wire
 	Host       string // r.Host: the Host header as received
-	Header     http.Header
+	// TLSServerName is the server name (SNI) the client asked for; "" over
+	// plain HTTP or without SNI.
+	TLSServerName string
+	Header        http.Header
 	// ContentLength is what net/http parsed from the request: -1 when the
 	// length was unknown (chunked).
 	ContentLength    int64
@@ -121,11 +127,12 @@ func CallerFrom(ctx context.Context) (*Caller, bool) {
 // Server is an OCI stand-in that verifies request signatures as OCI does and
 // records what it received. It listens on 127.0.0.1 only.
 type Server struct {
-	URL  string // http://127.0.0.1:port
+	URL  string // http://127.0.0.1:port (https:// for NewTLSServer)
 	Addr string // 127.0.0.1:port
 
-	hs  *httptest.Server
-	mux *http.ServeMux
+	hs   *httptest.Server
+	mux  *http.ServeMux
+	pool *x509.CertPool // the CA of a NewTLSServer
 
 	mu        sync.RWMutex
 	apiKeys   map[string]*rsa.PublicKey
@@ -145,6 +152,12 @@ type Server struct {
 // NewServer starts a server on a loopback port; t.Cleanup closes it.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	return newServer(t, nil)
+}
+
+// newServer starts a server speaking plain HTTP/1.1, or TLS with tlsConfig.
+func newServer(t testing.TB, tlsConfig *tls.Config) *Server {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("signertest: listen: %v", err)
@@ -159,7 +172,14 @@ func NewServer(t testing.TB) *Server {
 	// Built by hand rather than with httptest.NewServer so the listener is
 	// 127.0.0.1 for certain (NewServer may fall back to [::1]).
 	s.hs = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s, ReadHeaderTimeout: time.Minute}}
-	s.hs.Start()
+	if tlsConfig != nil {
+		s.hs.TLS = tlsConfig
+		// A client that refuses the certificate is the test's to report.
+		s.hs.Config.ErrorLog = log.New(io.Discard, "", 0)
+		s.hs.StartTLS()
+	} else {
+		s.hs.Start()
+	}
 	s.URL = s.hs.URL
 	s.Addr = ln.Addr().String()
 	t.Cleanup(s.Close)
@@ -288,6 +308,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &Received{
 		Seq: seq, RequestID: rid, Method: r.Method, RequestURI: r.RequestURI, Host: r.Host,
 		Header: r.Header.Clone(), ContentLength: r.ContentLength, TransferEncoding: r.TransferEncoding,
+	}
+	if r.TLS != nil {
+		rec.TLSServerName = r.TLS.ServerName
 	}
 	defer s.record(rec)
 

@@ -1,0 +1,474 @@
+package deploy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// The Helm chart (deploy/helm/ocisigner) is rendered with Helm's own Go
+// library (loader, values coalescing and schema validation, template engine)
+// for each mode and credential source and a matrix of values. Every rendered
+// document is decoded strictly into its API type (Kubernetes, Istio, Envoy
+// Gateway, Gateway API); the pod then goes through kubernetes_test.go's
+// checks where they apply to the mode, and through the checks below; the
+// mutation test proves each of them fails when a template regresses.
+const chartDir = "deploy/helm/ocisigner"
+
+// The chart's modes and credential sources (values.yaml mode, credentials.type).
+const (
+	modeSidecar      = "sidecar"
+	modeGateway      = "gateway"
+	modeIstio        = "istio"
+	modeEnvoyGateway = "envoyGateway"
+)
+
+var (
+	chartModes = []string{modeSidecar, modeGateway, modeIstio, modeEnvoyGateway}
+	// Each credential source and the kustomize variant with the same pod.
+	chartCredentials = map[string]string{
+		"session":          kubeSessionVariant,
+		"workloadIdentity": kubeWorkloadVariant,
+		"tokenExchange":    kubeTokenExchangeVariant,
+	}
+)
+
+// exampleClients is a gateway.clients value: mode gateway needs one.
+var exampleClients = []any{map[string]any{
+	"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "team-a"}},
+	"podSelector":       map[string]any{"matchLabels": map[string]any{"app": "batch"}},
+}}
+
+// readChartFiles returns the chart's files by slash path relative to the chart.
+func readChartFiles(t *testing.T) map[string]string {
+	t.Helper()
+	dir := filepath.Join(repoRoot, filepath.FromSlash(chartDir))
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// chartCase is one install: a release name and the values given with -f/--set.
+type chartCase struct {
+	name    string
+	release string
+	values  map[string]any
+}
+
+// chartMatrix is every mode with every credential source, and the values
+// that change what is rendered (autoscaling off, several Istio hosts, a
+// listener section, extra signer settings, another name).
+func chartMatrix() []chartCase {
+	var out []chartCase
+	creds := make([]string, 0, len(chartCredentials))
+	for c := range chartCredentials {
+		creds = append(creds, c)
+	}
+	sort.Strings(creds)
+	for _, m := range chartModes {
+		for _, c := range creds {
+			v := map[string]any{"mode": m, "credentials": map[string]any{"type": c}}
+			if m == modeGateway {
+				v["gateway"] = map[string]any{"clients": exampleClients}
+			}
+			out = append(out, chartCase{name: m + "/" + c, release: "example-app", values: v})
+		}
+	}
+	return append(out,
+		chartCase{"gateway without autoscaling", "oci-gw", map[string]any{"mode": modeGateway,
+			"gateway": map[string]any{"clients": exampleClients, "replicas": 3, "autoscaling": map[string]any{"enabled": false}}}},
+		chartCase{"envoyGateway without autoscaling", "signer", map[string]any{"mode": modeEnvoyGateway,
+			"gateway":      map[string]any{"autoscaling": map[string]any{"enabled": false}},
+			"envoyGateway": map[string]any{"gateway": map[string]any{"sectionName": "http"}, "hostnames": []any{"*.oraclecloud.com", "*.oraclecloud.eu"}}}},
+		chartCase{"istio with three hosts", "batch", map[string]any{"mode": modeIstio, "istio": map[string]any{"hosts": []any{
+			"objectstorage.us-ashburn-1.oraclecloud.com", "inference.generativeai.eu-frankfurt-1.oci.oraclecloud.com",
+			"objectstorage.eu-frankfurt-2.oraclecloud.eu"}}}},
+		chartCase{"sidecar with extra settings", "web", map[string]any{"fullnameOverride": "web-signed", "replicas": 3,
+			"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_PROFILES", "value": "DEFAULT"}}},
+			"app":    map[string]any{"image": "registry.example/web:1.2.3", "command": []any{"/web"}, "args": []any{"--port", "8080"}, "runAsUser": 1000}}},
+	)
+}
+
+// renderChart renders the chart in files for one install: values
+// coalesced over values.yaml and validated against values.schema.json,
+// templates executed in strict mode (a missing value is an error), as
+// `helm template` does.
+func renderChart(files map[string]string, c chartCase) (map[string]string, error) {
+	var bf []*archive.BufferedFile
+	for name, text := range files {
+		bf = append(bf, &archive.BufferedFile{Name: name, ModTime: time.Unix(0, 0), Data: []byte(text)})
+	}
+	ch, err := loader.LoadFiles(bf)
+	if err != nil {
+		return nil, fmt.Errorf("load chart: %w", err)
+	}
+	if err := ch.Validate(); err != nil {
+		return nil, fmt.Errorf("chart: %w", err)
+	}
+	vals, err := chartutil.ToRenderValuesWithSchemaValidation(ch, c.values,
+		common.ReleaseOptions{Name: c.release, Namespace: "apps", IsInstall: true}, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Engine{Strict: true}.Render(ch, vals)
+}
+
+// chartRender is one rendered install, decoded. The embedded kubeVariant
+// holds the kinds kubernetes_test.go checks, so its checks run unchanged.
+type chartRender struct {
+	*kubeVariant
+	mode, creds string
+	services    []*corev1.Service
+	hpas        []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs        []*policyv1.PodDisruptionBudget
+	istio       istioObjects
+	eg          egObjects
+	sidecar     *patched // the Istio sidecar with the EnvoyFilter applied, once computed
+}
+
+// parsedEnvoy parses envoy.yaml once per text: every render's checks compare
+// with the same root file.
+func parsedEnvoy(text string) (*envoyConfig, error) {
+	if v, ok := parsedEnvoys.Load(text); ok {
+		r := v.(parsedEnvoyResult)
+		return r.c, r.err
+	}
+	c, err := parseEnvoy(text)
+	parsedEnvoys.Store(text, parsedEnvoyResult{c, err})
+	return c, err
+}
+
+type parsedEnvoyResult struct {
+	c   *envoyConfig
+	err error
+}
+
+var parsedEnvoys sync.Map
+
+// loadChartCase renders and decodes one install.
+func loadChartCase(files map[string]string, refs kubeRefs, c chartCase) (*chartRender, error) {
+	out, err := renderChart(files, c)
+	if err != nil {
+		return nil, err
+	}
+	mode, creds := modeSidecar, "session"
+	if m, ok := c.values["mode"].(string); ok {
+		mode = m
+	}
+	if cr, ok := c.values["credentials"].(map[string]any); ok {
+		creds, _ = cr["type"].(string)
+	}
+	r := &chartRender{mode: mode, creds: creds, kubeVariant: &kubeVariant{
+		name: chartCredentials[creds], refs: refs,
+		configMaps: map[string]map[string]string{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
+	}}
+	names := make([]string, 0, len(out))
+	for n := range out {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := r.addRendered(n, out[n]); err != nil {
+			return nil, err
+		}
+	}
+	if r.deploy == nil {
+		return nil, fmt.Errorf("%s: no Deployment rendered", c.name)
+	}
+	return r, nil
+}
+
+// addRendered decodes every document of one rendered template strictly,
+// by apiVersion and kind; a kind nobody expects is an error.
+func (r *chartRender) addRendered(file, text string) error {
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(text)))
+	for n := 1; ; n++ {
+		doc, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		var tm *metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return fmt.Errorf("%s document %d: %w", file, n, err)
+		}
+		if tm == nil {
+			continue
+		}
+		where := fmt.Sprintf("%s document %d (%s)", file, n, tm.Kind)
+		if err := r.decode(tm.APIVersion+" "+tm.Kind, doc); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+}
+
+func (r *chartRender) decode(kind string, doc []byte) error {
+	switch kind {
+	case "apps/v1 Deployment", "v1 ConfigMap", "v1 ServiceAccount", "v1 Secret", "networking.k8s.io/v1 NetworkPolicy":
+		return r.addManifests(kind, string(doc))
+	case "v1 Service":
+		return decodeInto(doc, &r.services)
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return decodeInto(doc, &r.hpas)
+	case "policy/v1 PodDisruptionBudget":
+		return decodeInto(doc, &r.pdbs)
+	}
+	if ok, err := r.istio.decode(kind, doc); ok {
+		return err
+	}
+	if ok, err := r.eg.decode(kind, doc); ok {
+		return err
+	}
+	return fmt.Errorf("unexpected apiVersion and kind %q", kind)
+}
+
+// decodeInto decodes doc strictly into a new T and appends it.
+func decodeInto[T any](doc []byte, list *[]*T) error {
+	obj := new(T)
+	if err := kubeDecodeStrict(doc, obj); err != nil {
+		return err
+	}
+	*list = append(*list, obj)
+	return nil
+}
+
+// --- which checks hold in which mode ------------------------------------------
+
+// kubeChecksByMode: the checks of kubernetes_test.go that hold for a mode's
+// pod. The others assume a pod the mode does not have (an Envoy container,
+// hostAliases, a private listener) and are replaced by the chart checks.
+var kubeChecksByMode = map[string][]string{
+	modeSidecar: nil, // all of them
+	modeGateway: {"signer image and command", "signer ports", "signer probes", "signer addresses", "session credentials",
+		"workload identity credentials", "no Secret committed", "service-account token only in the signer",
+		"container hardening", "resources", "hostAliases map the signer to loopback", "envoy image matches docker-compose.yml",
+		"envoy runs the ConfigMap's envoy.yaml", "envoy.yaml copy identical", "envoy ports and probes", "only /tmp emptyDirs writable"},
+	modeIstio: {"signer image and command", "signer ports", "signer probes", "session credentials",
+		"workload identity credentials", "no Secret committed", "service-account token only in the signer",
+		"container hardening", "resources", "network policy keeps the gateway private"},
+	modeEnvoyGateway: {"signer image and command", "signer ports", "signer probes", "session credentials",
+		"workload identity credentials", "no Secret committed", "service-account token only in the signer",
+		"container hardening", "resources"},
+}
+
+// chartChecksFor is every check that must hold for r.
+func chartChecksFor(r *chartRender) []namedCheck[*chartRender] {
+	var out []namedCheck[*chartRender]
+	names := kubeChecksByMode[r.mode]
+	kube := kubeChecks
+	if r.creds == "tokenExchange" {
+		kube = allTokenExchangeChecks()
+	}
+	for _, c := range kube {
+		if names != nil && !containsString(names, c.name) && !isTokenExchangeCheck(c.name) {
+			continue
+		}
+		out = append(out, namedCheck[*chartRender]{c.name, func(r *chartRender) error { return c.fn(r.kubeVariant) }})
+	}
+	for _, c := range chartChecks {
+		if containsString(c.modes, r.mode) {
+			out = append(out, c.check)
+		}
+	}
+	return out
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenExchangeCheck(name string) bool {
+	for _, c := range kubeTokenExchangeChecks {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// modeCheck is a chart check and the modes it applies to.
+type modeCheck struct {
+	modes []string
+	check namedCheck[*chartRender]
+}
+
+// chartResults renders every case of the matrix and runs its checks. A
+// failed check is reported once, with the case in the message.
+func chartResults(t *testing.T, files map[string]string, refs kubeRefs, cases []chartCase, report bool) (map[string]error, error) {
+	t.Helper()
+	failed := map[string]error{}
+	for _, c := range cases {
+		r, err := loadChartCase(files, refs, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		for _, ck := range chartChecksFor(r) {
+			if err := ck.fn(r); err != nil {
+				if report {
+					t.Errorf("%s [%s]: %v", ck.name, c.name, err)
+				}
+				if _, dup := failed[ck.name]; !dup {
+					failed[ck.name] = fmt.Errorf("[%s] %w", c.name, err)
+				}
+			}
+		}
+	}
+	return failed, nil
+}
+
+// TestHelmChart renders every case of the matrix and runs every check that
+// applies to its mode.
+func TestHelmChart(t *testing.T) {
+	t.Parallel()
+	if _, err := chartResults(t, readChartFiles(t), loadKubeRefs(t), chartMatrix(), true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHelmChartSidecarIsTheKustomizePod: for each credential source the
+// chart's sidecar pod is the kustomize variant's, field for field (the
+// ConfigMap's name aside: kustomize suffixes a hash, the chart rolls the
+// pods with an annotation). The kustomize folders stay the copy-and-paste
+// reference; this keeps the two from drifting.
+func TestHelmChartSidecarIsTheKustomizePod(t *testing.T) {
+	t.Parallel()
+	files, kfiles, refs := readChartFiles(t), readKubeFiles(t), loadKubeRefs(t)
+	for creds, variant := range chartCredentials {
+		r, err := loadChartCase(files, refs, chartCase{name: creds, release: "example-app",
+			values: map[string]any{"credentials": map[string]any{"type": creds}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := loadKubeVariant(kfiles, refs, variant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chartPod, kubePod := r.deploy.Spec.Template.Spec.DeepCopy(), k.deploy.Spec.Template.Spec.DeepCopy()
+		for _, pod := range []*corev1.PodSpec{chartPod, kubePod} {
+			for i := range pod.Volumes {
+				if cm := pod.Volumes[i].ConfigMap; cm != nil {
+					cm.Name = "envoy-config"
+				}
+			}
+		}
+		a, _ := yaml.Marshal(chartPod)
+		b, _ := yaml.Marshal(kubePod)
+		if string(a) != string(b) {
+			t.Errorf("%s: the chart's sidecar pod differs from deploy/kubernetes/%s:\n--- chart\n%s\n--- kustomize\n%s", creds, variant, a, b)
+		}
+	}
+}
+
+// TestHelmChartLint runs Helm's linter (the rules of `helm lint`: Chart.yaml,
+// values against the schema, every template rendered and parsed, the
+// Kubernetes API versions) for each mode; any message fails but one: the
+// project has no icon to point Chart.yaml at (INFO "icon is recommended").
+func TestHelmChartLint(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(absRepoRoot(t), filepath.FromSlash(chartDir))
+	for _, m := range chartModes {
+		vals := map[string]any{"mode": m}
+		if m == modeGateway {
+			vals["gateway"] = map[string]any{"clients": exampleClients}
+		}
+		res := lint.RunAll(dir, vals, "apps")
+		for _, msg := range res.Messages {
+			if msg.Severity == support.InfoSev && msg.Path == "Chart.yaml" && msg.Err.Error() == "icon is recommended" {
+				continue
+			}
+			t.Errorf("%s: helm lint: %s", m, msg)
+		}
+	}
+}
+
+// TestHelmChartSchemaRejects: values.schema.json refuses what would weaken
+// the pod or point the signer somewhere it must not go, before anything is
+// rendered.
+func TestHelmChartSchemaRejects(t *testing.T) {
+	t.Parallel()
+	files := readChartFiles(t)
+	for _, tc := range []struct {
+		name   string
+		values map[string]any
+	}{
+		{"unknown mode", map[string]any{"mode": "daemonset"}},
+		{"unknown top-level value", map[string]any{"hostNetwork": true}},
+		{"signer latest", map[string]any{"image": map[string]any{"signer": "ghcr.io/ocisigner/ocisigner:latest"}}},
+		{"envoy before 1.37", map[string]any{"image": map[string]any{"envoy": "envoyproxy/envoy:v1.36.2"}}},
+		{"app as root", map[string]any{"app": map[string]any{"runAsUser": 0}}},
+		{"app security context", map[string]any{"app": map[string]any{"securityContext": map[string]any{"privileged": true}}}},
+		{"no signer memory limit", map[string]any{"signer": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": nil}}}}},
+		{"listen address overridden", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_LISTEN", "value": ":50051"}}}}},
+		{"secret in the environment", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_CLIENT_SECRET", "value": "x"}}}}},
+		{"not a signer setting", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "LD_PRELOAD", "value": "/tmp/x.so"}}}}},
+		{"unknown credentials", map[string]any{"credentials": map[string]any{"type": "apiKeyInline"}}},
+		{"bad region", map[string]any{"credentials": map[string]any{"workloadIdentity": map[string]any{"region": "ashburn"}}}},
+		{"identity domain over http", map[string]any{"credentials": map[string]any{"tokenExchange": map[string]any{"url": "http://idcs-0123456789abcdef0123456789abcdef.identity.oraclecloud.com"}}}},
+		{"token for a week", map[string]any{"credentials": map[string]any{"tokenExchange": map[string]any{"expirationSeconds": 604800}}}},
+		{"gateway open to all", map[string]any{"mode": modeGateway}},
+		{"gateway client of every namespace", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": []any{map[string]any{"namespaceSelector": map[string]any{}}}}}},
+		{"gateway client by address", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0"}}}}}},
+		{"gateway on the nodes", map[string]any{"gateway": map[string]any{"service": map[string]any{"type": "NodePort"}}}},
+		{"one gateway pod", map[string]any{"gateway": map[string]any{"replicas": 1}}},
+		{"no disruption allowed", map[string]any{"gateway": map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": 0}}}},
+		{"istio host not OCI", map[string]any{"istio": map[string]any{"hosts": []any{"objectstorage.us-ashburn-1.oraclecloud.com.evil.example"}}}},
+		{"istio wildcard host", map[string]any{"istio": map[string]any{"hosts": []any{"*.oraclecloud.com"}}}},
+		{"istio no hosts", map[string]any{"istio": map[string]any{"hosts": []any{}}}},
+		{"route for another domain", map[string]any{"envoyGateway": map[string]any{"hostnames": []any{"*.example.com"}}}},
+		{"Envoy Gateway's 200 ms", map[string]any{"envoyGateway": map[string]any{"messageTimeout": "200ms"}}},
+		{"buffer in bytes", map[string]any{"envoyGateway": map[string]any{"requestBufferLimit": "33554432"}}},
+	} {
+		_, err := renderChart(files, chartCase{name: tc.name, release: "example-app", values: tc.values})
+		if err == nil {
+			t.Errorf("%s: values accepted", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "schema") {
+			t.Errorf("%s: refused, but not by the schema: %v", tc.name, err)
+		}
+	}
+}
