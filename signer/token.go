@@ -20,6 +20,9 @@ type Token struct {
 	Issuer        string    // iss
 	Subject       string    // sub
 	Tenant        string    // tenant
+	// ResourceTenant is res_tenant, the tenancy of the resource a resource
+	// principal or an OKE workload token was issued to.
+	ResourceTenant string
 	IssuedAt      time.Time // iat
 	Expiry        time.Time // exp
 	SessionEnd    time.Time // sess_exp: last moment the session can be refreshed; zero if absent
@@ -57,6 +60,7 @@ func ParseToken(raw string) (*Token, error) {
 	t.Issuer, _ = c["iss"].(string)
 	t.Subject, _ = c["sub"].(string)
 	t.Tenant, _ = c["tenant"].(string)
+	t.ResourceTenant, _ = c["res_tenant"].(string)
 	t.PrincipalType, _ = c["ptype"].(string)
 	if t.SessionEnd, err = parseSessExp(c["sess_exp"]); err != nil {
 		return nil, &Error{Kind: ErrTokenMalformed, Detail: "security token has an unreadable sess_exp claim", Err: err}

@@ -23,6 +23,7 @@ import (
 type probeResult struct {
 	Profile   string     `json:"profile"`
 	Principal string     `json:"principal,omitempty"`
+	Tenancy   string     `json:"tenancy,omitempty"`
 	Region    string     `json:"region,omitempty"`
 	Endpoint  string     `json:"endpoint"`
 	Via       string     `json:"via,omitempty"`
@@ -117,7 +118,7 @@ func probe(ctx context.Context, p probeParams) probeResult {
 			return res
 		}
 		creds = c
-		res.Principal = string(c.Kind)
+		res.Principal, res.Tenancy = string(c.Kind), c.Tenancy
 		res.Token = newTokenInfo(c, p.now())
 		if p.region == "" {
 			p.region = c.Region
@@ -344,6 +345,7 @@ func printProbe(w io.Writer, r probeResult, asJSON bool) int {
 	line("result", verdict)
 	line("profile", r.Profile)
 	line("principal", r.Principal)
+	line("tenancy", r.Tenancy)
 	line("region", r.Region)
 	line("endpoint", r.Endpoint)
 	line("via", r.Via)

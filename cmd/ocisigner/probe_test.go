@@ -187,3 +187,30 @@ func TestProbeAndTokenReportPrincipals(t *testing.T) {
 		})
 	}
 }
+
+// token and probe show the tenancy of resource-principal and OKE workload
+// credentials as the SDKs read it: res_tenant, else tenant.
+func TestTokenAndProbeShowTheResourceTenancy(t *testing.T) {
+	fx := newFixture(t)
+	key := signertest.Key(t, 2)
+	for _, tc := range []struct{ name, tenant, resTenant, want string }{
+		{"res_tenant only", "", "ocid1.tenancy.oc1..res", "ocid1.tenancy.oc1..res"},
+		{"tenant only", "ocid1.tenancy.oc1..ten", "", "ocid1.tenancy.oc1..ten"},
+		{"both", "ocid1.tenancy.oc1..ten", "ocid1.tenancy.oc1..res", "ocid1.tenancy.oc1..res"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rpst := fx.issuer.Mint(t, &key.PublicKey, signertest.TokenOptions{Ptype: "resource", Tenant: tc.tenant, NoTenant: tc.tenant == "", ResTenant: tc.resTenant})
+			env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.Path("none"), "OCI_RESOURCE_PRINCIPAL_VERSION": "2.2", "OCI_RESOURCE_PRINCIPAL_RPST": rpst,
+				"OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM": string(signertest.EncodeKey(t, key, signertest.PKCS1, "")), "OCI_RESOURCE_PRINCIPAL_REGION": "us-ashburn-1"}
+			for _, args := range [][]string{{"token", "--principal", "resource"}, {"probe", "--principal", "resource", "--endpoint", fx.oci.URL}} {
+				code, out, errOut := runCmd(t, env, args...)
+				if code != exitOK || !strings.Contains(out, "tenancy:") || !strings.Contains(out, tc.want) {
+					t.Errorf("%v: exit %d, want tenancy %s:\n%s%s", args, code, tc.want, out, errOut)
+				}
+				if tc.want != tc.tenant && tc.tenant != "" && strings.Contains(out, tc.tenant) {
+					t.Errorf("%v shows the tenant claim where res_tenant wins:\n%s", args, out)
+				}
+			}
+		})
+	}
+}

@@ -138,7 +138,18 @@ func (w *workload) exchange(ctx context.Context) (*signer.Credentials, error) {
 		return nil, fail("token exchange failed", err)
 	}
 	return &signer.Credentials{KeyID: "ST$" + tok.Raw, Key: sessionKey, Kind: signer.KindWorkload, Profile: "oke_workload_identity",
-		Region: w.region, Tenancy: tok.Tenant, Token: tok}, nil
+		Region: w.region, Tenancy: resourceTenancy(tok), Token: tok}, nil
+}
+
+// resourceTenancy is the tenancy of a resource principal's or an OKE
+// workload's token as oci-go-sdk reads it: the res_tenant claim
+// (common/auth/resource_principal_key_provider.go, TenancyOCIDClaimKey =
+// "res_tenant"; the .NET SDK does the same), else tenant.
+func resourceTenancy(tok *signer.Token) string {
+	if tok.ResourceTenant != "" {
+		return tok.ResourceTenant
+	}
+	return tok.Tenant
 }
 
 func requestID() string {
@@ -233,7 +244,7 @@ func (f *resourceFetcher) fetch(context.Context, bool) (*entry[*signer.Credentia
 	if err != nil {
 		return nil, withProfile(err, "resource_principal")
 	}
-	c.Kind, c.Profile, c.Region = signer.KindResource, "resource_principal", f.region
+	c.Kind, c.Profile, c.Region, c.Tenancy = signer.KindResource, "resource_principal", f.region, resourceTenancy(c.Token)
 	if c.Token.Expired(f.o.clock.Now()) {
 		return nil, tokenExpired("resource_principal", signer.KindResource, f.files, c.Token, nil, f.o.clock.Now())
 	}

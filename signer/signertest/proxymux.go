@@ -93,6 +93,7 @@ type Proxymux struct {
 	subject   string
 	tenancy   string
 	forbidden bool
+	claims    *[2]string // tenant, res_tenant; nil: the tenancy in both
 
 	fail failer
 	log  exchangeLog
@@ -182,6 +183,25 @@ func (p *Proxymux) SetIdentity(subject, tenancy string) {
 	if tenancy != "" {
 		p.tenancy = tenancy
 	}
+}
+
+// SetTenancyClaims sets the tenant and res_tenant claims of the tokens it
+// issues ("" leaves a claim out), instead of the identity's tenancy in both.
+func (p *Proxymux) SetTenancyClaims(tenant, resTenant string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.claims = &[2]string{tenant, resTenant}
+}
+
+// tenancyClaims are the tenant and res_tenant claims to write: the
+// identity's tenancy in both unless SetTenancyClaims said otherwise.
+func (p *Proxymux) tenancyClaims(tenancy string) (string, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.claims != nil {
+		return p.claims[0], p.claims[1]
+	}
+	return tenancy, tenancy
 }
 
 // SetForbidden makes authenticated requests get a 403, as a basic (not
@@ -302,13 +322,18 @@ func (p *Proxymux) issue(r *http.Request, e *Exchange) (string, *rejection) {
 		"iss":             "authService.oracle.com",
 		"aud":             "oci",
 		"sub":             subject,
-		"tenant":          tenancy,
-		"res_tenant":      tenancy,
 		"res_compartment": tenancy,
 		"ptype":           "resource",
 		"iat":             now.Unix(),
 		"exp":             now.Add(lifetime).Unix(),
 		"jwk":             signer.JWK(pub, "sess"),
+	}
+	tenant, resTenant := p.tenancyClaims(tenancy)
+	if tenant != "" {
+		claims["tenant"] = tenant
+	}
+	if resTenant != "" {
+		claims["res_tenant"] = resTenant
 	}
 	tok, err := p.is.mintClaims(claims)
 	if err != nil {

@@ -51,6 +51,10 @@ type TokenOptions struct {
 	SessionEnd time.Time // sess_exp; zero means IssuedAt + 24h
 	Subject    string
 	Tenant     string
+	// ResTenant, when set, is written as res_tenant, as resource principal
+	// tokens carry it; NoTenant leaves tenant out.
+	ResTenant string
+	NoTenant  bool
 	Ptype      string
 	NoJWK      bool
 }
@@ -93,6 +97,12 @@ func (is *Issuer) Mint(t testing.TB, pub *rsa.PublicKey, o TokenOptions) string 
 	}
 	if !o.NoJWK {
 		claims["jwk"] = signer.JWK(pub, "sess")
+	}
+	if o.ResTenant != "" {
+		claims["res_tenant"] = o.ResTenant
+	}
+	if o.NoTenant {
+		delete(claims, "tenant")
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(is.key)
 	if err != nil {
