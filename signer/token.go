@@ -16,17 +16,17 @@ import (
 // instance, resource or workload principal) with the claims ocisigner uses.
 // Its signature is not verified: OCI verifies it, ocisigner only reads it.
 type Token struct {
-	Raw           string    // the JWT as OCI issued it, trimmed
-	Issuer        string    // iss
-	Subject       string    // sub
-	Tenant        string    // tenant
+	Raw     string // the JWT as OCI issued it, trimmed
+	Issuer  string // iss
+	Subject string // sub
+	Tenant  string // tenant
 	// ResourceTenant is res_tenant, the tenancy of the resource a resource
 	// principal or an OKE workload token was issued to.
 	ResourceTenant string
-	IssuedAt      time.Time // iat
-	Expiry        time.Time // exp
-	SessionEnd    time.Time // sess_exp: last moment the session can be refreshed; zero if absent
-	PrincipalType string    // ptype
+	IssuedAt       time.Time // iat
+	Expiry         time.Time // exp
+	SessionEnd     time.Time // sess_exp: last moment the session can be refreshed; zero if absent
+	PrincipalType  string    // ptype
 
 	jwk *rsa.PublicKey // the session public key the token was issued for, if stated
 }

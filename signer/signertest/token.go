@@ -55,8 +55,8 @@ type TokenOptions struct {
 	// tokens carry it; NoTenant leaves tenant out.
 	ResTenant string
 	NoTenant  bool
-	Ptype      string
-	NoJWK      bool
+	Ptype     string
+	NoJWK     bool
 }
 
 // Mint returns a token for the session key pub.
