@@ -26,6 +26,7 @@ import (
 // TLS OCI stand-in).
 func istioSidecar(oci *signertest.Server, ociHosts ...string) func(*extproctest.Config) {
 	return func(c *extproctest.Config) {
+		c.Before = nil // one ext_proc filter: istio-proxy has no gateway filter
 		c.MutationRules = extproctest.ProxyMutationRules()
 		c.RouteCacheAction = extprocfilterv3.ExternalProcessor_RETAIN
 		c.ReceivingNamespaces = []string{extproc.MetadataNamespace}
