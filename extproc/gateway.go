@@ -97,10 +97,12 @@ func (s *Server) resolveGateway(g *gatewayTarget, creds func() (*signer.Credenti
 		}
 		return &resolved{authority: host, target: a.Target(g.rest), alias: a}, nil
 	}
-	if !strings.ContainsAny(g.seg, ".:[") {
+	a, err := signer.ParseAuthority(g.seg)
+	if !strings.ContainsAny(g.seg, ".:[") && (err != nil || !s.hosts.Allowed(a)) {
+		// A single word that is no alias: a host only when the operator
+		// allowed it by that name (--allow-host myhost).
 		return nil, s.notAddressed(g)
 	}
-	a, err := signer.ParseAuthority(g.seg)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, CodeInvalidHost,
 			fmt.Sprintf("the first path segment %q is not a host name with an optional port: %v", capEcho(g.seg), err))

@@ -60,6 +60,18 @@ func NewHostPolicy(patterns []string) (*HostPolicy, error) {
 	return p, nil
 }
 
+// Exact returns the hosts the patterns name exactly (no wildcard), without
+// their ports.
+func (p *HostPolicy) Exact() []string {
+	var out []string
+	for _, pat := range p.patterns {
+		if !pat.wildcard {
+			out = append(out, pat.host)
+		}
+	}
+	return out
+}
+
 // Allowed reports whether requests to a (parsed by signer.ParseAuthority)
 // may be signed.
 func (p *HostPolicy) Allowed(a signer.Authority) bool {

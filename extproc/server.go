@@ -221,6 +221,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Aliases == nil {
 		cfg.Aliases = signer.Aliases()
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	for _, a := range cfg.Aliases {
 		s.aliases[a.Name] = a
 		s.aliasList = append(s.aliasList, a.Name)
@@ -233,6 +236,25 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// Validate reports settings that cannot work together: an allowed host of
+// one word is reached in the gateway form by that word (/myhost/...), so an
+// alias of the same name would hide it.
+func (c Config) Validate() error {
+	aliases := c.Aliases
+	if aliases == nil {
+		aliases = signer.Aliases()
+	}
+	if c.Hosts == nil {
+		return nil
+	}
+	for _, a := range aliases {
+		if slices.Contains(c.Hosts.Exact(), a.Name) {
+			return fmt.Errorf("%w: --allow-host %s is also the name of an alias, so /%s/... would be read as the alias; allow the host by a longer name", ErrHostPattern, a.Name, a.Name)
+		}
+	}
+	return nil
 }
 
 // Profiles are the only profiles the service signs for (Config.Profiles),

@@ -466,3 +466,20 @@ func TestHintsPointTheRightWay(t *testing.T) {
 		})
 	}
 }
+
+// A one-word --allow-host is reached in the gateway form by that word.
+func TestOneWordAllowedHostInTheGatewayForm(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}
+	code, out, errOut := runCmd(t, env, "sign", "--allow-host", "myhost:8443", "http://localhost:10000/myhost:8443/n/")
+	if code != exitOK || !strings.Contains(out, "request:        GET https://myhost:8443/n/") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCmd(t, env, "sign", "--allow-host", "myhost", "http://localhost:10000/myhost/n/")
+	if code != exitOK || !strings.Contains(out, "request:        GET https://myhost/n/") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if code, out, _ := runCmd(t, env, "sign", "http://localhost:10000/myhost/n/"); code == exitOK {
+		t.Fatalf("a one-word host not allowed was signed:\n%s", out)
+	}
+}

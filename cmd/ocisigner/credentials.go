@@ -19,11 +19,11 @@ type credentialFlags struct {
 	sessionRefresh bool
 	refreshMargin  time.Duration
 	writeBack      bool
-	metadataURL    string
-	authURL        string
+	metadataURL    urlFlag
+	authURL        urlFlag
 	// The token-exchange principal; its secrets come from files or from
 	// OCISIGNER_CLIENT_SECRET / OCISIGNER_SUBJECT_TOKEN, never from flags.
-	tokenExchangeURL string
+	tokenExchangeURL urlFlag
 	clientID         string
 	clientSecretFile string
 	subjectTokenFile string
@@ -116,9 +116,12 @@ func (cf *credentialFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.sessionRefresh, "session-refresh", true, "refresh session tokens before they expire, until the session ends")
 	fs.DurationVar(&cf.refreshMargin, "refresh-margin", credentials.DefaultRefreshMargin, "refresh this long before expiry, or a fifth of the token's lifetime if that is longer")
 	fs.BoolVar(&cf.writeBack, "write-back", false, "also write refreshed session tokens to the token file (atomically, mode 0600); needs a writable folder")
-	fs.StringVar(&cf.metadataURL, "metadata-url", credentials.DefaultMetadataBaseURL, "instance metadata base URL for --principal instance")
-	fs.StringVar(&cf.authURL, "auth-url", "", "auth service base URL instead of https://auth.<region>.<realm domain> (session refresh, federation)")
-	fs.StringVar(&cf.tokenExchangeURL, "token-exchange-url", "", "identity domain URL (https://idcs-<id>.identity.oraclecloud.com) for --principal token-exchange")
+	cf.metadataURL = urlFlag{value: credentials.DefaultMetadataBaseURL}
+	cf.authURL = urlFlag{plainHTTP: loopback}
+	cf.tokenExchangeURL = urlFlag{plainHTTP: loopback}
+	fs.Var(&cf.metadataURL, "metadata-url", "instance metadata base URL for --principal instance")
+	fs.Var(&cf.authURL, "auth-url", "auth service base URL instead of https://auth.<region>.<realm domain> (session refresh, federation); http:// only on loopback")
+	fs.Var(&cf.tokenExchangeURL, "token-exchange-url", "identity domain URL (https://idcs-<id>.identity.oraclecloud.com) for --principal token-exchange")
 	fs.StringVar(&cf.clientID, "client-id", "", "OAuth client ID of the identity domain's confidential application, for --principal token-exchange")
 	fs.StringVar(&cf.clientSecretFile, "client-secret-file", "", "file holding the client secret, read at each exchange (else $"+credentials.EnvClientSecret+"), for --principal token-exchange")
 	fs.StringVar(&cf.subjectTokenFile, "subject-token-file", "", "file the platform keeps the IdP's JWT in, read at each exchange and watched for rotation (else $"+credentials.EnvSubjectToken+"), for --principal token-exchange")
@@ -140,15 +143,15 @@ func (cf *credentialFlags) open(getenv environ, log *slog.Logger, extra ...crede
 		credentials.WithLogger(log),
 		credentials.WithSessionRefresh(cf.sessionRefresh, cf.refreshMargin),
 		credentials.WithWriteBack(cf.writeBack),
-		credentials.WithMetadataBaseURL(cf.metadataURL),
+		credentials.WithMetadataBaseURL(cf.metadataURL.value),
 		credentials.WithGetenv(getenv.get),
 	}, extra...)
-	if cf.authURL != "" {
-		opts = append(opts, credentials.WithAuthBaseURL(cf.authURL))
+	if cf.authURL.value != "" {
+		opts = append(opts, credentials.WithAuthBaseURL(cf.authURL.value))
 	}
 	if cf.principal == credentials.PrincipalTokenExchange {
 		opts = append(opts, credentials.WithTokenExchange(credentials.TokenExchange{
-			DomainURL: cf.tokenExchangeURL, ClientID: cf.clientID, ClientSecretFile: cf.clientSecretFile,
+			DomainURL: cf.tokenExchangeURL.value, ClientID: cf.clientID, ClientSecretFile: cf.clientSecretFile,
 			SubjectTokenFile: cf.subjectTokenFile, Region: string(cf.region),
 		}))
 	}

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
 // environ is the environment a command reads: os.LookupEnv, or a test's.
@@ -179,4 +183,56 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// urlFlag is a flag that takes a base URL, checked as it is parsed (one
+// parser for every such flag): a typo stops the command with exit 2 naming
+// the flag, instead of showing up later in /readyz or a failed refresh.
+type urlFlag struct {
+	value string
+	// plainHTTP says where http:// may be used; nil: anywhere. A URL that
+	// a token or a secret is sent to takes https, but on loopback.
+	plainHTTP func(host string) bool
+}
+
+func (u *urlFlag) String() string { return u.value }
+func (u *urlFlag) Set(v string) error {
+	s, err := parseBaseURL(v, u.plainHTTP)
+	if err != nil {
+		return err
+	}
+	u.value = s
+	return nil
+}
+
+// parseBaseURL accepts scheme://host[:port][/path]: http or https, a host
+// name or IP literal as signer.ParseAuthority takes one, no user
+// information, query or fragment. A trailing slash is dropped.
+func parseBaseURL(raw string, plainHTTP func(string) bool) (string, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("not a URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%q: want an http:// or https:// URL", raw)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(raw, "#") || strings.HasSuffix(raw, "?"):
+		return "", fmt.Errorf("%q: a base URL has no user information, query or fragment", u.Redacted())
+	}
+	a, err := signer.ParseAuthority(u.Host)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", raw, err)
+	}
+	if u.Scheme == "http" && plainHTTP != nil && !plainHTTP(a.Host) {
+		return "", fmt.Errorf("%q is http://: what is sent there (a token, a signature) would cross the network in clear; use https://", raw)
+	}
+	return strings.TrimSuffix(u.Scheme+"://"+a.String()+u.EscapedPath(), "/"), nil
+}
+
+// loopback: localhost or a loopback IP literal.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
 }

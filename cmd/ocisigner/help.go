@@ -1,21 +1,27 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"github.com/ocisigner/ocisigner/signer"
 )
 
-// commandHelp is what `ocisigner <command> -h` prints besides the flags.
-type commandHelp struct {
+// command is one of ocisigner's commands: what `ocisigner <command> -h`
+// prints besides the flags, and what runs it. Commands are declared here
+// once, as cmd/go declares its own.
+type command struct {
 	name     string
 	purpose  string // one line
 	usage    string
 	examples [2]string
 	exits    []int
 	args     int // positional arguments it takes
+	run      func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int
 }
 
 // exitMeaning says what each exit code means, for the help of the commands
@@ -29,47 +35,100 @@ var exitMeaning = map[int]string{
 	exitNetwork:     "network: the endpoint (or the gateway) could not be reached",
 }
 
-var commands = []commandHelp{
-	{name: "serve", purpose: "run the Envoy ext_proc service that signs OCI requests",
-		usage: "ocisigner serve [flags]",
-		examples: [2]string{
-			"ocisigner serve --profile TEST123",
-			"ocisigner serve --profile-header \"\" --profiles PROD --alias myai=inference.generativeai.{region}.oci.{domain}",
-		},
-		exits: []int{exitOK, exitFailure, exitUsage, exitConfig}},
-	{name: "probe", purpose: "sign a GET /n/ to Object Storage and report whether OCI accepts it",
-		usage: "ocisigner probe [flags]",
-		examples: [2]string{
-			"ocisigner probe --profile TEST123 -v",
-			"ocisigner probe --via http://localhost:10000 --json",
-		},
-		exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials, exitNetwork}},
-	{name: "token", purpose: "show a profile's token metadata (the token itself masked)",
-		usage: "ocisigner token [flags]",
-		examples: [2]string{
-			"ocisigner token --profile TEST123",
-			"ocisigner token --all --json",
-		},
-		exits: []int{exitOK, exitUsage, exitConfig, exitCredentials, exitNetwork}},
-	{name: "sign", purpose: "sign one request without sending it: the headers the gateway would set, the signing string, the keyId",
-		usage: "ocisigner sign [flags] URL",
-		examples: [2]string{
-			"ocisigner sign --profile TEST123 https://objectstorage.us-ashburn-1.oraclecloud.com/n/",
-			"ocisigner sign -X POST -H 'content-type: application/json' --data @body.json --curl --reveal http://localhost:10000/genai/openai/v1/chat/completions",
-		},
-		exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials}, args: 1},
-	{name: "version", purpose: "print the version and the RSA implementation", usage: "ocisigner version",
-		examples: [2]string{"ocisigner version", "docker compose run --rm signer version"},
-		exits:    []int{exitOK}},
+// commands is set in init: the run functions refer to the table (help).
+var commands []command
+
+func init() {
+	commands = []command{
+		{name: "serve", purpose: "run the Envoy ext_proc service that signs OCI requests",
+			usage: "ocisigner serve [flags]",
+			examples: [2]string{
+				"ocisigner serve --profile TEST123",
+				"ocisigner serve --profile-header \"\" --profiles PROD --alias myai=inference.generativeai.{region}.oci.{domain}",
+			},
+			exits: []int{exitOK, exitFailure, exitUsage, exitConfig}, run: runServe},
+		{name: "probe", purpose: "sign a GET /n/ to Object Storage and report whether OCI accepts it",
+			usage: "ocisigner probe [flags]",
+			examples: [2]string{
+				"ocisigner probe --profile TEST123 -v",
+				"ocisigner probe --via http://localhost:10000 --json",
+			},
+			exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials, exitNetwork}, run: runProbe},
+		{name: "token", purpose: "show a profile's token metadata (the token itself masked)",
+			usage: "ocisigner token [flags]",
+			examples: [2]string{
+				"ocisigner token --profile TEST123",
+				"ocisigner token --all --json",
+			},
+			exits: []int{exitOK, exitUsage, exitConfig, exitCredentials, exitNetwork}, run: runToken},
+		{name: "sign", purpose: "sign one request without sending it: the headers the gateway would set, the signing string, the keyId",
+			usage: "ocisigner sign [flags] URL",
+			examples: [2]string{
+				"ocisigner sign --profile TEST123 https://objectstorage.us-ashburn-1.oraclecloud.com/n/",
+				"ocisigner sign -X POST -H 'content-type: application/json' --data @body.json --curl --reveal http://localhost:10000/genai/openai/v1/chat/completions",
+			},
+			exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials}, args: 1, run: runSign},
+		{name: "version", purpose: "print the version and the RSA implementation", usage: "ocisigner version",
+			examples: [2]string{"ocisigner version", "docker compose run --rm signer version"},
+			exits:    []int{exitOK}, run: runVersion},
+		{name: "help", purpose: "help for a command", usage: "ocisigner help <command>",
+			examples: [2]string{"ocisigner help", "ocisigner help serve"},
+			exits:    []int{exitOK, exitUsage}, args: 1, run: runHelp},
+	}
 }
 
-func helpFor(name string) commandHelp {
+func helpFor(name string) command {
 	for _, c := range commands {
 		if c.name == name {
 			return c
 		}
 	}
-	return commandHelp{name: name, usage: "ocisigner " + name + " [flags]"}
+	return command{name: name, usage: "ocisigner " + name + " [flags]"}
+}
+
+// lookup finds a command by name; the version flags name the version command.
+func lookup(name string) (command, bool) {
+	switch name {
+	case "--version", "-version":
+		name = "version"
+	case "-h", "--help":
+		name = "help"
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+		return exit
+	}
+	fmt.Fprintf(stdout, "ocisigner %s (RSA: %s)\n", versionString(), signer.Backend())
+	return exitOK
+}
+
+// runHelp prints the overview, or a command's own -h: its flags exist only
+// in the command.
+func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
+	pos, exit, ok := parseCommand(flag.NewFlagSet("help", flag.ContinueOnError), args, getenv, stdout, stderr)
+	if !ok {
+		return exit
+	}
+	if len(pos) == 0 {
+		usage(stdout)
+		return exitOK
+	}
+	c, ok := lookup(pos[0])
+	if !ok {
+		fmt.Fprintf(stderr, "ocisigner help: unknown command %q\n", pos[0])
+		usage(stderr)
+		return exitUsage
+	}
+	return c.run(ctx, []string{"-h"}, stdout, stderr, getenv)
 }
 
 // fromEnv reports whether a flag is also read from its environment
@@ -114,7 +173,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.purpose)
 	}
-	fmt.Fprint(w, "  help      help for a command: ocisigner help serve\n\nRun \"ocisigner <command> -h\" for a command's flags, examples and exit codes.\n")
+	fmt.Fprint(w, "\nRun \"ocisigner <command> -h\" for a command's flags, examples and exit codes.\n")
 }
 
 // versionString is the stamped version, else what the Go build recorded:

@@ -8,14 +8,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/ocisigner/ocisigner/signer"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -44,31 +41,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		usage(stderr)
 		return exitUsage
 	}
-	switch args[0] {
-	case "serve":
-		return runServe(ctx, args[1:], stdout, stderr, getenv)
-	case "probe":
-		return runProbe(ctx, args[1:], stdout, stderr, getenv)
-	case "token":
-		return runToken(ctx, args[1:], stdout, stderr, getenv)
-	case "sign":
-		return runSign(ctx, args[1:], stdout, stderr, getenv)
-	case "version", "--version", "-version":
-		if len(args) > 1 && (args[1] == "-h" || args[1] == "--help") {
-			printHelp(stdout, flag.NewFlagSet("version", flag.ContinueOnError))
-			return exitOK
-		}
-		fmt.Fprintf(stdout, "ocisigner %s (RSA: %s)\n", versionString(), signer.Backend())
-		return exitOK
-	case "help", "-h", "--help":
-		if len(args) > 1 && args[0] == "help" {
-			// The command's own -h: its flags exist only in the command.
-			return run(ctx, []string{args[1], "-h"}, stdout, stderr, getenv)
-		}
-		usage(stdout)
-		return exitOK
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "ocisigner: unknown command %q\n", args[0])
+		usage(stderr)
+		return exitUsage
 	}
-	fmt.Fprintf(stderr, "ocisigner: unknown command %q\n", args[0])
-	usage(stderr)
-	return exitUsage
+	return c.run(ctx, args[1:], stdout, stderr, getenv)
 }

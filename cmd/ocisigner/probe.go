@@ -291,13 +291,14 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	var (
 		cf              credentialFlags
-		endpoint, via   string
+		endpoint        = urlFlag{plainHTTP: loopback}
+		via             urlFlag
 		asJSON, verbose bool
 		timeout         time.Duration
 	)
 	cf.register(fs)
-	fs.StringVar(&endpoint, "endpoint", "", "base URL instead of https://objectstorage.<region>.<realm domain>")
-	fs.StringVar(&via, "via", "", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
+	fs.Var(&endpoint, "endpoint", "base URL instead of https://objectstorage.<region>.<realm domain>; http:// only on loopback")
+	fs.Var(&via, "via", "send the probe unsigned through a running gateway at this URL (e.g. http://localhost:10000), to test the whole path")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "also print the signed headers (masked) and OCI's opc-request-id")
 	fs.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
@@ -306,9 +307,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p := probeParams{profile: cf.profileName(getenv), region: string(cf.region), endpoint: endpoint, via: via, verbose: verbose,
+	p := probeParams{profile: cf.profileName(getenv), region: string(cf.region), endpoint: endpoint.value, via: via.value, verbose: verbose,
 		client: &http.Client{Timeout: timeout}, now: time.Now}
-	if via == "" {
+	if via.value == "" {
 		creds, err := cf.open(getenv, discardLogger())
 		if err != nil {
 			res := probeResult{Profile: p.profile, Error: err.Error(), exit: credentialExit(err), At: time.Now().UTC()}
@@ -316,7 +317,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		defer creds.Close()
 		p.src = creds.Source(p.profile)
-	} else if cf.region == "" && endpoint == "" {
+	} else if cf.region == "" && endpoint.value == "" {
 		// Through a gateway the local credentials are not needed, only the
 		// profile's region, when the config is at hand.
 		if prof, err := credentials.ReadProfile(cf.configPath(getenv), p.profile); err == nil {

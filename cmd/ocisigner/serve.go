@@ -50,7 +50,7 @@ type serveOptions struct {
 	logLevel       string
 	logFormat      string
 	probeInterval  time.Duration
-	probeEndpoint  string
+	probeEndpoint  urlFlag
 	drainTimeout   time.Duration
 	healthInterval time.Duration
 	maxStreams     int
@@ -78,7 +78,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&o.probeInterval, "probe-interval", 0, "run the namespace probe this often and report it in /readyz and metrics; 0 disables")
-	fs.StringVar(&o.probeEndpoint, "probe-endpoint", "", "base URL the periodic probe uses instead of https://objectstorage.<region>.<realm domain>")
+	o.probeEndpoint = urlFlag{plainHTTP: loopback}
+	fs.Var(&o.probeEndpoint, "probe-endpoint", "base URL the periodic probe uses instead of https://objectstorage.<region>.<realm domain>")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.DurationVar(&o.healthInterval, "health-interval", time.Second, "how often the default profile's credentials are checked for the gRPC health status")
 	fs.IntVar(&o.maxStreams, "max-streams", extproc.DefaultMaxStreams, "most ext_proc streams served at once; more are refused (Envoy answers its status_on_error)")
@@ -223,7 +224,7 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.probe = func(ctx context.Context) probeResult {
-		return probe(ctx, probeParams{profile: s.profile, src: s.creds.Source(s.profile), endpoint: o.probeEndpoint,
+		return probe(ctx, probeParams{profile: s.profile, src: s.creds.Source(s.profile), endpoint: o.probeEndpoint.value,
 			client: &http.Client{Timeout: 15 * time.Second}, now: time.Now})
 	}
 
@@ -297,7 +298,7 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 			return extproc.Config{}, fmt.Errorf("--genai-compartment: %w", err)
 		}
 	}
-	return cfg, nil
+	return cfg, cfg.Validate()
 }
 
 // listen opens the gRPC listener: TCP, or a unix socket with "unix:".

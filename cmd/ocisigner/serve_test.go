@@ -126,7 +126,7 @@ func TestReadinessFollowsPeriodicProbe(t *testing.T) {
 	}{{"API", true}, {"UNREGISTERED", false}} {
 		t.Run(tc.profile, func(t *testing.T) {
 			svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": tc.profile},
-				serveOptions{probeInterval: time.Hour, probeEndpoint: fx.oci.URL}, nil)
+				serveOptions{probeInterval: time.Hour, probeEndpoint: urlFlag{value: fx.oci.URL}}, nil)
 			admin := "http://" + svc.adminL.Addr().String()
 			var (
 				code int
@@ -428,7 +428,7 @@ func TestRefreshFailuresAreMetrics(t *testing.T) {
 	key := signertest.Key(t, 2)
 	f.SessionProfile("S", key, is.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: clk.Now().Add(-57 * time.Minute)}))
 	svc := startService(t, map[string]string{"OCI_CLI_CONFIG_FILE": f.ConfigPath(), "OCI_CLI_PROFILE": "S"},
-		serveOptions{clock: clk, observe: rec.Observe, creds: credentialFlags{authURL: auth.URL, sessionRefresh: true}}, nil)
+		serveOptions{clock: clk, observe: rec.Observe, creds: credentialFlags{authURL: urlFlag{value: auth.URL}, sessionRefresh: true}}, nil)
 	admin := "http://" + svc.adminL.Addr().String()
 	ev := rec.WaitRefresh(t, "S", 1)
 	if ev.Err == nil {
@@ -518,4 +518,45 @@ func previewRefusal(t *testing.T, svc *service, profile string) *extproc.Refusal
 	p := svc.ext.Preview(context.Background(), extproc.PreviewRequest{Method: "GET", Authority: realmHost, Path: "/n/",
 		Header: []signer.Field{{Name: "x-oci-profile", Value: profile}}})
 	return p.Refused
+}
+
+// Every flag that takes a URL is checked at start, by one parser: a typo
+// exits 2 naming the flag, and a URL that a token or a signature goes to
+// takes https but on loopback. A one-word --allow-host that an alias would
+// hide is refused too.
+func TestBadURLFlagsExitAtStart(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API", "OCISIGNER_ADMIN": "127.0.0.1:0", "OCISIGNER_LISTEN": "127.0.0.1:0"}
+	for _, tc := range []struct {
+		cmd, flag, value string
+	}{
+		{"serve", "--auth-url", "auth.us-ashburn-1.oraclecloud.com"},
+		{"serve", "--auth-url", "http://auth.us-ashburn-1.oraclecloud.com"},
+		{"serve", "--auth-url", "https://user:pw@auth.example/"},
+		{"serve", "--metadata-url", "169.254.169.254/opc/v2"},
+		{"serve", "--metadata-url", "http://169.254.169.254/opc/v2?x=1"},
+		{"serve", "--probe-endpoint", "https://objectstorage.us-ashburn-1.oraclecloud.com#x"},
+		{"serve", "--probe-endpoint", "http://objectstorage.us-ashburn-1.oraclecloud.com"},
+		{"serve", "--token-exchange-url", "ftp://idcs-x.identity.oraclecloud.com"},
+		{"probe", "--via", "localhost:10000"},
+		{"probe", "--via", "http://bad host/"},
+		{"probe", "--endpoint", "http://objectstorage.us-ashburn-1.oraclecloud.com"},
+		{"serve", "--allow-host", "core"},
+	} {
+		t.Run(tc.cmd+" "+tc.flag+" "+tc.value, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var out, errb strings.Builder
+			code := run(ctx, []string{tc.cmd, tc.flag, tc.value}, &out, &errb, mapEnv(env))
+			if code != exitUsage || !strings.Contains(errb.String(), strings.TrimPrefix(tc.flag, "-")) {
+				t.Fatalf("exit %d, want 2 naming %s:\n%s%s", code, tc.flag, out.String(), errb.String())
+			}
+		})
+	}
+	// Loopback may be plain http (a test or a local stand-in).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if code := run(ctx, []string{"serve", "--auth-url", "http://127.0.0.1:8080", "--probe-endpoint", "http://localhost:9000/"}, io.Discard, io.Discard, mapEnv(env)); code != exitOK {
+		t.Fatalf("loopback http: exit %d", code)
+	}
 }
