@@ -23,3 +23,12 @@ func OpenSSLFreed(key *rsa.PrivateKey) func() bool {
 		return k.pkey == nil
 	}
 }
+
+// LeaveOpenSSLError leaves an error on the calling thread's OpenSSL queue,
+// as other code in the process could; OpenSSLQueueEmpty looks at it. The
+// caller locks its goroutine to its thread around both and what it tests.
+func LeaveOpenSSLError()      { leaveOpenSSLError() }
+func OpenSSLQueueEmpty() bool { return openSSLQueueEmpty() }
+
+// OpenSSLSignShort makes OpenSSL fail a signature of key and returns its error.
+func OpenSSLSignShort(key *rsa.PrivateKey) error { return signShort(theOpenSSL().key(key)) }

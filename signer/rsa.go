@@ -35,7 +35,13 @@ type rsaBackend interface {
 	name() string
 	// signSHA256 is rsa.SignPKCS1v15(rand, key, crypto.SHA256, digest).
 	signSHA256(key *rsa.PrivateKey, digest *[sha256.Size]byte) ([]byte, error)
+	// prepare does the backend's one-time work for key and returns why it
+	// signs key with crypto/rsa rather than itself, if it does.
+	prepare(key *rsa.PrivateKey) error
 }
+
+// errNilKey is what a backend answers for no key at all.
+var errNilKey = errors.New("no private key to sign with")
 
 // goRSA is crypto/rsa.
 type goRSA struct{}
@@ -43,7 +49,17 @@ type goRSA struct{}
 func (goRSA) name() string { return BackendGo }
 
 func (goRSA) signSHA256(key *rsa.PrivateKey, digest *[sha256.Size]byte) ([]byte, error) {
+	if key == nil {
+		return nil, errNilKey
+	}
 	return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
+}
+
+func (goRSA) prepare(key *rsa.PrivateKey) error {
+	if key == nil {
+		return errNilKey
+	}
+	return nil
 }
 
 // active is the backend Sign uses; a process-wide choice, like GODEBUG.
@@ -95,9 +111,9 @@ func SetBackend(name string) error {
 // Prepare makes key ready to sign with: the backend's one-time work for a
 // key (OpenSSL imports it and checks its first signature against
 // crypto/rsa's) done now, off any request's path. Credentials sources call
-// it for the session keys they make in the background.
-func Prepare(key *rsa.PrivateKey) error {
-	var digest [sha256.Size]byte
-	_, err := activeBackend().signSHA256(key, &digest)
-	return err
-}
+// it for the session keys they make in the background, and serve for every
+// profile at start. It returns why the backend signs key with crypto/rsa
+// instead of itself (a key OpenSSL refuses or signs differently), which the
+// operator should see, or nil. The key still signs either way; a nil key is
+// an error.
+func Prepare(key *rsa.PrivateKey) error { return activeBackend().prepare(key) }

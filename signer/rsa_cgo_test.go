@@ -7,11 +7,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 const cgoBuild = true
@@ -118,5 +120,59 @@ func TestOpenSSLConcurrentSigning(t *testing.T) {
 	wg.Wait()
 	for _, k := range keys {
 		requireOpenSSL(t, k)
+	}
+}
+
+// An error that other code left on the thread's OpenSSL queue is neither
+// taken for a later call's own error nor left behind by a successful sign:
+// each call empties the queue on entry.
+func TestOpenSSLErrorQueueIsClearedOnEntry(t *testing.T) {
+	key := signertest.Key(t, 1)
+	requireOpenSSL(t, key)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	signer.LeaveOpenSSLError()
+	if signer.OpenSSLQueueEmpty() {
+		t.Fatal("the test could not leave an error on the queue")
+	}
+	if _, err := signer.SignDigestWith(signer.BackendOpenSSL, key, sha256.Sum256([]byte("x"))); err != nil {
+		t.Fatalf("a sign after a stale error: %v", err)
+	}
+	if !signer.OpenSSLQueueEmpty() {
+		t.Fatal("a successful sign left the stale error on the queue")
+	}
+
+	signer.LeaveOpenSSLError()
+	err := signer.OpenSSLSignShort(key)
+	if err == nil || strings.Contains(err.Error(), "another caller left") {
+		t.Fatalf("a failed sign reported %v: the stale error, not its own", err)
+	}
+	t.Logf("its own error: %v", err)
+}
+
+// Prepare says why a key stays on crypto/rsa, and refuses no key at all.
+func TestPrepareSaysWhyAKeyFallsBack(t *testing.T) {
+	t.Cleanup(func() { _ = signer.SetBackend(signer.BackendAuto) })
+	if err := signer.SetBackend(signer.BackendOpenSSL); err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.Prepare(signertest.Key(t, 1)); err != nil {
+		t.Fatalf("an ordinary key: %v", err)
+	}
+	primes := testPrimes(t)
+	odd := keyOf(primes[0], primes[1], 65537, true, false)
+	odd.Primes = odd.Primes[:1] // a key OpenSSL does not import
+	if err := signer.Prepare(odd); err == nil || !strings.Contains(err.Error(), "crypto/rsa") {
+		t.Fatalf("a key OpenSSL leaves to crypto/rsa: Prepare = %v", err)
+	}
+	if err := signer.Prepare(nil); err == nil {
+		t.Fatal("Prepare(nil) = nil")
+	}
+	if _, err := signer.SignDigestWith(signer.BackendOpenSSL, nil, sha256.Sum256(nil)); err == nil {
+		t.Fatal("OpenSSL signed with no key")
+	}
+	if _, err := signer.SignDigestWith(signer.BackendGo, nil, sha256.Sum256(nil)); err == nil {
+		t.Fatal("crypto/rsa signed with no key")
 	}
 }

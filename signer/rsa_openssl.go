@@ -34,9 +34,10 @@ package signer
 #include <openssl/rsa.h>
 
 // OpenSSL queues errors per thread, and the goroutine that called may run
-// on another thread next: every function here takes its error out of the
-// queue and empties it before returning. ~0 stands for a failure that
-// queued nothing.
+// on another thread next: every function here empties the queue on entry,
+// so that an error some other code left on this thread is not taken for
+// its own, and takes its own error out of the queue and empties it before
+// returning. ~0 stands for a failure that queued nothing.
 static unsigned long ocs_error(void) {
 	unsigned long e = ERR_get_error();
 	ERR_clear_error();
@@ -58,6 +59,7 @@ static const char *const ocs_rsa_params[8] = {
 // der2key_decode in providers/implementations/encode_decode/decode_der2key.c
 // frees what it read with OPENSSL_free, not OPENSSL_clear_free.)
 static EVP_PKEY *ocs_new_key(unsigned char *buf, const size_t *len, unsigned long *err) {
+	ERR_clear_error();
 	OSSL_PARAM params[9];
 	size_t off = 0;
 	for (int i = 0; i < 8; i++) {
@@ -82,6 +84,7 @@ static EVP_PKEY *ocs_new_key(unsigned char *buf, const size_t *len, unsigned lon
 // turn: preparing one costs about a twentieth of a signature, so they are
 // kept and reused.
 static EVP_PKEY_CTX *ocs_sign_ctx(EVP_PKEY *pkey, unsigned long *err) {
+	ERR_clear_error();
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (ctx != NULL && EVP_PKEY_sign_init(ctx) == 1
 	    && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
@@ -94,10 +97,17 @@ static EVP_PKEY_CTX *ocs_sign_ctx(EVP_PKEY *pkey, unsigned long *err) {
 
 // ocs_sign signs a SHA-256 digest; it returns 0 or the error.
 static unsigned long ocs_sign(EVP_PKEY_CTX *ctx, const unsigned char *digest, unsigned char *sig, size_t *siglen) {
+	ERR_clear_error();
 	if (EVP_PKEY_sign(ctx, sig, siglen, digest, 32) == 1)
 		return 0;
 	return ocs_error();
 }
+
+// ocs_leave_error and ocs_queue_empty let a test leave an error on this
+// thread's queue, as other code linked into the process could, and look
+// at the queue afterwards.
+static void ocs_leave_error(void) { ERR_raise_data(ERR_LIB_USER, 42, "an error another caller left on this thread"); }
+static int ocs_queue_empty(void) { return ERR_peek_error() == 0; }
 */
 import "C"
 
@@ -135,7 +145,7 @@ func (o *opensslRSA) name() string { return BackendOpenSSL + " " + o.version }
 
 func (o *opensslRSA) signSHA256(key *rsa.PrivateKey, digest *[sha256.Size]byte) ([]byte, error) {
 	if key == nil {
-		return goRSA{}.signSHA256(key, digest)
+		return nil, errNilKey
 	}
 	k := o.key(key)
 	if k.pkey == nil {
@@ -146,6 +156,17 @@ func (o *opensslRSA) signSHA256(key *rsa.PrivateKey, digest *[sha256.Size]byte) 
 	// key must stay reachable until OpenSSL is done with it.
 	runtime.KeepAlive(key)
 	return sig, err
+}
+
+// prepare loads key and says why it stays on crypto/rsa, if it does.
+func (o *opensslRSA) prepare(key *rsa.PrivateKey) error {
+	if key == nil {
+		return errNilKey
+	}
+	if why := o.key(key).why; why != nil {
+		return fmt.Errorf("OpenSSL leaves this key to crypto/rsa: %w", why)
+	}
+	return nil
 }
 
 // key returns the OpenSSL state of a Go key, made on its first use.
@@ -244,20 +265,28 @@ func (k *osslKey) sign(digest *[sha256.Size]byte) ([]byte, error) {
 		liveCtxs.Add(1)
 	}
 	sig := make([]byte, k.size)
-	n := C.size_t(len(sig))
-	if e := C.ocs_sign(ctx, (*C.uchar)(&digest[0]), (*C.uchar)(&sig[0]), &n); e != 0 {
+	if err := signInto(ctx, digest, sig); err != nil {
 		freeCtx(ctx) // in whatever state the failure left it
-		return nil, opensslError("signing", e)
+		return nil, err
 	}
 	select {
 	case k.idle <- ctx:
 	default:
 		freeCtx(ctx)
 	}
-	if int(n) != len(sig) {
-		return nil, fmt.Errorf("openssl: a %d-byte signature for a %d-byte modulus", n, len(sig))
-	}
 	return sig, nil
+}
+
+// signInto signs digest into sig, which must be the modulus' size.
+func signInto(ctx *C.EVP_PKEY_CTX, digest *[sha256.Size]byte, sig []byte) error {
+	n := C.size_t(len(sig))
+	if e := C.ocs_sign(ctx, (*C.uchar)(&digest[0]), (*C.uchar)(&sig[0]), &n); e != 0 {
+		return opensslError("signing", e)
+	}
+	if int(n) != len(sig) {
+		return fmt.Errorf("openssl: a %d-byte signature for a %d-byte buffer", n, len(sig))
+	}
+	return nil
 }
 
 func freeCtx(ctx *C.EVP_PKEY_CTX) {
@@ -340,4 +369,23 @@ func opensslError(what string, e C.ulong) error {
 	var buf [256]C.char
 	C.ERR_error_string_n(e, &buf[0], C.size_t(len(buf)))
 	return fmt.Errorf("openssl: %s: %s", what, C.GoString((*C.char)(unsafe.Pointer(&buf[0]))))
+}
+
+// For the tests of the error queue (export_openssl_test.go): cgo is not
+// allowed in test files.
+
+func leaveOpenSSLError()      { C.ocs_leave_error() }
+func openSSLQueueEmpty() bool { return C.ocs_queue_empty() == 1 }
+
+// signShort fails a signature on purpose (a buffer one byte short) and
+// returns OpenSSL's error.
+func signShort(k *osslKey) error {
+	var e C.ulong
+	ctx := C.ocs_sign_ctx(k.pkey, &e)
+	if ctx == nil {
+		return opensslError("preparing to sign", e)
+	}
+	defer C.EVP_PKEY_CTX_free(ctx)
+	var digest [sha256.Size]byte
+	return signInto(ctx, &digest, make([]byte, k.size-1))
 }

@@ -377,7 +377,7 @@ func (s *service) profileSummary() []string {
 		var se *signer.Error
 		switch {
 		case err == nil:
-			line := fmt.Sprintf("%s: %s %s", name, c.Kind, signer.MaskKeyID(c.KeyID))
+			line := fmt.Sprintf("%s: %s %s", name, c.Kind, signer.MaskKeyID(c.KeyID)) + s.rsaNote(name, c)
 			if exp := c.Expiry(); !exp.IsZero() {
 				line += " expires " + exp.UTC().Format(time.RFC3339)
 			}
@@ -398,6 +398,18 @@ func (s *service) profileSummary() []string {
 		}
 	}
 	return out
+}
+
+// rsaNote prepares a profile's key with the RSA backend, and says (on the
+// start-up line, and in a warning) when the backend leaves the key to
+// crypto/rsa: it signs, at about three times the CPU.
+func (s *service) rsaNote(profile string, c *signer.Credentials) string {
+	why := signer.Prepare(c.Key)
+	if why == nil {
+		return ""
+	}
+	s.log.Warn("profile's key signs with crypto/rsa", "profile", profile, "why", why.Error())
+	return " (rsa: crypto/rsa: " + why.Error() + ")"
 }
 
 // shutdown drains: health goes NOT_SERVING so Envoy stops sending new

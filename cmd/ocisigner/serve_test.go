@@ -560,3 +560,17 @@ func TestBadURLFlagsExitAtStart(t *testing.T) {
 		t.Fatalf("loopback http: exit %d", code)
 	}
 }
+
+// A profile whose key the RSA backend leaves to crypto/rsa says so, and
+// why, on the start-up line and in a warning; an ordinary key says nothing.
+func TestStartupLineSaysWhyAKeyFallsBack(t *testing.T) {
+	var logs signertest.LogBuffer
+	s := &service{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	if note := s.rsaNote("API", &signer.Credentials{Key: signertest.Key(t, 1)}); note != "" {
+		t.Fatalf("an ordinary key: %q", note)
+	}
+	note := s.rsaNote("NOKEY", &signer.Credentials{})
+	if !strings.Contains(note, "rsa: crypto/rsa") || !strings.Contains(logs.String(), "profile=NOKEY") {
+		t.Fatalf("note %q, log:\n%s", note, logs.String())
+	}
+}

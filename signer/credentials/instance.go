@@ -50,7 +50,9 @@ func principalEntry(c *signer.Credentials, o *options) *entry[*signer.Credential
 	c.Refreshed = o.clock.Now()
 	// The new session key's first signature costs most (OpenSSL imports the
 	// key and checks it): make it here, in the fetch, not in a request.
-	_ = signer.Prepare(c.Key)
+	if why := signer.Prepare(c.Key); why != nil {
+		o.log.Warn("the new session key signs with crypto/rsa", "principal", string(c.Kind), "why", why.Error())
+	}
 	o.log.Info("token obtained", "principal", string(c.Kind), "expires", c.Token.Expiry.UTC(), "key_id", signer.MaskKeyID(c.KeyID))
 	return &entry[*signer.Credentials]{value: c, expires: c.Token.Expiry, refreshAt: renewAt(c.Token, o.refreshMargin)}
 }

@@ -313,7 +313,10 @@ func (t *tokenExchange) fetch(ctx context.Context, background bool) (*entry[*sig
 		return nil, err
 	}
 	t.refused = nil
-	_ = signer.Prepare(c.Key) // the key's costly first signature, here rather than in a request
+	// The key's costly first signature, here rather than in a request.
+	if why := signer.Prepare(c.Key); why != nil {
+		t.o.log.Warn("the new session key signs with crypto/rsa", "profile", t.name, "why", why.Error())
+	}
 	t.cur, t.curSubject = c, sha256.Sum256([]byte(raw))
 	// Renew margin before expiry (as principals do), but never sooner than
 	// halfway to it: a UPST shorter than the margin would otherwise be due
