@@ -10,8 +10,8 @@ import (
 // headers split out. Envoy puts values in raw_value; value is read only when
 // raw_value is empty, for processors driven by older Envoys.
 type requestHeaders struct {
-	method, path, authority, scheme string
-	list                            []*corev3.HeaderValue
+	method, path, authority string
+	list                    []*corev3.HeaderValue
 }
 
 func parseHeaders(m *corev3.HeaderMap) requestHeaders {
@@ -24,8 +24,6 @@ func parseHeaders(m *corev3.HeaderMap) requestHeaders {
 			h.path = headerValue(hv)
 		case ":authority":
 			h.authority = headerValue(hv)
-		case ":scheme":
-			h.scheme = headerValue(hv)
 		}
 	}
 	return h

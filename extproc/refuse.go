@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -60,26 +60,13 @@ type refusal struct {
 	err     error  // the whole story, for the log only
 }
 
-func (r *refusal) Error() string { return r.code + ": " + r.message }
-
 func refuse(status int, code, message string) *refusal {
-	return &refusal{status: status, code: code, message: capLen(message, maxMessage)}
+	return &refusal{status: status, code: code, message: text.CutCounted(message, maxMessage)}
 }
 
 // capEcho shortens a client-chosen value before it is quoted anywhere: a
 // 100 KB header must not come back three times in a refusal or fill a log.
-func capEcho(s string) string { return capLen(s, maxEcho) }
-
-func capLen(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…[" + strconv.Itoa(len(s)) + " bytes]"
-}
+func capEcho(s string) string { return text.CutCounted(s, maxEcho) }
 
 // credentialRefusal maps a credential error to the status a client can act
 // on. The message names the profile and what to do; the file paths and the
@@ -109,7 +96,7 @@ func (s *Server) credentialRefusal(profile string, err error) *refusal {
 			r.message = "profile " + profile + ": cannot get credentials: " + err.Error()
 		}
 	}
-	r.message = capLen(r.message, maxMessage)
+	r.message = text.CutCounted(r.message, maxMessage)
 	return r
 }
 

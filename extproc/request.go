@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"log/slog"
 	"net/http"
 	"time"
@@ -318,7 +319,7 @@ func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 		reason = r.err.Error() // the whole story, file paths included, for the operator
 	}
 	s.log.Log(context.Background(), level, "refused", "profile", ev.Profile, "method", ev.Method, "host", ev.Host, "path", ev.Path,
-		"status", r.status, "outcome", r.code, "reason", capLen(reason, maxMessage), "duration", ev.Duration)
+		"status", r.status, "outcome", r.code, "reason", text.CutCounted(reason, maxMessage), "duration", ev.Duration)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Observe(ev)
 	}

@@ -32,7 +32,6 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultProfile       = "DEFAULT" // as the OCI CLI
 	DefaultProfileHeader = "x-oci-profile"
 	// DefaultCompartmentKey is the gRPC metadata key a route sets (like the
 	// profile pin) to name the compartment of its Generative AI requests.
@@ -180,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("extproc: Config.Credentials is required")
 	}
 	if cfg.DefaultProfile == "" {
-		cfg.DefaultProfile = DefaultProfile
+		cfg.DefaultProfile = signer.DefaultProfile
 	}
 	if cfg.ProfileHeader == "" {
 		cfg.ProfileHeader = DefaultProfileHeader

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -254,7 +255,7 @@ func (c *Caller) Label() string {
 		return "none"
 	}
 	var parts []string
-	add := func(s string) { parts = append(parts, capLen(redact(s), maxLabelPart)) }
+	add := func(s string) { parts = append(parts, text.CutCounted(redact(s), maxLabelPart)) }
 	if p := c.Peer; p != nil {
 		for _, u := range p.URIs {
 			if strings.HasPrefix(u, "spiffe://") {
@@ -276,7 +277,7 @@ func (c *Caller) Label() string {
 	if c.Key != "" {
 		add("key:" + escape(c.Key))
 	}
-	return capLen(strings.Join(parts, " "), maxLabel)
+	return text.CutCounted(strings.Join(parts, " "), maxLabel)
 }
 
 // escape percent-encodes what would break the description syntax or a log

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"net"
 	"net/http"
 	"slices"
@@ -188,7 +189,7 @@ func (p *Policy) decide(c *Caller, r Request) (Decision, int) {
 	i := p.match(c)
 	if i < 0 {
 		return deny(d, http.StatusForbidden, CodeNoRule, fmt.Sprintf(
-			"no rule of the gateway's policy names caller %s; ask its operator to add one whose callers match it", capLen(c.Label(), maxEcho))), -1
+			"no rule of the gateway's policy names caller %s; ask its operator to add one whose callers match it", text.CutCounted(c.Label(), maxEcho))), -1
 	}
 	ru := p.rules[i]
 	d.Rule, d.Line = ru.name, ru.line

@@ -1,10 +1,10 @@
 package policy
 
 import (
+	"github.com/ocisigner/ocisigner/internal/text"
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // maxEcho bounds a value quoted back in an error, a message or a label.
@@ -28,17 +28,4 @@ func redact(s string) string {
 
 // echo quotes a value from a file, a request or a caller for an error or a
 // message: secrets redacted, shortened, control characters escaped.
-func echo(s string) string { return strconv.Quote(capLen(redact(s), maxEcho)) }
-
-// capLen shortens s to at most n bytes, on a rune boundary, saying how long
-// it was.
-func capLen(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…[" + strconv.Itoa(len(s)) + " bytes]"
-}
+func echo(s string) string { return strconv.Quote(text.CutCounted(redact(s), maxEcho)) }

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// DefaultProfile is the profile OCI tooling uses when none is named.
+const DefaultProfile = "DEFAULT"
+
 // Kind names a kind of principal.
 type Kind string
 

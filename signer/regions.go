@@ -3,6 +3,7 @@ package signer
 import (
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,10 +80,7 @@ func MustParseRegion(s string) Region {
 // quoteCapped quotes a value for an error message, at most n bytes of it:
 // control characters escaped, and a long hostile value kept short.
 func quoteCapped(s string, n int) string {
-	if len(s) <= n {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
+	return strconv.Quote(text.CutCounted(s, n))
 }
 
 // Endpoint returns the host of an OCI service in this region, such as
@@ -152,9 +150,9 @@ func ClosestRegions(s string, n int) []string {
 	}
 	var cands []cand
 	for _, r := range regions {
-		d := editDistance(s, r.id)
+		d := text.Distance(s, r.id)
 		if r.short != "" {
-			d = min(d, editDistance(s, r.short))
+			d = min(d, text.Distance(s, r.short))
 		}
 		if d <= max(2, len(s)/3) {
 			cands = append(cands, cand{r.id, d})
@@ -171,25 +169,4 @@ func ClosestRegions(s string, n int) []string {
 		out = append(out, cands[i].id)
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance of two short ASCII strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

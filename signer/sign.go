@@ -12,19 +12,18 @@ import (
 
 // Header names this package reads or writes, lower-case as on the wire in HTTP/2.
 const (
-	HeaderDate            = "date"
-	HeaderXDate           = "x-date"
-	HeaderAuthorization   = "authorization"
-	HeaderContentLength   = "content-length"
-	HeaderContentType     = "content-type"
-	HeaderContentSHA256   = "x-content-sha256"
-	HeaderOBOToken        = "opc-obo-token"
-	HeaderCrossTenancy    = "x-cross-tenancy-request"
-	HeaderSubscription    = "x-subscription"
-	DefaultContentType    = "application/json"
-	signatureVersion      = "1"
-	signatureAlgorithm    = "rsa-sha256"
-	emptyBodySHA256Base64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	HeaderDate          = "date"
+	HeaderXDate         = "x-date"
+	HeaderAuthorization = "authorization"
+	HeaderContentLength = "content-length"
+	HeaderContentType   = "content-type"
+	HeaderContentSHA256 = "x-content-sha256"
+	HeaderOBOToken      = "opc-obo-token"
+	HeaderCrossTenancy  = "x-cross-tenancy-request"
+	HeaderSubscription  = "x-subscription"
+	DefaultContentType  = "application/json"
+	signatureVersion    = "1"
+	signatureAlgorithm  = "rsa-sha256"
 )
 
 // optionalSigned are signed when the request carries them, after the required
@@ -203,64 +202,58 @@ func Sign(r *Request, c *Credentials, now time.Time) (*Signed, error) {
 }
 
 // signWith is Sign with the RSA backend given, so tests can run every
-// backend side by side without changing the process's choice.
+// backend side by side without changing the process's choice. As aws-sdk-go
+// v4's signer does, it builds the signing string, signs it, and writes the
+// header, each a step of its own.
 func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time) (*Signed, error) {
-	if c == nil || c.Key == nil || c.KeyID == "" {
-		return nil, fmt.Errorf("%w: no credentials", ErrInvalidRequest)
-	}
-	if r.Method == "" || r.Host == "" || r.Target == "" {
-		return nil, fmt.Errorf("%w: method, host and target are required (got %q %q %q)", ErrInvalidRequest, r.Method, r.Host, r.Target)
-	}
-	if !isToken(r.Method) {
-		return nil, fmt.Errorf("%w: method %q is not an HTTP token", ErrInvalidRequest, r.Method)
-	}
-	if strings.ContainsAny(r.Target, " \r\n") || strings.ContainsAny(r.Host, " \r\n/") {
-		return nil, fmt.Errorf("%w: target or host contains a space or line break", ErrInvalidRequest)
+	if err := checkRequest(r, c); err != nil {
+		return nil, err
 	}
 	date := r.Date
 	if date == "" {
 		date = FormatDate(now)
 	}
-	bodySigned := BodySigned(r.Method, r.Target)
+	out, err := signingString(r, c, date)
+	if err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256([]byte(out.SigningString))
+	sig, err := be.signSHA256(c.Key, &digest)
+	if err != nil {
+		return nil, fmt.Errorf("rsa signature: %w", err)
+	}
+	out.Headers = append(out.Headers, Field{HeaderAuthorization, authorization(out.SignedHeaders, c.KeyID, sig)})
+	return out, nil
+}
 
-	out := &Signed{BodySigned: bodySigned, Headers: make([]Field, 0, 5)}
+// checkRequest refuses what cannot be signed as given.
+func checkRequest(r *Request, c *Credentials) error {
+	switch {
+	case c == nil || c.Key == nil || c.KeyID == "":
+		return fmt.Errorf("%w: no credentials", ErrInvalidRequest)
+	case r.Method == "" || r.Host == "" || r.Target == "":
+		return fmt.Errorf("%w: method, host and target are required (got %q %q %q)", ErrInvalidRequest, r.Method, r.Host, r.Target)
+	case !isToken(r.Method):
+		return fmt.Errorf("%w: method %q is not an HTTP token", ErrInvalidRequest, r.Method)
+	case strings.ContainsAny(r.Target, " \r\n") || strings.ContainsAny(r.Host, " \r\n/"):
+		return fmt.Errorf("%w: target or host contains a space or line break", ErrInvalidRequest)
+	}
+	return nil
+}
+
+// signingString builds what is signed: the lines of the signed headers in
+// the SDK's order, and the headers to set that the signature covers.
+func signingString(r *Request, c *Credentials, date string) (*Signed, error) {
+	out := &Signed{BodySigned: BodySigned(r.Method, r.Target), Headers: make([]Field, 0, 5)}
 	out.Headers = append(out.Headers, Field{HeaderDate, date})
-
-	var sb strings.Builder
-	sb.Grow(128 + len(r.Target) + len(r.Host))
-	names := make([]string, 0, 9)
-	badHeader := ""
-	line := func(name, value string) {
-		// A line break in a value would forge a line of the signing
-		// string; no HTTP stack sends one (or a NUL) anyway.
-		if strings.ContainsAny(value, "\r\n\x00") && badHeader == "" {
-			badHeader = name
-		}
-		if len(names) > 0 {
-			sb.WriteByte('\n')
-		}
-		sb.WriteString(name)
-		sb.WriteString(": ")
-		sb.WriteString(value)
-		names = append(names, name)
-	}
-	line(HeaderDate, date)
-	sb.WriteString("\n(request-target): ")
-	for i := 0; i < len(r.Method); i++ {
-		ch := r.Method[i]
-		if 'A' <= ch && ch <= 'Z' {
-			ch += 'a' - 'A'
-		}
-		sb.WriteByte(ch)
-	}
-	sb.WriteByte(' ')
-	sb.WriteString(r.Target)
-	names = append(names, "(request-target)")
+	var b lines
+	b.sb.Grow(128 + len(r.Target) + len(r.Host))
+	b.add(HeaderDate, date)
+	b.add("(request-target)", strings.ToLower(r.Method)+" "+r.Target)
 	if !r.NoHost {
-		line("host", r.Host)
+		b.add("host", r.Host)
 	}
-
-	if bodySigned {
+	if out.BodySigned {
 		d := r.Digest
 		if d == nil {
 			dd := DigestOf(r.Body)
@@ -273,9 +266,9 @@ func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time) (*Signed
 			ctype = DefaultContentType
 			out.Headers = append(out.Headers, Field{HeaderContentType, ctype})
 		}
-		line(HeaderContentLength, length)
-		line(HeaderContentType, ctype)
-		line(HeaderContentSHA256, sum)
+		b.add(HeaderContentLength, length)
+		b.add(HeaderContentType, ctype)
+		b.add(HeaderContentSHA256, sum)
 		out.Headers = append(out.Headers, Field{HeaderContentLength, length}, Field{HeaderContentSHA256, sum})
 	}
 	for _, name := range optionalSigned {
@@ -287,22 +280,38 @@ func signWith(be rsaBackend, r *Request, c *Credentials, now time.Time) (*Signed
 			out.Headers = append(out.Headers, Field{HeaderOBOToken, v})
 		}
 		if ok {
-			line(name, v)
+			b.add(name, v)
 		}
 	}
-	if badHeader != "" {
-		return nil, fmt.Errorf("%w: the %s header contains a line break or NUL", ErrInvalidRequest, badHeader)
+	if b.bad != "" {
+		return nil, fmt.Errorf("%w: the %s header contains a line break or NUL", ErrInvalidRequest, b.bad)
 	}
-	out.SigningString = sb.String()
-	out.SignedHeaders = strings.Join(names, " ")
-
-	digest := sha256.Sum256([]byte(out.SigningString))
-	sig, err := be.signSHA256(c.Key, &digest)
-	if err != nil {
-		return nil, fmt.Errorf("rsa signature: %w", err)
-	}
-	out.Headers = append(out.Headers, Field{HeaderAuthorization, authorization(out.SignedHeaders, c.KeyID, sig)})
+	out.SigningString, out.SignedHeaders = b.sb.String(), strings.Join(b.names, " ")
 	return out, nil
+}
+
+// lines is a signing string being built, one "name: value" line per
+// signed header.
+type lines struct {
+	sb    strings.Builder
+	names []string
+	bad   string // the first header whose value holds a line break or NUL
+}
+
+func (b *lines) add(name, value string) {
+	// A line break in a value would forge a line of the signing string; no
+	// HTTP stack sends one (or a NUL) anyway. The request target was
+	// checked for line breaks already.
+	if name != "(request-target)" && strings.ContainsAny(value, "\r\n\x00") && b.bad == "" {
+		b.bad = name
+	}
+	if len(b.names) > 0 {
+		b.sb.WriteByte('\n')
+	}
+	b.sb.WriteString(name)
+	b.sb.WriteString(": ")
+	b.sb.WriteString(value)
+	b.names = append(b.names, name)
 }
 
 // isToken reports whether s is an RFC 9110 token, as a method must be.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials"
 )
@@ -124,10 +125,34 @@ func probe(ctx context.Context, p probeParams) probeResult {
 			p.region = c.Region
 		}
 	}
+	target, ok := p.target(&res)
+	if !ok {
+		return res
+	}
+	req, ok := p.request(ctx, target, creds, &res)
+	if !ok {
+		return res
+	}
+	start := time.Now()
+	resp, err := p.client.Do(req)
+	res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		res.Error, res.exit = "cannot reach "+req.URL.Host+": "+err.Error(), exitNetwork
+		res.Hint = networkHint(err, p.via)
+		return res
+	}
+	defer resp.Body.Close()
+	p.read(resp, &res)
+	return res
+}
+
+// target is the namespace URL: --endpoint's, else the region's Object
+// Storage.
+func (p probeParams) target(res *probeResult) (*url.URL, bool) {
 	base := p.endpoint
 	if base == "" && p.region == "" {
 		res.Error, res.exit = "no region: the profile has none; pass --region", exitConfig
-		return res
+		return nil, false
 	}
 	if p.region != "" {
 		// Validated where it entered (the flag, the profile); checked again
@@ -135,7 +160,7 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		r, err := signer.ParseRegion(p.region)
 		if err != nil {
 			res.Error, res.exit = err.Error(), exitConfig
-			return res
+			return nil, false
 		}
 		res.Region, res.Warning = r.ID, regionWarning(r)
 		if base == "" {
@@ -145,9 +170,15 @@ func probe(ctx context.Context, p probeParams) probeResult {
 	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/n/")
 	if err != nil || u.Host == "" {
 		res.Error, res.exit = fmt.Sprintf("--endpoint %q is not a URL", p.endpoint), exitUsage
-		return res
+		return nil, false
 	}
 	res.Endpoint = u.Scheme + "://" + u.Host
+	return u, true
+}
+
+// request is the probe's request: signed here, or unsigned to the gateway
+// (--via), which signs it.
+func (p probeParams) request(ctx context.Context, u *url.URL, creds *signer.Credentials, res *probeResult) (*http.Request, bool) {
 	var req *http.Request
 	if p.via != "" {
 		// Through the gateway: it signs. Host names the real endpoint so
@@ -155,7 +186,7 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		vu, err := url.Parse(strings.TrimSuffix(p.via, "/") + "/n/")
 		if err != nil || vu.Host == "" {
 			res.Error, res.exit = fmt.Sprintf("--via %q is not a URL", p.via), exitUsage
-			return res
+			return nil, false
 		}
 		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, vu.String(), nil)
 		req.Host = u.Host
@@ -167,7 +198,7 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		s, err := signer.Sign(&signer.Request{Method: http.MethodGet, Host: u.Host, Target: u.RequestURI()}, creds, p.now())
 		if err != nil {
 			res.Error, res.exit = err.Error(), exitFailure
-			return res
+			return nil, false
 		}
 		for _, f := range s.Headers {
 			req.Header.Set(f.Name, f.Value)
@@ -180,30 +211,26 @@ func probe(ctx context.Context, p probeParams) probeResult {
 		}
 	}
 	req.Header.Set("User-Agent", "ocisigner-probe/"+version)
-	start := time.Now()
-	resp, err := p.client.Do(req)
-	res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
-	if err != nil {
-		res.Error, res.exit = "cannot reach "+req.URL.Host+": "+err.Error(), exitNetwork
-		res.Hint = networkHint(err, p.via)
-		return res
-	}
-	defer resp.Body.Close()
+	return req, true
+}
+
+// read reads OCI's (or the gateway's) answer into res.
+func (p probeParams) read(resp *http.Response, res *probeResult) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	res.Status = resp.StatusCode
 	res.RequestID = resp.Header.Get("opc-request-id")
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &res.Namespace); err != nil {
-			res.Error, res.exit = "200 without a namespace in the body: "+truncate(string(body), 200), exitFailure
-			return res
+			res.Error, res.exit = "200 without a namespace in the body: "+text.Cut(string(body), 200), exitFailure
+			return
 		}
 		res.OK, res.exit = true, exitOK
-		return res
+		return
 	}
 	var oe struct{ Code, Message string }
 	_ = json.Unmarshal(body, &oe)
 	res.ErrorCode = oe.Code
-	res.Error = fmt.Sprintf("%s: %s", resp.Status, firstNonEmpty(oe.Message, truncate(strings.TrimSpace(string(body)), 200)))
+	res.Error = fmt.Sprintf("%s: %s", resp.Status, firstNonEmpty(oe.Message, text.Cut(strings.TrimSpace(string(body)), 200)))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		res.exit = exitCredentials
@@ -215,7 +242,6 @@ func probe(ctx context.Context, p probeParams) probeResult {
 	default:
 		res.exit = exitFailure
 	}
-	return res
 }
 
 // regionWarning says when a region is not in the table: OCI tooling then
@@ -382,13 +408,6 @@ func printProbe(w io.Writer, r probeResult, asJSON bool) int {
 	line("error", r.Error)
 	line("hint", r.Hint)
 	return r.exit
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func firstNonEmpty(a, b string) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"io"
 	"net/http"
 	"net/url"
@@ -153,7 +154,7 @@ func checkSuccessor(cur, next *signer.Token, c *signer.Credentials, now time.Tim
 	case next.PublicKey() == nil || !next.MatchesKey(&c.Key.PublicKey):
 		return errors.New("it is not bound to the session key (jwk)")
 	case next.Issuer != cur.Issuer:
-		return fmt.Errorf("its issuer %q is not the current token's %q", capText(next.Issuer, 64), capText(cur.Issuer, 64))
+		return fmt.Errorf("its issuer %q is not the current token's %q", text.Cut(next.Issuer, 64), text.Cut(cur.Issuer, 64))
 	case next.Subject != cur.Subject || next.Tenant != cur.Tenant || next.PrincipalType != cur.PrincipalType:
 		return errors.New("its subject, tenant or principal type differs from the current token's")
 	case !next.SessionEnd.Equal(cur.SessionEnd):

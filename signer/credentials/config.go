@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"maps"
 	"os"
 	"sort"
@@ -11,9 +12,6 @@ import (
 
 	"github.com/ocisigner/ocisigner/signer"
 )
-
-// DefaultProfile is the profile used when none is named.
-const DefaultProfile = "DEFAULT"
 
 // Environment variables the OCI CLI and SDKs read, in order of precedence.
 const (
@@ -47,7 +45,7 @@ func ProfileName(flag string, getenv func(string) string) string {
 	if p := getenv(EnvCLIProfile); p != "" {
 		return p
 	}
-	return DefaultProfile
+	return signer.DefaultProfile
 }
 
 // Profile is one section of ~/.oci/config with [DEFAULT] merged in key by key.
@@ -261,30 +259,9 @@ func nearestName(name string, names []string) string {
 		}
 	}
 	for _, n := range names {
-		if len(name) >= 3 && oneEditApart(strings.ToLower(n), strings.ToLower(name)) {
+		if len(name) >= 3 && text.Distance(strings.ToLower(n), strings.ToLower(name)) == 1 {
 			return n
 		}
 	}
 	return ""
-}
-
-// oneEditApart: a and b differ by one inserted, deleted or changed byte.
-func oneEditApart(a, b string) bool {
-	if len(a) < len(b) {
-		a, b = b, a
-	}
-	if len(a)-len(b) > 1 {
-		return false
-	}
-	i := 0
-	for i < len(b) && a[i] == b[i] {
-		i++
-	}
-	if i == len(b) {
-		return len(a) == len(b)+1
-	}
-	if len(a) == len(b) {
-		return a[i+1:] == b[i+1:]
-	}
-	return a[i+1:] == b[i:]
 }

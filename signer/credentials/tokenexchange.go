@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ocisigner/ocisigner/internal/text"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -549,18 +549,6 @@ func (t *tokenExchange) refusalHint(ee *ExchangeError, subj *signer.SubjectToken
 	return answer + "; " + fix
 }
 
-// capText shortens s to at most n bytes, cutting at a character boundary.
-func capText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
 // maxRemoteText bounds what ocisigner repeats of a service's answer.
 const maxRemoteText = 200
 
@@ -590,5 +578,5 @@ func remoteText(s string, secrets ...string) string {
 		}
 		return r
 	}, s)
-	return capText(strings.TrimSpace(s), maxRemoteText)
+	return text.Cut(strings.TrimSpace(s), maxRemoteText)
 }
