@@ -46,7 +46,7 @@ func euProfile(t *testing.T, s *stack) {
 }
 
 // Every OpenAI SDK reaches OCI Generative AI with its base URL set to the
-// gateway and nothing else: this is the README's Go example, verbatim,
+// gateway and nothing else: this is docs/usage.md's Go example, verbatim,
 // against the Envoy stand-in, ocisigner and a Generative AI stand-in that
 // verifies the request as OCI does (signature over the real host and path,
 // body digest, opc-compartment-id, no Bearer token).
@@ -392,18 +392,19 @@ func TestAccessLogSaysWhichProfileGotWhichAnswer(t *testing.T) {
 	}
 }
 
-// The README's Go example is TestOpenAISDKThroughTheGateway's client,
-// verbatim, so that what the README shows is what is tested.
-func TestREADMEGoExampleIsTheTest(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+// The Go example of docs/usage.md is TestOpenAISDKThroughTheGateway's
+// client, verbatim and in one piece, so that what the docs show is what is
+// tested.
+func TestUsageGoExampleIsTheTest(t *testing.T) {
+	readme, err := os.ReadFile("../docs/usage.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, after, ok := strings.Cut(string(readme), "Go (`github.com/openai/openai-go/v3`")
-	_, block, ok2 := strings.Cut(after, "```go\n")
+	_, block, ok2 := strings.Cut(after, "```go tested\n")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("README.md has no Go example for the OpenAI SDK")
+		t.Fatal("docs/usage.md has no Go example for the OpenAI SDK")
 	}
 	src, err := os.ReadFile("gateway_e2e_test.go")
 	if err != nil {
@@ -420,7 +421,7 @@ func TestREADMEGoExampleIsTheTest(t *testing.T) {
 	}
 	want, have := strings.Join(trim(block), "\n"), strings.Join(trim(string(src)), "\n")
 	if len(trim(block)) < 5 || !strings.Contains(have, want) {
-		t.Fatalf("the README's Go example is not in the test verbatim:\n%s", block)
+		t.Fatalf("the Go example of docs/usage.md is not in the test verbatim:\n%s", block)
 	}
 }
 

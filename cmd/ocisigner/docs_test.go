@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ocisigner/ocisigner/signer"
+)
+
+// The documentation that can drift is generated from the code, and these
+// tests fail when it differs; OCISIGNER_UPDATE_DOCS=1 rewrites it:
+//
+//	OCISIGNER_UPDATE_DOCS=1 go test ./cmd/ocisigner -run TestDocs
+//
+// Every code block of README.md and docs/*.md says what it is on its fence:
+// "generated" (below), "tested" (every line of it is in a test or in
+// .ci/run, which runs it) or "illustration".
+
+const repoRoot = "../.."
+
+var update = os.Getenv("OCISIGNER_UPDATE_DOCS") == "1"
+
+// generated replaces (or checks) what lies between <!-- generated: NAME -->
+// and <!-- end: NAME --> in a doc.
+func generated(t *testing.T, doc, name, want string) {
+	t.Helper()
+	path := filepath.Join(repoRoot, doc)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin, end := "<!-- generated: "+name+" -->\n", "<!-- end: "+name+" -->"
+	i, j := bytes.Index(data, []byte(begin)), bytes.Index(data, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("%s has no %q ... %q section", doc, begin, end)
+	}
+	got := string(data[i+len(begin) : j])
+	if got == want {
+		return
+	}
+	if !update {
+		t.Fatalf("%s: the %s section differs from the code; run OCISIGNER_UPDATE_DOCS=1 go test ./cmd/ocisigner -run TestDocs\ngot:\n%s\nwant:\n%s", doc, name, got, want)
+	}
+	out := append(append(append([]byte{}, data[:i+len(begin)]...), want...), data[j:]...)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The flag reference is each command's own -h, which its flag set writes.
+func TestDocsCommandReference(t *testing.T) {
+	for _, c := range commands {
+		code, out, errOut := runCmd(t, nil, c.name, "-h")
+		if code != exitOK || errOut != "" {
+			t.Fatalf("%s -h: exit %d %s", c.name, code, errOut)
+		}
+		generated(t, "docs/commands.md", "ocisigner "+c.name+" -h", "```text generated\n"+out+"```\n")
+	}
+}
+
+// The alias table is the alias list.
+func TestDocsAliasTable(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("| alias | host | path prefix | service |\n|---|---|---|---|\n")
+	for _, a := range signer.Aliases() {
+		prefix := ""
+		if a.Prefix != "" {
+			prefix = "`" + a.Prefix + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", a.Name, a.Template, prefix, a.Service)
+	}
+	generated(t, "docs/aliases.md", "aliases", b.String())
+}
+
+var fence = regexp.MustCompile("(?m)^```(.*)$")
+
+// Every code block says whether it is generated, tested or an
+// illustration; a tested one is, line by line, in a test or in .ci/run.
+func TestDocsCodeBlocks(t *testing.T) {
+	corpus := testCorpus(t)
+	docs, _ := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	docs = append(docs, filepath.Join(repoRoot, "README.md"))
+	for _, doc := range docs {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(data)
+		marks := fence.FindAllStringSubmatchIndex(text, -1)
+		if len(marks)%2 != 0 {
+			t.Fatalf("%s: an unclosed code block", doc)
+		}
+		for k := 0; k < len(marks); k += 2 {
+			info := strings.Fields(text[marks[k][2]:marks[k][3]])
+			body := text[marks[k][1]+1 : marks[k+1][0]]
+			line := strings.Count(text[:marks[k][0]], "\n") + 1
+			kind := ""
+			if len(info) == 2 {
+				kind = info[1]
+			}
+			switch kind {
+			case "illustration":
+			case "generated":
+				if !strings.Contains(text[:marks[k][0]], "<!-- generated: ") {
+					t.Errorf("%s:%d: a generated block outside a generated section", doc, line)
+				}
+			case "tested":
+				for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+					if l = strings.TrimSpace(l); l != "" && !strings.Contains(corpus, l) {
+						t.Errorf("%s:%d: a tested block's line is in no test: %q", doc, line, l)
+					}
+				}
+			default:
+				t.Errorf("%s:%d: the code block's fence must say `LANG illustration`, `LANG tested` or `LANG generated`, not %q", doc, line, strings.Join(info, " "))
+			}
+		}
+	}
+}
+
+// testCorpus is every test file and .ci/run.
+func testCorpus(t *testing.T) string {
+	var b strings.Builder
+	err := filepath.WalkDir(repoRoot, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(path, "_test.go") || strings.HasSuffix(path, filepath.Join(".ci", "run")) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			b.Write(data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
