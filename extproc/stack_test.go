@@ -54,7 +54,7 @@ type stack struct {
 	oci     *signertest.Server
 	folder  *signertest.Folder
 	issuer  *signertest.Issuer
-	config  *credentials.ConfigFile
+	config  *credentials.Store
 	server  *extproc.Server
 	grpc    *grpc.Server
 	envoy   *extproctest.Envoy
@@ -102,7 +102,7 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	secret(tok)
 
 	logger := slog.New(slog.NewTextHandler(&suiteLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg, err := credentials.OpenConfig(s.folder.ConfigPath(), append([]credentials.Option{credentials.WithLogger(logger)}, so.signer...)...)
+	cfg, err := credentials.Open(credentials.Settings{ConfigPath: s.folder.ConfigPath(), DefaultProfile: "API"}, append([]credentials.Option{credentials.WithLogger(logger)}, so.signer...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

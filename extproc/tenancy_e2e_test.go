@@ -11,6 +11,7 @@ import (
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
@@ -80,12 +81,7 @@ func principalSource(t *testing.T, s *stack, principal, tenant, resTenant string
 		rpst := s.issuer.Mint(t, &key.PublicKey, signertest.TokenOptions{Ptype: "resource", Tenant: tenant, NoTenant: tenant == "", ResTenant: resTenant})
 		env := map[string]string{"OCI_RESOURCE_PRINCIPAL_VERSION": "2.2", "OCI_RESOURCE_PRINCIPAL_RPST": rpst,
 			"OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM": string(signertest.EncodeKey(t, key, signertest.PKCS1, "")), "OCI_RESOURCE_PRINCIPAL_REGION": "us-ashburn-1"}
-		src, err := credentials.ResourcePrincipal(credentials.WithGetenv(func(k string) string { return env[k] }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { src.Close() })
-		return src
+		return principalStore(t, credentials.PrincipalResource, credentials.WithGetenv(func(k string) string { return env[k] }))
 	default:
 		pm := signertest.NewProxymux(t, s.issuer)
 		pm.SetTenancyClaims(tenant, resTenant)
@@ -97,12 +93,18 @@ func principalSource(t *testing.T, s *stack, principal, tenant, resTenant string
 		if err := os.WriteFile(sa, []byte(pm.ServiceAccountToken()), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		src, err := credentials.WorkloadIdentity(credentials.WithWorkloadIdentity(pm.URL(), sa, ca),
+		return principalStore(t, credentials.PrincipalWorkload, credentialstest.WorkloadIdentity(pm.URL(), sa, ca),
 			credentials.WithGetenv(func(k string) string { return map[string]string{"OCI_RESOURCE_PRINCIPAL_REGION": "us-ashburn-1"}[k] }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { src.Close() })
-		return src
 	}
+}
+
+// principalStore is a principal alone, opened as serve --principal opens it.
+func principalStore(t *testing.T, principal string, opts ...credentials.Option) signer.Source {
+	t.Helper()
+	st, err := credentials.Open(credentials.Settings{Principal: principal, DefaultProfile: "DEFAULT"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st.Source("DEFAULT")
 }

@@ -134,7 +134,7 @@ func TestTokenExchangeRotationUnderTraffic(t *testing.T) {
 		t.Fatalf("a request exchanged the rotated token itself (%d exchanges)", n)
 	}
 	for i := 1; len(ts.exchanges()) < 2; i++ {
-		ts.clock.Advance(credentials.SubjectTokenPollInterval)
+		ts.clock.Advance(credentialstest.SubjectTokenPollInterval)
 		if ev := ts.rec.WaitRefresh(t, txProfile, i); ev.Err != nil {
 			t.Fatalf("background fetch %d: %v", i, ev.Err)
 		}

@@ -93,7 +93,7 @@ func newRefreshBench(b *testing.B, principal string) *refreshBench {
 		// certificate outlives many of them.
 		auth.SetInstanceLifetime(6 * time.Minute)
 	}
-	cfg, err := credentials.OpenConfig(folder.ConfigPath(), credentials.WithClock(f.clock), credentials.WithObserver(f.rec.Observe),
+	cfg, err := credentials.Open(credentials.Settings{ConfigPath: folder.ConfigPath(), DefaultProfile: f.profile}, credentials.WithClock(f.clock), credentials.WithObserver(f.rec.Observe),
 		credentials.WithAuthBaseURL(f.gate.URL), credentials.WithMetadataBaseURL(f.md.BaseURL()))
 	if err != nil {
 		b.Fatal(err)

@@ -149,21 +149,23 @@ func (cf *credentialFlags) open(getenv environ, log *slog.Logger, extra ...crede
 	if cf.authURL.value != "" {
 		opts = append(opts, credentials.WithAuthBaseURL(cf.authURL.value))
 	}
+	var tx *credentials.TokenExchange
 	if cf.principal == credentials.PrincipalTokenExchange {
-		opts = append(opts, credentials.WithTokenExchange(credentials.TokenExchange{
+		tx = &credentials.TokenExchange{
 			DomainURL: cf.tokenExchangeURL.value, ClientID: cf.clientID, ClientSecretFile: cf.clientSecretFile,
 			SubjectTokenFile: cf.subjectTokenFile, Region: string(cf.region),
-		}))
+		}
 	}
 	return credentials.Open(credentials.Settings{
 		ConfigPath:     cf.configPath(getenv),
 		DefaultProfile: cf.profileName(getenv),
 		Principal:      cf.principal,
 		// Secrets as values, from the environment only (a flag shows in ps).
-		SessionToken: getenv.get(credentials.EnvSecurityToken),
-		Passphrase:   getenv.get(credentials.EnvPassphrase),
-		Region:       string(cf.region),
-		Auth:         cf.kind,
+		SessionToken:  getenv.get(credentials.EnvSecurityToken),
+		Passphrase:    getenv.get(credentials.EnvPassphrase),
+		Region:        string(cf.region),
+		Auth:          cf.kind,
+		TokenExchange: tx,
 	}, opts...)
 }
 

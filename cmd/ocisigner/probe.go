@@ -346,9 +346,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	} else if cf.region == "" && endpoint.value == "" {
 		// Through a gateway the local credentials are not needed, only the
 		// profile's region, when the config is at hand.
-		if prof, err := credentials.ReadProfile(cf.configPath(getenv), p.profile); err == nil {
-			p.region, _ = prof.Region()
-		}
+		p.region, _ = credentials.ProfileRegion(cf.configPath(getenv), p.profile)
 	}
 	return printProbe(stdout, probe(ctx, p), asJSON)
 }

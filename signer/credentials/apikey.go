@@ -13,7 +13,7 @@ import (
 // profile's fingerprint, so a wrong key is an error now instead of a 401
 // later. The cache reads it again whenever the key file changes.
 type apiKeyFetcher struct {
-	p *Profile
+	p *profile
 	o *options
 	w watch
 }
@@ -90,7 +90,7 @@ func readKey(path, passphrase string) (*rsa.PrivateKey, error) {
 	return key, nil
 }
 
-func resolveLogged(p *Profile, key, what string, o *options) (string, error) {
+func resolveLogged(p *profile, key, what string, o *options) (string, error) {
 	written := p.Get(key)
 	path, moved, err := resolvePath(p, key, what)
 	if err != nil {

@@ -223,7 +223,7 @@ func TestCache(t *testing.T) {
 			}
 			loop := credentials.NewLoop(h.clock, nil)
 			t.Cleanup(func() { loop.Close() })
-			h.src = credentials.NewSource("src", h.f, credentials.WithLoop(loop), credentials.WithClock(h.clock), credentials.WithObserver(h.rec.Observe))
+			h.src = credentials.NewSource("src", h.f, loop, credentials.WithClock(h.clock), credentials.WithObserver(h.rec.Observe))
 			if entered != nil {
 				<-entered
 				go func() { time.Sleep(10 * time.Millisecond); close(release) }()
@@ -241,7 +241,7 @@ func TestLoopCloseLeavesNoGoroutine(t *testing.T) {
 	f := &scripted{answer: func(int64, bool) (*credentials.Fetched, error) { return nil, errUnreachable }}
 	entered, _ := f.holdNext() // never released: only Close's cancellation ends it
 	loop := credentials.NewLoop(clock, nil)
-	src := credentials.NewSource("src", f, credentials.WithLoop(loop), credentials.WithClock(clock))
+	src := credentials.NewSource("src", f, loop, credentials.WithClock(clock))
 	<-entered
 	if err := loop.Close(); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestLoopFetchesAheadOnTheSystemClock(t *testing.T) {
 	f := &scripted{answer: func(int64, bool) (*credentials.Fetched, error) { return nil, errUnreachable }}
 	loop := credentials.NewLoop(credentials.SystemClock, nil)
 	defer loop.Close()
-	src := credentials.NewSource("src", f, credentials.WithLoop(loop), credentials.WithObserver(rec.Observe))
+	src := credentials.NewSource("src", f, loop, credentials.WithObserver(rec.Observe))
 	defer src.Close()
 	if ev := rec.Wait(t, "src", 1); !ev.Initial || f.calls.Load() != 1 {
 		t.Fatalf("first event %+v after %d fetches", ev, f.calls.Load())

@@ -13,9 +13,7 @@ type Clock interface {
 	Until(t time.Time) <-chan time.Time
 }
 
-// SystemClock is the real time.
-var SystemClock Clock = systemClock{}
-
+// systemClock is the real time.
 type systemClock struct{}
 
 func (systemClock) Now() time.Time                     { return time.Now() }

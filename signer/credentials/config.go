@@ -15,9 +15,9 @@ import (
 
 // Environment variables the OCI CLI and SDKs read, in order of precedence.
 const (
-	EnvCLIConfigFile = "OCI_CLI_CONFIG_FILE"
-	EnvConfigFile    = "OCI_CONFIG_FILE"
-	EnvCLIProfile    = "OCI_CLI_PROFILE"
+	envCLIConfigFile = "OCI_CLI_CONFIG_FILE"
+	envConfigFile    = "OCI_CONFIG_FILE"
+	envCLIProfile    = "OCI_CLI_PROFILE"
 )
 
 // ConfigPath picks the config file as the CLI does: the flag, else
@@ -26,7 +26,7 @@ func ConfigPath(flag string, getenv func(string) string) string {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	for _, p := range []string{flag, getenv(EnvCLIConfigFile), getenv(EnvConfigFile)} {
+	for _, p := range []string{flag, getenv(envCLIConfigFile), getenv(envConfigFile)} {
 		if p != "" {
 			return expandHome(p)
 		}
@@ -42,14 +42,14 @@ func ProfileName(flag string, getenv func(string) string) string {
 	if flag != "" {
 		return flag
 	}
-	if p := getenv(EnvCLIProfile); p != "" {
+	if p := getenv(envCLIProfile); p != "" {
 		return p
 	}
 	return signer.DefaultProfile
 }
 
-// Profile is one section of ~/.oci/config with [DEFAULT] merged in key by key.
-type Profile struct {
+// profile is one section of ~/.oci/config with [DEFAULT] merged in key by key.
+type profile struct {
 	Name       string
 	ConfigPath string            // the config file it came from
 	Values     map[string]string // every key, DEFAULT's included
@@ -60,11 +60,11 @@ type Profile struct {
 }
 
 // Get returns a key's value, or "".
-func (p *Profile) Get(key string) string { return p.Values[key] }
+func (p *profile) Get(key string) string { return p.Values[key] }
 
 // overridden is the profile with what the command line says instead of
 // the config: its region, and how it signs (authentication_type).
-func (p *Profile) overridden(region string, kind signer.Kind) *Profile {
+func (p *profile) overridden(region string, kind signer.Kind) *profile {
 	if region == "" && kind == "" {
 		return p
 	}
@@ -83,7 +83,7 @@ func (p *Profile) overridden(region string, kind signer.Kind) *Profile {
 // Region returns the profile's region, validated (signer.ParseRegion), as
 // its identifier; "" when the profile names none. An invalid region makes
 // the profile unusable: every URL built from it would be suspect.
-func (p *Profile) Region() (string, error) {
+func (p *profile) Region() (string, error) {
 	v := p.Values["region"]
 	if v == "" {
 		return "", nil
@@ -106,7 +106,7 @@ func checkRegion(value, profile, path, where string) (string, error) {
 }
 
 // Passphrase returns pass_phrase, or its alias passphrase.
-func (p *Profile) Passphrase() string {
+func (p *profile) Passphrase() string {
 	if v := p.Values["pass_phrase"]; v != "" {
 		return v
 	}
@@ -119,7 +119,7 @@ func (p *Profile) Passphrase() string {
 // [DEFAULT] holds: `oci session authenticate` appends exactly such a
 // section below an API-key [DEFAULT] with a user, and signing it as that
 // user's API key earns a 401.
-func (p *Profile) Kind() signer.Kind {
+func (p *profile) Kind() signer.Kind {
 	switch strings.ToLower(p.Values["authentication_type"]) {
 	case "instance_principal":
 		return signer.KindInstance
@@ -140,7 +140,7 @@ func (p *Profile) Kind() signer.Kind {
 	return signer.KindAPIKey
 }
 
-func (p *Profile) equal(q *Profile) bool {
+func (p *profile) equal(q *profile) bool {
 	if p.Name != q.Name || p.ConfigPath != q.ConfigPath || len(p.Values) != len(q.Values) || len(p.Own) != len(q.Own) {
 		return false
 	}
@@ -170,7 +170,7 @@ func (p *Profile) equal(q *Profile) bool {
 // parseConfig reads an OCI config file's profiles. It accepts what the CLI
 // writes: values containing '=', '#' or ';' (a pass phrase can), no
 // continuation lines, keys case-insensitive, profile names case-sensitive.
-func parseConfig(path string, data []byte) (map[string]*Profile, error) {
+func parseConfig(path string, data []byte) (map[string]*profile, error) {
 	f, err := ini.LoadSources(ini.LoadOptions{
 		InsensitiveKeys:         true,
 		IgnoreInlineComment:     true,
@@ -189,13 +189,13 @@ func parseConfig(path string, data []byte) (map[string]*Profile, error) {
 			defaults[k.Name()] = strings.TrimSpace(k.Value())
 		}
 	}
-	out := map[string]*Profile{}
+	out := map[string]*profile{}
 	for _, s := range f.Sections() {
 		name := s.Name()
 		if name == ini.DefaultSection && len(s.Keys()) == 0 {
 			continue
 		}
-		p := &Profile{Name: name, ConfigPath: path, Values: make(map[string]string, len(defaults)+len(s.Keys())), Own: make(map[string]bool, len(s.Keys()))}
+		p := &profile{Name: name, ConfigPath: path, Values: make(map[string]string, len(defaults)+len(s.Keys())), Own: make(map[string]bool, len(s.Keys()))}
 		for k, v := range defaults {
 			p.Values[k] = v
 		}
@@ -212,8 +212,19 @@ func parseConfig(path string, data []byte) (map[string]*Profile, error) {
 	return out, nil
 }
 
-// ReadProfile reads one profile from a config file once, without watching.
-func ReadProfile(configPath, name string) (*Profile, error) {
+// ProfileRegion reads one profile's region from a config file once,
+// without watching: the region's identifier, or "" when the profile names
+// none.
+func ProfileRegion(configPath, name string) (string, error) {
+	p, err := readProfile(configPath, name)
+	if err != nil {
+		return "", err
+	}
+	return p.Region()
+}
+
+// readProfile reads one profile from a config file once.
+func readProfile(configPath, name string) (*profile, error) {
 	data, err := readFile(configPath, "OCI config file")
 	if err != nil {
 		return nil, withProfile(err, name)
@@ -229,7 +240,7 @@ func ReadProfile(configPath, name string) (*Profile, error) {
 	return p, nil
 }
 
-func profileNotFound(configPath, name string, profiles map[string]*Profile) error {
+func profileNotFound(configPath, name string, profiles map[string]*profile) error {
 	names := make([]string, 0, len(profiles))
 	for n := range profiles {
 		names = append(names, n)

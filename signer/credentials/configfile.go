@@ -9,18 +9,17 @@ import (
 	"github.com/ocisigner/ocisigner/signer"
 )
 
-// ConfigFile is a watched ~/.oci/config. Profiles added to it (`oci session
+// configFile is a watched ~/.oci/config. Profiles added to it (`oci session
 // authenticate --profile-name NEW` appends one) or changed in it are usable
 // on the next call, without a restart; each profile's credentials are a
-// Source of their own, fetched ahead of the first request. It is safe for
+// source of their own, fetched ahead of the first request. It is safe for
 // concurrent use.
-type ConfigFile struct {
-	path     string
-	opts     options
-	loop     *Loop
-	ownsLoop bool
-	file     *cache[*configState] // the parsed file, read again when it changes
-	fetch    *configFetcher
+type configFile struct {
+	path  string
+	opts  options
+	loop  *refreshLoop
+	file  *cache[*configState] // the parsed file, read again when it changes
+	fetch *configFetcher
 }
 
 type configState struct {
@@ -28,28 +27,20 @@ type configState struct {
 }
 
 type profileEntry struct {
-	profile *Profile
+	profile *profile
 	src     signer.Source
 	c       *cache[*signer.Credentials] // nil for a profile that cannot work at all
 }
 
-// OpenConfig reads the config file at path and watches it from then on.
-// It fails only if the file cannot be read or parsed now.
-func OpenConfig(path string, opts ...Option) (*ConfigFile, error) {
-	o := newOptions(opts)
-	loop, owns := o.ownLoop()
-	return openConfig(path, o, loop, owns)
-}
-
-func openConfig(path string, o options, loop *Loop, owns bool) (*ConfigFile, error) {
-	c := &ConfigFile{path: path, opts: o, loop: loop, ownsLoop: owns}
+// openConfig reads the config file at path and watches it from then on;
+// its profiles refresh in loop. It fails only if the file cannot be read or
+// parsed now.
+func openConfig(path string, o options, loop *refreshLoop) (*configFile, error) {
+	c := &configFile{path: path, opts: o, loop: loop}
 	c.fetch = &configFetcher{cf: c}
 	// Not in the loop: the file is looked at when used.
 	c.file = &cache[*configState]{name: path, f: c.fetch, clock: o.clock, log: o.log}
 	if _, err := c.file.get(context.Background()); err != nil {
-		if owns {
-			loop.Close()
-		}
 		return nil, err
 	}
 	return c, nil
@@ -58,7 +49,7 @@ func openConfig(path string, o options, loop *Loop, owns bool) (*ConfigFile, err
 // configFetcher reads and parses the file. Profiles whose values did not
 // change keep their source, and with it their cached credentials.
 type configFetcher struct {
-	cf  *ConfigFile
+	cf  *configFile
 	w   watch
 	mu  sync.Mutex
 	cur *configState
@@ -66,7 +57,7 @@ type configFetcher struct {
 
 func (f *configFetcher) fetch(context.Context, bool) (*entry[*configState], error) {
 	c := f.cf
-	var profiles map[string]*Profile
+	var profiles map[string]*profile
 	err := f.w.read([]string{c.path}, func() error {
 		data, err := readFile(c.path, "OCI config file")
 		if err == nil {
@@ -121,66 +112,25 @@ func (f *configFetcher) fetch(context.Context, bool) (*entry[*configState], erro
 	return &entry[*configState]{value: next, changed: f.w.changed}, nil
 }
 
-// newProfileEntry picks the principal a profile describes.
-func (c *ConfigFile) newProfileEntry(p *Profile) *profileEntry {
+// newProfileEntry gives a profile its source.
+func (c *configFile) newProfileEntry(p *profile) *profileEntry {
 	pe := &profileEntry{profile: p}
-	o := &c.opts
-	var f fetcher[*signer.Credentials]
-	remote := false
-	kind := p.Kind()
-	if p.Name == o.secretsFor && o.tokenValue != "" && (kind == signer.KindAPIKey || kind == signer.KindSession) {
-		kind = signer.KindSession // the token given as a value makes it a session profile
+	f, remote, err := newFetcher(profileKind(p, &c.opts), p, &c.opts)
+	if err != nil {
+		pe.src = errorSource{withProfile(err, p.Name)}
+		return pe
 	}
-	switch kind {
-	case signer.KindSession:
-		f = &sessionFetcher{p: p, o: o}
-	case signer.KindInstance:
-		f, remote = newInstanceFetcher(o), true
-	case signer.KindResource:
-		rf, err := newResourceFetcher(o)
-		if err != nil {
-			pe.src = errorSource{withProfile(err, p.Name)}
-			return pe
-		}
-		f = rf
-	case signer.KindWorkload:
-		wf, err := newWorkloadFetcher(o)
-		if err != nil {
-			pe.src = errorSource{withProfile(err, p.Name)}
-			return pe
-		}
-		f, remote = wf, true
-	case signer.KindTokenExchange:
-		tf, err := newProfileTokenExchange(p, o)
-		if err != nil {
-			pe.src = errorSource{withProfile(err, p.Name)}
-			return pe
-		}
-		f, remote = tf, true
-	default:
-		f = &apiKeyFetcher{p: p, o: o}
-	}
-	pe.c = newCache(p.Name, f, o, c.loop, remote)
-	pe.src = cacheSource{pe.c}
+	src := newSource(p.Name, f, &c.opts, c.loop, remote)
+	pe.src, pe.c = src, src.c
 	return pe
 }
 
-// cacheSource is a profile's cache as a signer.Source.
-type cacheSource struct{ c *cache[*signer.Credentials] }
-
-func (s cacheSource) Credentials(ctx context.Context) (*signer.Credentials, error) {
-	return s.c.get(ctx)
-}
-
-// Path returns the config file's path.
-func (c *ConfigFile) Path() string { return c.path }
-
-func (c *ConfigFile) state() (*configState, error) {
+func (c *configFile) state() (*configState, error) {
 	return c.file.get(context.Background())
 }
 
-// Names lists the profiles in the file, sorted.
-func (c *ConfigFile) Names() []string {
+// names lists the profiles in the file, sorted.
+func (c *configFile) names() []string {
 	st, err := c.state()
 	if err != nil {
 		return nil
@@ -193,8 +143,8 @@ func (c *ConfigFile) Names() []string {
 	return out
 }
 
-// Profile returns the named profile as the file says now.
-func (c *ConfigFile) Profile(name string) (*Profile, error) {
+// profile returns the named profile as the file says now.
+func (c *configFile) profile(name string) (*profile, error) {
 	e, err := c.entry(name)
 	if err != nil {
 		return nil, err
@@ -202,7 +152,7 @@ func (c *ConfigFile) Profile(name string) (*Profile, error) {
 	return e.profile, nil
 }
 
-func (c *ConfigFile) entry(name string) (*profileEntry, error) {
+func (c *configFile) entry(name string) (*profileEntry, error) {
 	st, err := c.state()
 	if err != nil {
 		return nil, withProfile(err, name)
@@ -210,22 +160,22 @@ func (c *ConfigFile) entry(name string) (*profileEntry, error) {
 	if e, ok := st.entries[name]; ok {
 		return e, nil
 	}
-	profiles := make(map[string]*Profile, len(st.entries))
+	profiles := make(map[string]*profile, len(st.entries))
 	for n, e := range st.entries {
 		profiles[n] = e.profile
 	}
 	return nil, profileNotFound(c.path, name, profiles)
 }
 
-// Source returns a Source for the named profile that follows the file: it
+// source returns the named profile's credentials as the file says: it
 // reports ErrProfileNotFound while the profile is absent and picks up
 // changes to it.
-func (c *ConfigFile) Source(name string) signer.Source {
+func (c *configFile) source(name string) signer.Source {
 	return profileSource{c: c, name: name}
 }
 
 type profileSource struct {
-	c    *ConfigFile
+	c    *configFile
 	name string
 }
 
@@ -235,20 +185,4 @@ func (s profileSource) Credentials(ctx context.Context) (*signer.Credentials, er
 		return nil, err
 	}
 	return e.src.Credentials(ctx)
-}
-
-// Close stops the background work of every profile (and the loop, if the
-// ConfigFile started it).
-func (c *ConfigFile) Close() error {
-	if st := c.file.st.Load(); st != nil && st.e != nil {
-		for _, e := range st.e.value.entries {
-			if e.c != nil {
-				c.loop.remove(e.c)
-			}
-		}
-	}
-	if c.ownsLoop {
-		return c.loop.Close()
-	}
-	return nil
 }

@@ -52,7 +52,7 @@ func expandHome(p string) string {
 // (/oci/oci_api_key.pem) is another profile's file, and signing with it
 // would make one profile borrow another's key. It returns the path used
 // and whether it differs from the written one.
-func resolvePath(p *Profile, key, what string) (path string, moved bool, err error) {
+func resolvePath(p *profile, key, what string) (path string, moved bool, err error) {
 	written := p.Get(key)
 	if written == "" {
 		return "", false, &signer.Error{Kind: signer.ErrConfig, Path: p.ConfigPath, Detail: what + " is not set in the profile"}
@@ -83,7 +83,7 @@ func resolvePath(p *Profile, key, what string) (path string, moved bool, err err
 }
 
 // direct is where a written path lies on this machine taken as written.
-func (p *Profile) direct(written string) string { return directPath(p.ConfigPath, written) }
+func (p *profile) direct(written string) string { return directPath(p.ConfigPath, written) }
 
 func directPath(configPath, written string) string {
 	direct := expandHome(written)
@@ -107,7 +107,7 @@ type layout struct {
 }
 
 // newLayout studies every file path the profiles name.
-func newLayout(configPath string, profiles map[string]*Profile) *layout {
+func newLayout(configPath string, profiles map[string]*profile) *layout {
 	l := &layout{dir: filepath.Dir(configPath), claims: map[string][]string{}}
 	var written []string
 	for _, p := range profiles {

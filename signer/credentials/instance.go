@@ -16,17 +16,11 @@ import (
 	"github.com/ocisigner/ocisigner/signer"
 )
 
-// InstancePrincipal returns the credentials of the compute instance this
-// runs on: the instance's certificate and key from the metadata service
-// (IMDS v2), exchanged at the auth service's /v1/x509 for a token bound to
-// a fresh in-memory RSA-2048 session key. The token is renewed before it
-// expires, and the certificate is fetched again at each renewal, so a
-// rotated certificate is picked up.
-func InstancePrincipal(opts ...Option) *Source {
-	o := newOptions(opts)
-	return newSource(string(signer.KindInstance), newInstanceFetcher(&o), &o, true)
-}
-
+// newInstanceFetcher gets the credentials of the compute instance this runs
+// on: the instance's certificate and key from the metadata service (IMDS
+// v2), exchanged at the auth service's /v1/x509 for a token bound to a fresh
+// in-memory RSA-2048 session key. The certificate is fetched again at each
+// renewal, so a rotated certificate is picked up.
 func newInstanceFetcher(o *options) *instancePrincipal { return &instancePrincipal{opts: o} }
 
 type instancePrincipal struct {

@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// Loop is the one background loop of a process: it fetches every source's
-// credentials ahead of the first request, refreshes them ahead of expiry
-// and retries failed refreshes with backoff, sleeping on its Clock in
-// between. Whoever owns the sources owns the loop and closes it.
-type Loop struct {
+// refreshLoop is the one background loop of a Store: it fetches every
+// source's credentials ahead of the first request, refreshes them ahead of
+// expiry and retries failed refreshes with backoff, sleeping on its Clock in
+// between. The Store owns it and closes it.
+type refreshLoop struct {
 	clock Clock
 	log   *slog.Logger
 
@@ -33,17 +33,17 @@ type member interface {
 	refresh(ctx context.Context)
 }
 
-// NewLoop starts a loop on clock (nil: SystemClock), logging to log (nil:
+// newLoop starts a loop on clock (nil: the real time), logging to log (nil:
 // nowhere).
-func NewLoop(clock Clock, log *slog.Logger) *Loop {
+func newLoop(clock Clock, log *slog.Logger) *refreshLoop {
 	if clock == nil {
-		clock = SystemClock
+		clock = systemClock{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{clock: clock, log: log, members: map[member]struct{}{}, kick: make(chan struct{}, 1),
+	l := &refreshLoop{clock: clock, log: log, members: map[member]struct{}{}, kick: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go l.run()
 	return l
@@ -51,7 +51,7 @@ func NewLoop(clock Clock, log *slog.Logger) *Loop {
 
 // Close stops the loop and waits for refreshes under way to end; their
 // requests are cancelled. It is safe to call more than once.
-func (l *Loop) Close() error {
+func (l *refreshLoop) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -65,7 +65,7 @@ func (l *Loop) Close() error {
 	return nil
 }
 
-func (l *Loop) add(m member) {
+func (l *refreshLoop) add(m member) {
 	l.mu.Lock()
 	if !l.closed {
 		l.members[m] = struct{}{}
@@ -74,21 +74,21 @@ func (l *Loop) add(m member) {
 	l.poke()
 }
 
-func (l *Loop) remove(m member) {
+func (l *refreshLoop) remove(m member) {
 	l.mu.Lock()
 	delete(l.members, m)
 	l.mu.Unlock()
 }
 
 // poke makes the loop look at its members again.
-func (l *Loop) poke() {
+func (l *refreshLoop) poke() {
 	select {
 	case l.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (l *Loop) run() {
+func (l *refreshLoop) run() {
 	defer close(l.done)
 	for {
 		now := l.clock.Now()

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials/internal/hook"
 )
 
-// options configure the sources of a Store, a ConfigFile or a principal.
+// options configure the sources of a Store.
 type options struct {
 	log      *slog.Logger
 	clock    Clock
-	loop     *Loop
 	observe  func(RefreshEvent)
 	client   *http.Client
 	authBase string // instead of https://auth.<region>.<realm domain>
@@ -52,17 +52,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // timed by c.
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
-// WithLoop makes the sources refresh in l, which the caller owns and
-// closes. Without it, each ConfigFile, principal or Store starts its own and
-// closes it on Close.
-func WithLoop(l *Loop) Option { return func(o *options) { o.loop = l } }
-
 // WithObserver receives an event for every background fetch: metrics count
 // them, tests wait for them.
 func WithObserver(f func(RefreshEvent)) Option { return func(o *options) { o.observe = f } }
-
-// WithHTTPClient sets the client for calls to OCI's auth services.
-func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
 // WithAuthBaseURL sends session refreshes and federation requests to base
 // (scheme://host[:port]) instead of https://auth.<region>.<realm domain>.
@@ -88,9 +80,16 @@ func WithWriteBack(on bool) Option { return func(o *options) { o.writeBack = on 
 // instance principal.
 func WithMetadataBaseURL(u string) Option { return func(o *options) { o.metadataURL = u } }
 
-// WithWorkloadIdentity replaces the OKE proxymux endpoint and the service
-// account token and CA paths; empty values keep the defaults.
-func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
+func init() {
+	hook.WorkloadIdentity = func(endpoint, tokenPath, caPath string) any {
+		return withWorkloadIdentity(endpoint, tokenPath, caPath)
+	}
+}
+
+// withWorkloadIdentity replaces the OKE proxymux endpoint and the service
+// account token and CA paths; empty values keep the defaults. Only tests
+// move them, through credentialstest.WorkloadIdentity.
+func withWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
 	return func(o *options) {
 		if endpoint != "" {
 			o.workloadURL = endpoint
@@ -104,12 +103,6 @@ func WithWorkloadIdentity(endpoint, tokenPath, caPath string) Option {
 	}
 }
 
-// WithTokenExchange gives the settings of the token-exchange principal
-// (PrincipalTokenExchange, TokenExchangePrincipal).
-func WithTokenExchange(tx TokenExchange) Option {
-	return func(o *options) { o.tokenExchange = &tx }
-}
-
 // WithGetenv replaces os.Getenv for the principals configured by environment.
 func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
 
@@ -117,35 +110,16 @@ func WithGetenv(getenv func(string) string) Option { return func(o *options) { o
 const (
 	DefaultRefreshMargin   = 5 * time.Minute
 	DefaultMetadataBaseURL = "http://169.254.169.254/opc/v2"
-	DefaultSATokenPath     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-	DefaultSACAPath        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+	defaultSATokenPath     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	defaultSACAPath        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 )
 
 func newOptions(opts []Option) options {
-	o := options{log: slog.New(slog.DiscardHandler), clock: SystemClock,
+	o := options{log: slog.New(slog.DiscardHandler), clock: systemClock{},
 		client: &http.Client{Timeout: fetchTimeout}, refresh: true, refreshMargin: DefaultRefreshMargin,
-		metadataURL: DefaultMetadataBaseURL, saTokenPath: DefaultSATokenPath, saCAPath: DefaultSACAPath, getenv: os.Getenv}
+		metadataURL: DefaultMetadataBaseURL, saTokenPath: defaultSATokenPath, saCAPath: defaultSACAPath, getenv: os.Getenv}
 	for _, f := range opts {
 		f(&o)
 	}
 	return o
-}
-
-// ownLoop returns the loop to use and whether the caller owns it (and must
-// close it): the one given with WithLoop, else a new one.
-func (o *options) ownLoop() (*Loop, bool) {
-	if o.loop != nil {
-		return o.loop, false
-	}
-	return NewLoop(o.clock, o.log), true
-}
-
-// newCache makes a cache of credentials named name, in loop.
-func newCache(name string, f fetcher[*signerCredentials], o *options, loop *Loop, remote bool) *cache[*signerCredentials] {
-	c := &cache[*signerCredentials]{name: name, f: f, clock: o.clock, log: o.log, observe: o.observe, remote: remote}
-	if loop != nil {
-		c.onNew = loop.poke
-		loop.add(c)
-	}
-	return c
 }

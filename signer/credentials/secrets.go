@@ -17,13 +17,6 @@ const (
 	EnvPassphrase    = "OCISIGNER_PASS_PHRASE"
 )
 
-// WithProfileSecrets gives profile a session token and a key passphrase as
-// values, in place of security_token_file and pass_phrase (Store.Open uses
-// it for the default profile, from EnvSecurityToken and EnvPassphrase).
-func WithProfileSecrets(profile, token, passphrase string) Option {
-	return func(o *options) { o.secretsFor, o.tokenValue, o.passphrase = profile, token, passphrase }
-}
-
 // profileFiles are the files of a profile besides its key: each optional,
 // each watched with the key, each read on every fetch.
 type profileFiles struct {
@@ -31,7 +24,7 @@ type profileFiles struct {
 	delegation string // delegation_token_file
 }
 
-func resolveProfileFiles(p *Profile, o *options) (profileFiles, error) {
+func resolveProfileFiles(p *profile, o *options) (profileFiles, error) {
 	var pf profileFiles
 	var err error
 	if p.Get("pass_phrase_file") != "" {
@@ -59,7 +52,7 @@ func (pf profileFiles) paths(paths []string) []string {
 
 // passphraseOf is the profile's key passphrase: the value given for it, the
 // pass_phrase_file, or pass_phrase in the config.
-func passphraseOf(p *Profile, o *options, pf profileFiles) (string, error) {
+func passphraseOf(p *profile, o *options, pf profileFiles) (string, error) {
 	if p.Name == o.secretsFor && o.passphrase != "" {
 		return o.passphrase, nil
 	}
@@ -72,7 +65,7 @@ func passphraseOf(p *Profile, o *options, pf profileFiles) (string, error) {
 
 // profileKey reads a profile's private key with its passphrase, wherever
 // that comes from.
-func profileKey(p *Profile, o *options, keyPath string, pf profileFiles) (*rsa.PrivateKey, error) {
+func profileKey(p *profile, o *options, keyPath string, pf profileFiles) (*rsa.PrivateKey, error) {
 	passphrase, err := passphraseOf(p, o, pf)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ import (
 // file). A newer token on disk always wins: `oci session authenticate` or a
 // refresh by the CLI take effect at once.
 type sessionFetcher struct {
-	p *Profile
+	p *profile
 	o *options
 	w watch
 
@@ -223,7 +223,7 @@ func tokenExpired(profile string, kind signer.Kind, paths []string, tok *signer.
 	switch {
 	case kind == signer.KindResource:
 		e.Detail = fmt.Sprintf("resource principal token expired at %s", tok.Expiry.UTC().Format("2006-01-02 15:04:05 UTC"))
-		e.Hint = "whatever provides " + EnvRPST + " must renew it"
+		e.Hint = "whatever provides " + envRPST + " must renew it"
 	case !tok.SessionEnd.IsZero() && !now.Before(tok.SessionEnd):
 		e.Hint = fmt.Sprintf("the session ended at %s; run `oci session authenticate --profile-name %s`",
 			tok.SessionEnd.UTC().Format("2006-01-02 15:04 UTC"), profile)

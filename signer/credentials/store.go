@@ -10,18 +10,6 @@ import (
 	"github.com/ocisigner/ocisigner/signer"
 )
 
-// Principals a Store can sign its default profile as, instead of reading it
-// from the config file.
-const (
-	PrincipalInstance = "instance"
-	PrincipalResource = "resource"
-	PrincipalWorkload = "workload"
-	// PrincipalTokenExchange exchanges a trusted identity provider's JWT at
-	// an OCI IAM identity domain for a user principal session token; its
-	// settings come with WithTokenExchange.
-	PrincipalTokenExchange = "token-exchange"
-)
-
 // Settings say where a Store's credentials come from.
 type Settings struct {
 	// ConfigPath is the OCI config file (see ConfigPath).
@@ -42,15 +30,17 @@ type Settings struct {
 	// says, as the OCI CLI's --auth: signer.KindSession (security_token)
 	// or signer.KindAPIKey (api_key). Principals are Principal's.
 	Auth signer.Kind
+	// TokenExchange are the settings of PrincipalTokenExchange.
+	TokenExchange *TokenExchange
 }
 
 // Store is every profile a process signs for, by name, and the one
 // background loop that keeps their credentials fresh. Close ends it.
 type Store struct {
-	loop      *Loop
-	cfg       *ConfigFile // nil without a config file (a principal alone)
-	name      string      // the default profile, when a principal answers it
-	principal *Source
+	loop      *refreshLoop
+	cfg       *configFile   // nil without a config file (a principal alone)
+	name      string        // the default profile, when a principal answers it
+	principal signer.Source // nil without a principal
 }
 
 // Open opens the credentials s describes. With a principal, a config file
@@ -58,7 +48,7 @@ type Store struct {
 func Open(s Settings, opts ...Option) (*Store, error) {
 	o := newOptions(opts)
 	if s.SessionToken != "" || s.Passphrase != "" {
-		WithProfileSecrets(s.DefaultProfile, s.SessionToken, s.Passphrase)(&o)
+		o.secretsFor, o.tokenValue, o.passphrase = s.DefaultProfile, s.SessionToken, s.Passphrase
 	}
 	switch s.Auth {
 	case "", signer.KindSession, signer.KindAPIKey:
@@ -71,59 +61,35 @@ func Open(s Settings, opts ...Option) (*Store, error) {
 		}
 	}
 	o.override.profile, o.override.region, o.override.kind = s.DefaultProfile, s.Region, s.Auth
-	loop, owns := o.ownLoop()
-	o.loop = loop // every source below shares it
-	st := &Store{loop: loop, name: s.DefaultProfile}
-	fail := func(err error) (*Store, error) {
-		if owns {
-			loop.Close()
-		}
+	o.tokenExchange = s.TokenExchange
+	st := &Store{loop: newLoop(o.clock, o.log), name: s.DefaultProfile}
+	if err := st.open(s, &o); err != nil {
+		st.Close()
 		return nil, err
 	}
-	if s.Principal == "" {
-		cfg, err := openConfig(s.ConfigPath, o, loop, false)
-		if err != nil {
-			return fail(err)
-		}
-		st.cfg = cfg
-		return st, nil
-	}
-	switch s.Principal {
-	case PrincipalInstance:
-		st.principal = newSource(s.DefaultProfile, newInstanceFetcher(&o), &o, true)
-	case PrincipalResource:
-		f, err := newResourceFetcher(&o)
-		if err != nil {
-			return fail(err)
-		}
-		st.principal = newSource(s.DefaultProfile, f, &o, false)
-	case PrincipalWorkload:
-		f, err := newWorkloadFetcher(&o)
-		if err != nil {
-			return fail(err)
-		}
-		st.principal = newSource(s.DefaultProfile, f, &o, true)
-	case PrincipalTokenExchange:
-		f, err := newTokenExchangeFetcher(&o)
-		if err != nil {
-			return fail(err)
-		}
-		st.principal = newSource(s.DefaultProfile, f, &o, true)
-	default:
-		return fail(fmt.Errorf("principal %q: want %s, %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload, PrincipalTokenExchange))
-	}
-	if _, err := os.Stat(s.ConfigPath); err == nil {
-		cfg, err := openConfig(s.ConfigPath, o, loop, false)
-		if err != nil {
-			st.principal.Close()
-			return fail(err)
-		}
-		st.cfg = cfg
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		st.principal.Close()
-		return fail(err)
-	}
 	return st, nil
+}
+
+func (st *Store) open(s Settings, o *options) error {
+	if s.Principal != "" {
+		kind, ok := principalKinds[s.Principal]
+		if !ok {
+			return fmt.Errorf("principal %q: want %s, %s, %s or %s", s.Principal, PrincipalInstance, PrincipalResource, PrincipalWorkload, PrincipalTokenExchange)
+		}
+		f, remote, err := newFetcher(kind, nil, o)
+		if err != nil {
+			return err
+		}
+		st.principal = newSource(s.DefaultProfile, f, o, st.loop, remote)
+		if _, err := os.Stat(s.ConfigPath); s.ConfigPath == "" || errors.Is(err, fs.ErrNotExist) {
+			return nil // the principal stands alone
+		} else if err != nil {
+			return err
+		}
+	}
+	cfg, err := openConfig(s.ConfigPath, *o, st.loop)
+	st.cfg = cfg
+	return err
 }
 
 // Source returns the named profile's credentials.
@@ -132,9 +98,9 @@ func (s *Store) Source(profile string) signer.Source {
 		return s.principal
 	}
 	if s.cfg != nil {
-		return s.cfg.Source(profile)
+		return s.cfg.source(profile)
 	}
-	return NotFound(profile, "only the default profile "+s.name+" is configured (by a principal)")
+	return notFound(profile, "only the default profile "+s.name+" is configured (by a principal)")
 }
 
 // Names lists the profiles the store signs for, sorted.
@@ -144,7 +110,7 @@ func (s *Store) Names() []string {
 		names = append(names, s.name)
 	}
 	if s.cfg != nil {
-		for _, n := range s.cfg.Names() {
+		for _, n := range s.cfg.names() {
 			if s.principal == nil || n != s.name {
 				names = append(names, n)
 			}
@@ -154,16 +120,5 @@ func (s *Store) Names() []string {
 	return names
 }
 
-// Config is the watched config file, or nil when a principal stands alone.
-func (s *Store) Config() *ConfigFile { return s.cfg }
-
 // Close stops the loop: no refresh runs after it returns.
-func (s *Store) Close() error {
-	if s.principal != nil {
-		s.principal.Close()
-	}
-	if s.cfg != nil {
-		s.cfg.Close()
-	}
-	return s.loop.Close()
-}
+func (s *Store) Close() error { return s.loop.Close() }

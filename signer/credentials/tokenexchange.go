@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials/internal/hook"
 )
 
 // The token exchange of OCI IAM identity domains ("Token Exchange Grant
@@ -53,10 +54,10 @@ const (
 	EnvSubjectToken = "OCISIGNER_SUBJECT_TOKEN"
 )
 
-// SubjectTokenPollInterval is how often the background loop reads the
+// subjectTokenPollInterval is how often the background loop reads the
 // subject token file while the current UPST is valid: a file the platform
 // rotated is exchanged within this long, and no request ever waits for it.
-const SubjectTokenPollInterval = 30 * time.Second
+const subjectTokenPollInterval = hook.SubjectTokenPollInterval
 
 // TokenExchange are the settings of the token-exchange principal: a JWT of
 // an identity provider the identity domain trusts (a Kubernetes projected
@@ -85,17 +86,6 @@ type TokenExchange struct {
 	SubjectToken     string
 	// Region is the region the credentials sign for (identifier or short code).
 	Region string
-}
-
-// TokenExchangePrincipal returns the token-exchange principal that
-// WithTokenExchange describes.
-func TokenExchangePrincipal(opts ...Option) (*Source, error) {
-	o := newOptions(opts)
-	f, err := newTokenExchangeFetcher(&o)
-	if err != nil {
-		return nil, err
-	}
-	return newSource(string(signer.KindTokenExchange), f, &o, true), nil
 }
 
 // settingNames say how an operator sets each setting, for the errors that
@@ -138,7 +128,7 @@ func newTokenExchangeFetcher(o *options) (*tokenExchange, error) {
 // newProfileTokenExchange reads a profile with
 // authentication_type=token_exchange. Its files are named relative to the
 // config's folder, as key_file is.
-func newProfileTokenExchange(p *Profile, o *options) (*tokenExchange, error) {
+func newProfileTokenExchange(p *profile, o *options) (*tokenExchange, error) {
 	tx := TokenExchange{DomainURL: p.Get("domain_url"), ClientID: p.Get("client_id"),
 		ClientSecretFile: p.Get("client_secret_file"), SubjectTokenFile: p.Get("subject_token_file"), Region: p.Get("region")}
 	f, err := tx.fetcher(p.Name, o, profileNames)
@@ -156,7 +146,7 @@ func fixedPath(p string) func() string { return func() string { return p } }
 // the file may appear later. A file not found anywhere is reported at the
 // path as written (against the config's folder), which the read then says
 // is missing.
-func profilePath(p *Profile, key, what string, o *options) func() string {
+func profilePath(p *profile, key, what string, o *options) func() string {
 	var (
 		mu   sync.Mutex
 		last string
@@ -306,7 +296,7 @@ func (t *tokenExchange) fetch(ctx context.Context, background bool) (*entry[*sig
 	}
 	c, err := t.exchange(ctx, raw, subj, secret, now)
 	if err != nil {
-		var ee *ExchangeError
+		var ee *exchangeError
 		if errors.As(err, &ee) && ee.Status >= 300 && ee.Status < 500 { // asking again changes nothing
 			t.refused = &exchangeRefusal{inputs: inputs, err: err}
 		}
@@ -335,7 +325,7 @@ func (t *tokenExchange) fetch(ctx context.Context, background bool) (*entry[*sig
 func (t *tokenExchange) entry(now time.Time) *entry[*signer.Credentials] {
 	e := &entry[*signer.Credentials]{value: t.cur, expires: t.cur.Token.Expiry, refreshAt: t.renewAt}
 	if t.subjectPath != nil {
-		if poll := now.Add(SubjectTokenPollInterval); poll.Before(e.refreshAt) {
+		if poll := now.Add(subjectTokenPollInterval); poll.Before(e.refreshAt) {
 			e.refreshAt = poll
 		}
 	}
@@ -417,16 +407,16 @@ func (t *tokenExchange) readSecret() (string, error) {
 	return secret, nil
 }
 
-// ExchangeError is the identity domain's answer to a refused or failed
+// exchangeError is the identity domain's answer to a refused or failed
 // token exchange: an OAuth 2.0 error (RFC 6749 section 5.2) when it gave
 // one. It is the Err of the *signer.Error a refused exchange returns.
-type ExchangeError struct {
+type exchangeError struct {
 	Status      int
 	Code        string // error, e.g. invalid_grant; "" when the answer had none
 	Description string // error_description, or the start of the body
 }
 
-func (e *ExchangeError) Error() string {
+func (e *exchangeError) Error() string {
 	s := fmt.Sprintf("%d", e.Status)
 	if e.Code != "" {
 		s += " " + e.Code
@@ -478,7 +468,7 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 		return nil, fail("reading the identity domain's answer from "+t.tokenURL, "ocisigner retries", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		ee := &ExchangeError{Status: resp.StatusCode}
+		ee := &exchangeError{Status: resp.StatusCode}
 		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
 			ee.Description = "redirected to " + remoteText(loc, raw, secret)
 			return nil, fail("the identity domain refused the token exchange at "+t.tokenURL, t.refusalHint(ee, subj, now), ee)
@@ -516,7 +506,7 @@ func (t *tokenExchange) exchange(ctx context.Context, raw string, subj *signer.S
 // what a client of the gateway sees (signer.Error.Public), so it carries
 // the answer itself, the subject token's issuer and audience (not secret:
 // they are the trust's configuration), and no file path.
-func (t *tokenExchange) refusalHint(ee *ExchangeError, subj *signer.SubjectToken, now time.Time) string {
+func (t *tokenExchange) refusalHint(ee *exchangeError, subj *signer.SubjectToken, now time.Time) string {
 	answer := fmt.Sprintf("the identity domain answered %d", ee.Status)
 	if ee.Code != "" {
 		answer += " " + ee.Code

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
@@ -251,7 +252,7 @@ func TestTokenExchangeFollowsRotatedSubjectFile(t *testing.T) {
 	f.tm.rec.Wait(t, txName, 1)
 	first, _ := src.Credentials(context.Background())
 
-	f.tm.clock.Advance(credentials.SubjectTokenPollInterval)
+	f.tm.clock.Advance(credentialstest.SubjectTokenPollInterval)
 	if ev := f.tm.rec.WaitRefresh(t, txName, 1); ev.Err != nil || ev.Expires != first.Token.Expiry {
 		t.Fatalf("poll of an unchanged file: %+v", ev)
 	}
@@ -268,7 +269,7 @@ func TestTokenExchangeFollowsRotatedSubjectFile(t *testing.T) {
 	if n := len(f.x.Requests()); n != 1 {
 		t.Fatalf("a request went to the identity domain (%d requests)", n)
 	}
-	f.tm.clock.Advance(credentials.SubjectTokenPollInterval)
+	f.tm.clock.Advance(credentialstest.SubjectTokenPollInterval)
 	if ev := f.tm.rec.WaitRefresh(t, txName, 2); ev.Err != nil {
 		t.Fatal(ev.Err)
 	}
@@ -317,7 +318,7 @@ func TestTokenExchangeSubjectFileAppearsLater(t *testing.T) {
 	}
 	// The loop's next look finds the credentials in place and does not
 	// exchange again.
-	f.tm.clock.Advance(credentials.SubjectTokenPollInterval)
+	f.tm.clock.Advance(credentialstest.SubjectTokenPollInterval)
 	if ev := f.tm.rec.WaitRefresh(t, txName, 1); ev.Err != nil {
 		t.Fatal(ev.Err)
 	}
@@ -468,7 +469,7 @@ func TestTokenExchangeShortUPSTIsNotExchangedInALoop(t *testing.T) {
 	f.tm.rec.Wait(t, txName, 1)
 	first, _ := src.Credentials(context.Background())
 	for i := 1; i <= 3; i++ { // 1m30s: polls only
-		f.tm.clock.Advance(credentials.SubjectTokenPollInterval)
+		f.tm.clock.Advance(credentialstest.SubjectTokenPollInterval)
 		f.tm.rec.WaitRefresh(t, txName, i)
 	}
 	if n := len(f.exchanges()); n != 1 {
@@ -597,8 +598,9 @@ func TestTokenExchangeProfileAndStore(t *testing.T) {
 		t.Fatalf("incomplete profile: %v", err)
 	}
 
+	tx := f.settings()
 	st, err := credentials.Open(credentials.Settings{ConfigPath: filepath.Join(t.TempDir(), "none"), DefaultProfile: "DEFAULT",
-		Principal: credentials.PrincipalTokenExchange}, f.opts(credentials.WithTokenExchange(f.settings()))...)
+		Principal: credentials.PrincipalTokenExchange, TokenExchange: &tx}, f.opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
