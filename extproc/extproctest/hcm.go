@@ -112,6 +112,10 @@ func requestHeaders(r *http.Request, stripPort, proxy100Continue bool) (*headerL
 	for _, k := range internalHeaders {
 		h.remove(k)
 	}
+	// ConnectionManagerUtility::mutateXfccRequestHeader with forward_client_cert_details
+	// SANITIZE, Envoy's default (the only one FromBootstrap accepts): a client's
+	// x-forwarded-client-cert never reaches a filter.
+	h.remove("x-forwarded-client-cert")
 	if !h.has("x-request-id") {
 		h.add("x-request-id", uuid4())
 	}
