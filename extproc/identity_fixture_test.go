@@ -159,17 +159,23 @@ func (id *identities) sharedConfig(signer, upstream string) extproctest.Config {
 	if err != nil {
 		id.t.Fatal(err)
 	}
-	bs, err := envoyconfig.Load(data)
-	if err != nil {
-		id.t.Fatal(err)
-	}
-	r, err := envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream, Files: id.files})
-	if err != nil {
-		id.t.Fatal(err)
-	}
-	c, err := extproctest.FromBootstrap(r, map[string]string{envoyconfig.SignerCluster: signer, envoyconfig.OCICluster: upstream})
+	c, err := id.configFrom(data, signer, upstream)
 	if err != nil {
 		id.t.Fatal(err)
 	}
 	return c
+}
+
+// configFrom renders an Envoy bootstrap for this test and reads it into the
+// stand-in's configuration.
+func (id *identities) configFrom(data []byte, signer, upstream string) (extproctest.Config, error) {
+	bs, err := envoyconfig.Load(data)
+	if err != nil {
+		return extproctest.Config{}, err
+	}
+	r, err := envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream, Files: id.files})
+	if err != nil {
+		return extproctest.Config{}, err
+	}
+	return extproctest.FromBootstrap(r, map[string]string{envoyconfig.SignerCluster: signer, envoyconfig.OCICluster: upstream})
 }

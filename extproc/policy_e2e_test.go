@@ -530,3 +530,33 @@ func TestPolicyReloadUnderTraffic(t *testing.T) {
 		t.Error("the broken version was not logged")
 	}
 }
+
+// What the stand-in does not reproduce of a shared gateway's identity, it
+// refuses to read rather than read as something else: each of these would
+// change who the signer believes is asking.
+func TestSharedGatewayShapesTheStandInRefuses(t *testing.T) {
+	t.Parallel()
+	id := newIdentities(t)
+	data, err := sharedGatewayFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, old, new string }{
+		{"unverified client certificates", "trusted_ca: { filename: /etc/envoy/tls/ca.crt }", "trusted_ca: { filename: /etc/envoy/tls/ca.crt }\n                  trust_chain_verification: ACCEPT_UNTRUSTED"},
+		{"a client's XFCC forwarded", "forward_client_cert_details: SANITIZE", "forward_client_cert_details: APPEND_FORWARD"},
+		{"payload forwarded in a header", "payload_in_metadata: kubernetes", "payload_in_metadata: kubernetes\n                          forward_payload_header: x-jwt-payload"},
+		{"tokens from the query", "from_headers:\n                            - name: authorization\n                              value_prefix: \"Bearer \"", "from_params: [access_token]"},
+		{"claims without verification", "- allow_missing_or_failed: {}", "- extract_only_without_validation: {}"},
+		{"JWKS fetched", "local_jwks: { filename: /etc/envoy/jwks/jwks.json }", "remote_jwks: { http_uri: { uri: \"https://kubernetes.default.svc/openid/v1/jwks\", cluster: oci, timeout: 5s } }"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(data), tc.old) {
+				t.Fatalf("the file no longer has %q", tc.old)
+			}
+			_, err := id.configFrom([]byte(strings.Replace(string(data), tc.old, tc.new, 1)), "127.0.0.1:1", "127.0.0.1:2")
+			if !errors.Is(err, extproctest.ErrUnsupported) {
+				t.Fatalf("err %v, want ErrUnsupported", err)
+			}
+		})
+	}
+}
