@@ -127,13 +127,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	svc, err := newService(o, log, getenv)
+	if errors.Is(err, errPolicyFiles) {
+		// The operator's file to fix, with its line: said plainly.
+		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		var se *signer.Error
-		switch {
-		case errors.Is(err, errPolicyFiles):
-			return exitUsage
-		case errors.As(err, &se):
+		if errors.As(err, &se) {
 			return exitConfig
 		}
 		return exitFailure
@@ -199,6 +201,12 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 			o.observe(ev)
 		}
 	}))
+	// The policy first: a file to fix stops the start before any
+	// credentials are fetched.
+	var err error
+	if s.policyW, err = s.openPolicy(o.policy, log); err != nil {
+		return nil, err
+	}
 	creds, err := o.creds.open(getenv, log, extra...)
 	if err != nil {
 		return nil, err
@@ -221,10 +229,6 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		return nil, err
 	}
 	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, s.metrics
-	if s.policyW, err = s.openPolicy(o.policy, log); err != nil {
-		creds.Close()
-		return nil, err
-	}
 	s.policyW.configure(&cfg, o.policy)
 	if s.ext, err = extproc.New(cfg); err != nil {
 		creds.Close()
