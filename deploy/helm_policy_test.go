@@ -122,4 +122,3 @@ func (r *chartRender) policySource(volume, object, key string) problems {
 	p.addf("no volume %s", volume)
 	return p
 }
-

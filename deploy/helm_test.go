@@ -163,11 +163,11 @@ type chartRender struct {
 	// gateway.policy and gateway.keys given.
 	fullname, policy, keys string
 	services               []*corev1.Service
-	hpas        []*autoscalingv2.HorizontalPodAutoscaler
-	pdbs        []*policyv1.PodDisruptionBudget
-	istio       istioObjects
-	eg          egObjects
-	sidecar     *patched // the Istio sidecar with the EnvoyFilter applied, once computed
+	hpas                   []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs                   []*policyv1.PodDisruptionBudget
+	istio                  istioObjects
+	eg                     egObjects
+	sidecar                *patched // the Istio sidecar with the EnvoyFilter applied, once computed
 }
 
 // parsedEnvoy parses envoy.yaml once per text: every render's checks compare

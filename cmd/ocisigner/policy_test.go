@@ -15,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/policy"
@@ -371,5 +372,62 @@ func TestHostileCallersCannotGrowMetrics(t *testing.T) {
 	}
 	if gotSize > baseSize+1024 {
 		t.Errorf("/metrics grew from %d to %d bytes", baseSize, gotSize)
+	}
+}
+
+// docs/shared-gateway.md's example policy parses, and its `policy check`
+// example prints what the doc shows.
+func TestSharedGatewayDocExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "shared-gateway.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(after, fence string) string {
+		_, rest, ok := strings.Cut(string(doc), after)
+		if !ok {
+			t.Fatalf("no %q in the doc", after)
+		}
+		_, rest, _ = strings.Cut(rest, fence+"\n")
+		text, _, _ := strings.Cut(rest, "```")
+		return text
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(block("## The policy file", "```yaml")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	session := block("## Checking a policy", "```sh")
+	var cmdline []string
+	lines := strings.Split(session, "\n")
+	for len(lines) > 0 {
+		l := strings.TrimPrefix(lines[0], "$ ocisigner ")
+		lines = lines[1:]
+		more := strings.HasSuffix(l, "\\")
+		cmdline = append(cmdline, strings.Fields(strings.TrimSuffix(l, "\\"))...)
+		if !more {
+			break
+		}
+	}
+	want := strings.Join(lines, "\n")
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	code, out, errOut := runCmd(t, nil, cmdline...)
+	if code != exitOK || out != want {
+		t.Fatalf("%v: exit %d\n%s%s\nwant:\n%s", cmdline, code, out, errOut, want)
+	}
+	// The chart example's values: its policy parses, its keys file too.
+	var values struct {
+		Gateway struct{ Policy, Keys string }
+	}
+	if err := yaml.Unmarshal([]byte(block("## Kubernetes", "```yaml")), &values); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.Parse([]byte(values.Gateway.Policy), "values"); err != nil {
+		t.Error(err)
+	}
+	if ks, err := policy.ParseKeys([]byte(values.Gateway.Keys), "values"); err != nil || len(ks.Names()) != 1 {
+		t.Errorf("keys: %v", err)
 	}
 }
