@@ -408,11 +408,7 @@ func TestSharedGatewayDocExamples(t *testing.T) {
 		}
 	}
 	want := strings.Join(lines, "\n")
-	wd, _ := os.Getwd()
-	if err := os.Chdir(dir); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(wd)
+	t.Chdir(dir)
 	code, out, errOut := runCmd(t, nil, cmdline...)
 	if code != exitOK || out != want {
 		t.Fatalf("%v: exit %d\n%s%s\nwant:\n%s", cmdline, code, out, errOut, want)

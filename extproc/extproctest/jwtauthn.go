@@ -133,7 +133,7 @@ func (a *jwtAuthn) checkRequirement(r JWTRequirement) error {
 	if r.ProviderName != "" {
 		if _, ok := a.providers[r.ProviderName]; !ok {
 			// verifier.cc innerCreate.
-			return fmt.Errorf("%w: Required provider ['%s'] is not configured.", ErrConfig, r.ProviderName)
+			return fmt.Errorf("%w: Required provider ['%s'] is not configured", ErrConfig, r.ProviderName)
 		}
 	}
 	for _, x := range r.RequiresAny {
