@@ -31,7 +31,10 @@ import (
 // domains; routes by prefix, exact path and exact or present header matchers, or CONNECT
 // (connect_matcher); route and direct_response actions; typed_per_filter_config of
 // ExtProcPerRoute (disabled, overrides.grpc_initial_metadata) on virtual hosts and routes;
-// request_headers_to_remove and response_headers_to_add.
+// request_headers_to_remove and response_headers_to_add. For a shared gateway it reads the
+// listener's DownstreamTlsContext (certificates, a trusted_ca, require_client_certificate:
+// Config.DownstreamTLS), forward_client_cert_details SANITIZE, and a jwt_authn filter ahead
+// of the ext_proc filters (Config.JWTAuthn); DataSource files are read as Envoy would.
 func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config, error) {
 	var c Config
 	ls := b.GetStaticResources().GetListeners()

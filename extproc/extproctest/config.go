@@ -149,8 +149,13 @@ type Config struct {
 	//   - connection.requested_server_name: the SNI, set on the connection only by the
 	//     internal listener's tls_inspector (Intercept.TLSInspector); "" (present, empty)
 	//     on any other connection, and on a TLS connection without the inspector;
-	//   - connection.mtls: false (no client certificates); connection.tls_version:
-	//     "TLSv1.2"/"TLSv1.3" on a TLS connection, absent otherwise;
+	//   - connection.mtls: true on a DownstreamTLS connection whose client sent a
+	//     certificate, false otherwise; connection.tls_version: "TLSv1.2"/"TLSv1.3" on a
+	//     TLS connection, absent otherwise;
+	//   - connection.uri_san_peer_certificate, connection.dns_san_peer_certificate: the
+	//     client certificate's FIRST URI or DNS SAN, absent without one or without TLS;
+	//     connection.subject_peer_certificate: its subject (RFC 2253), "" on a TLS
+	//     connection without a client certificate, absent without TLS;
 	//   - request.host, request.path, request.method, request.scheme, request.id,
 	//     request.user_agent, request.referer: the request header as it is at that time
 	//     (after strip_any_host_port), absent when missing; request.protocol: "HTTP/1.1"
