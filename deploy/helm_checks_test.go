@@ -18,7 +18,7 @@ import (
 
 // chartChecks are the checks of the chart's pods and objects beyond
 // kubernetes_test.go's, each with the modes it applies to.
-var chartChecks = slices.Concat(chartPodChecks, istioChecks, egChecks)
+var chartChecks = slices.Concat(chartPodChecks, istioChecks, egChecks, []modeCheck{chartPolicyCheck})
 
 var chartPodChecks = []modeCheck{
 	{[]string{modeGateway}, namedCheck[*chartRender]{"gateway pod: the signer serves before Envoy starts", func(r *chartRender) error {

@@ -22,6 +22,8 @@ const (
 	onGateway  = modeGateway + "/session"
 	onIstio    = modeIstio + "/workloadIdentity"
 	onEG       = modeEnvoyGateway + "/tokenExchange"
+	onPolicy   = "gateway with a policy and keys"
+	onEGPolicy = "envoyGateway with a policy"
 )
 
 var chartMutations = []chartMutation{
@@ -70,6 +72,16 @@ var chartMutations = []chartMutation{
 	{"templates/deployment.yaml", onEG, mutation{"replicas beside the autoscaler", replaceFirst("{{- if not (and $shared .Values.gateway.autoscaling.enabled) }}", "{{- if true }}"), "autoscaling and disruption budget"}},
 	{"templates/deployment.yaml", onSidecar, mutation{"config change does not roll", replaceFirst("        checksum/envoy: {{ .Files.Get \"files/envoy.yaml\" | sha256sum }}\n", ""), "a changed envoy.yaml rolls the pods"}},
 	{"templates/deployment.yaml", onIstio, mutation{"not injected", replaceFirst("        sidecar.istio.io/inject: \"true\"\n", ""), "istio pod: the signer beside the app, on loopback"}},
+
+	{"templates/policy.yaml", onPolicy, mutation{"a key in the keys Secret", replaceFirst("    {{- .Values.gateway.keys | nindent 4 }}", "    {{- .Values.gateway.keys | nindent 4 }}\n    leaked ocisk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "no Secret committed"}},
+	{"templates/policy.yaml", onPolicy, mutation{"the keys Secret holds more", replaceFirst("stringData:\n", "stringData:\n  config: \"[DEFAULT]\"\n"), "no Secret committed"}},
+	{"templates/_helpers.tpl", onPolicy, mutation{"policy mounted writable", replaceFirst("  mountPath: /etc/ocisigner/policy\n  readOnly: true\n", "  mountPath: /etc/ocisigner/policy\n"), "policy and keys reach the signer alone, read-only"}},
+	{"templates/_helpers.tpl", onPolicy, mutation{"policy by subPath", replaceFirst("  mountPath: /etc/ocisigner/policy\n", "  mountPath: /etc/ocisigner/policy/policy.yaml\n  subPath: policy.yaml\n"), "policy and keys reach the signer alone, read-only"}},
+	{"templates/_helpers.tpl", onPolicy, mutation{"keys file elsewhere", replaceFirst("value: /etc/ocisigner/keys/keys", "value: /etc/ocisigner/keys/keys.txt"), "policy and keys reach the signer alone, read-only"}},
+	{"templates/_helpers.tpl", onPolicy, mutation{"keys readable by all", replaceFirst("    secretName: {{ include \"ocisigner.fullname\" . }}-keys\n    defaultMode: 0400", "    secretName: {{ include \"ocisigner.fullname\" . }}-keys\n    defaultMode: 0444"), "policy and keys reach the signer alone, read-only"}},
+	{"templates/_helpers.tpl", onEGPolicy, mutation{"policy not passed", replaceFirst("- name: OCISIGNER_POLICY\n  value: /etc/ocisigner/policy/policy.yaml\n", ""), "policy and keys reach the signer alone, read-only"}},
+	{"templates/_helpers.tpl", onPolicy, mutation{"keys in Envoy too", replaceFirst("  volumeMounts:\n    - name: envoy-config\n", "  volumeMounts:\n    - name: ocisigner-keys\n      mountPath: /etc/ocisigner/keys\n      readOnly: true\n    - name: envoy-config\n"), "policy and keys reach the signer alone, read-only"}},
+	{"templates/policy.yaml", onPolicy, mutation{"policy under another key", replaceFirst("  policy.yaml: |", "  policy.yml: |"), "policy and keys reach the signer alone, read-only"}},
 
 	{"templates/istio.yaml", onIstio, mutation{"virtual host misnamed", replaceFirst(`name: "{{ . }}:80"`, `name: "{{ . }}"`), "istio: every patch applies to the sidecar and validates"}},
 	{"templates/istio.yaml", onIstio, mutation{"patch field misspelt", replaceFirst("request_body_buffer_limit: 33554432", "request_body_buffer_limits: 33554432"), "istio: every patch applies to the sidecar and validates"}},

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,6 +118,10 @@ func chartMatrix() []chartCase {
 		chartCase{"envoyGateway without autoscaling", "signer", map[string]any{"mode": modeEnvoyGateway,
 			"gateway":      map[string]any{"autoscaling": map[string]any{"enabled": false}},
 			"envoyGateway": map[string]any{"gateway": map[string]any{"sectionName": "http"}, "hostnames": []any{"*.oraclecloud.com", "*.oraclecloud.eu"}}}},
+		chartCase{"gateway with a policy and keys", "shared", map[string]any{"mode": modeGateway,
+			"gateway": map[string]any{"clients": exampleClients, "policy": examplePolicy, "keys": exampleKeys}}},
+		chartCase{"envoyGateway with a policy", "signer", map[string]any{"mode": modeEnvoyGateway, "credentials": map[string]any{"type": "workloadIdentity"},
+			"gateway": map[string]any{"policy": examplePolicy}}},
 		chartCase{"istio with three hosts", "batch", map[string]any{"mode": modeIstio, "istio": map[string]any{"hosts": []any{
 			"objectstorage.us-ashburn-1.oraclecloud.com", "inference.generativeai.eu-frankfurt-1.oci.oraclecloud.com",
 			"objectstorage.eu-frankfurt-2.oraclecloud.eu"}}}},
@@ -147,7 +152,7 @@ func renderChart(files map[string]string, c chartCase) (map[string]string, error
 	if err != nil {
 		return nil, err
 	}
-	return engine.Engine{Strict: true}.Render(ch, vals)
+	return engine.Engine{Strict: true}.RenderWithContext(context.Background(), ch, vals)
 }
 
 // chartRender is one rendered install, decoded. The embedded kubeVariant
@@ -155,12 +160,15 @@ func renderChart(files map[string]string, c chartCase) (map[string]string, error
 type chartRender struct {
 	*kubeVariant
 	mode, creds string
-	services    []*corev1.Service
-	hpas        []*autoscalingv2.HorizontalPodAutoscaler
-	pdbs        []*policyv1.PodDisruptionBudget
-	istio       istioObjects
-	eg          egObjects
-	sidecar     *patched // the Istio sidecar with the EnvoyFilter applied, once computed
+	// fullname is the name of the chart's objects; policy and keys are the
+	// gateway.policy and gateway.keys given.
+	fullname, policy, keys string
+	services               []*corev1.Service
+	hpas                   []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs                   []*policyv1.PodDisruptionBudget
+	istio                  istioObjects
+	eg                     egObjects
+	sidecar                *patched // the Istio sidecar with the EnvoyFilter applied, once computed
 }
 
 // parsedEnvoy parses envoy.yaml once per text: every render's checks compare
@@ -195,10 +203,17 @@ func loadChartCase(files map[string]string, refs kubeRefs, c chartCase) (*chartR
 	if cr, ok := c.values["credentials"].(map[string]any); ok {
 		creds, _ = cr["type"].(string)
 	}
-	r := &chartRender{mode: mode, creds: creds, kubeVariant: &kubeVariant{
+	r := &chartRender{mode: mode, creds: creds, fullname: c.release, kubeVariant: &kubeVariant{
 		name: chartCredentials[creds], refs: refs,
 		configMaps: map[string]map[string]string{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
 	}}
+	if f, ok := c.values["fullnameOverride"].(string); ok && f != "" {
+		r.fullname = f
+	}
+	if g, ok := c.values["gateway"].(map[string]any); ok {
+		r.policy, _ = g["policy"].(string)
+		r.keys, _ = g["keys"].(string)
+	}
 	names := make([]string, 0, len(out))
 	for n := range out {
 		names = append(names, n)
@@ -461,6 +476,11 @@ func TestHelmChartSchemaRejects(t *testing.T) {
 		{"route for another domain", map[string]any{"envoyGateway": map[string]any{"hostnames": []any{"*.example.com"}}}},
 		{"Envoy Gateway's 200 ms", map[string]any{"envoyGateway": map[string]any{"messageTimeout": "200ms"}}},
 		{"buffer in bytes", map[string]any{"envoyGateway": map[string]any{"requestBufferLimit": "33554432"}}},
+		{"a policy on a sidecar", map[string]any{"gateway": map[string]any{"policy": examplePolicy}}},
+		{"keys without a policy", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": exampleClients, "keys": exampleKeys}}},
+		{"a key itself in keys", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": exampleClients, "policy": examplePolicy,
+			"keys": "team-c-chat ocisk_" + strings.Repeat("A", 43) + "\n"}}},
+		{"policy file set beside the chart's", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_POLICY", "value": "/tmp/p.yaml"}}}}},
 	} {
 		_, err := renderChart(files, chartCase{name: tc.name, release: "example-app", values: tc.values})
 		if err == nil {

@@ -61,6 +61,9 @@ func (s *Server) onAddress(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if r != nil {
 		return s.refused(st, r)
 	}
+	if r = s.admitGateway(ctx, st, g); r != nil {
+		return s.refused(st, r)
+	}
 	res, r := s.resolveGateway(g, func() (*signer.Credentials, *refusal) { return s.credentialsFor(ctx, st) })
 	if r != nil {
 		return s.refused(st, r)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/internal/opensslref"
+	"github.com/ocisigner/ocisigner/policy"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -270,6 +272,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// gatewayKeyPattern is a gateway key (policy.KeyPrefix and 43 base64url
+// characters); the masked form (ocisk_[redacted]) does not match.
+var gatewayKeyPattern = regexp.MustCompile(policy.KeyPrefix + `[A-Za-z0-9_-]{43}`)
+
 // leakedSecrets checks everything the suite logged, at debug level, for the
 // secrets its stacks used: private key material, full tokens, signatures.
 func leakedSecrets() string {
@@ -286,6 +292,10 @@ func leakedSecrets() string {
 		if strings.Contains(logs, marker) {
 			found = append(found, marker)
 		}
+	}
+	// A gateway key, registered or not: no key any test made may be logged.
+	if m := gatewayKeyPattern.FindString(logs); m != "" {
+		found = append(found, m[:12]+"…")
 	}
 	return strings.Join(found, ", ")
 }

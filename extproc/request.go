@@ -53,6 +53,9 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if r == nil {
 		r = checkSignedOnce(&st.h)
 	}
+	if r == nil {
+		r = s.admitSigning(ctx, st, forwarded)
+	}
 	if r != nil {
 		return s.refused(st, r)
 	}
@@ -62,12 +65,13 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	}
 	// What a Generative AI request needs goes in this answer, before the body.
 	route := &extprocv3.HeaderMutation{}
-	if r == nil && isGenAIInference(st.h.authority) && !st.h.has(headerCompartment) {
+	if r == nil && isGenAIInference(st.h.authority) && !st.h.has(headerCompartment) && st.adm.d.Compartment == "" {
 		var c string
 		if c, r = s.compartmentFor(ctx, creds); r == nil {
 			route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, c))
 		}
 	}
+	route.SetHeaders = append(route.SetHeaders, st.grantedGenAIHeaders()...)
 	if r != nil {
 		return s.refused(st, r)
 	}
@@ -112,7 +116,7 @@ func checkSignedOnce(h *requestHeaders) *refusal {
 
 // credentialsFor picks the request's profile and gets its credentials.
 func (s *Server) credentialsFor(ctx context.Context, st *stream) (*signer.Credentials, *refusal) {
-	profile, r := s.profileFor(ctx, &st.h)
+	profile, r := s.profileOf(ctx, st)
 	if r != nil {
 		return nil, r
 	}
@@ -185,6 +189,23 @@ var emptySHA256 = signer.DigestOf(nil).SHA256
 // profileFor picks the profile: the route's pin (gRPC metadata), the
 // request header, the default, as the operator allows.
 func (s *Server) profileFor(ctx context.Context, h *requestHeaders) (string, *refusal) {
+	p, r := s.namedProfile(ctx, h)
+	if r != nil {
+		return "", r
+	}
+	if p == "" {
+		p = s.cfg.DefaultProfile
+	}
+	if s.profiles != nil && !s.profiles[p] {
+		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
+			"this gateway does not sign for profile %q; its operator lists the profiles it serves with --profiles", capEcho(p)))
+	}
+	return p, nil
+}
+
+// namedProfile is the profile the request names, by the route's pin or the
+// header as the operator allows; "" when it names none.
+func (s *Server) namedProfile(ctx context.Context, h *requestHeaders) (string, *refusal) {
 	header, _ := h.Get(s.cfg.ProfileHeader)
 	// One key, not FromIncomingContext: that copies all of the stream's
 	// metadata on every request.
@@ -196,7 +217,7 @@ func (s *Server) profileFor(ctx context.Context, h *requestHeaders) (string, *re
 		return "", refuse(http.StatusBadRequest, CodeUnknownProfile,
 			fmt.Sprintf("the profile name %q is longer than any profile ocisigner serves", capEcho(header+pinned)))
 	}
-	p := s.cfg.DefaultProfile
+	var p string
 	switch {
 	case header != "" && s.cfg.NoProfileHeader:
 		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
@@ -210,10 +231,6 @@ func (s *Server) profileFor(ctx context.Context, h *requestHeaders) (string, *re
 		p = header
 	case pinned != "":
 		p = pinned
-	}
-	if s.profiles != nil && !s.profiles[p] {
-		return "", refuse(http.StatusForbidden, CodeProfileNotServed, fmt.Sprintf(
-			"this gateway does not sign for profile %q; its operator lists the profiles it serves with --profiles", capEcho(p)))
 	}
 	return p, nil
 }
@@ -257,10 +274,10 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 		ev.BodyBytes = d.Length
 	}
 	// Typed attributes: the line is written for every request.
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "signed", slog.String("profile", ev.Profile), slog.String("kind", string(ev.Kind)),
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "signed", append([]slog.Attr{slog.String("profile", ev.Profile), slog.String("kind", string(ev.Kind)),
 		slog.String("method", ev.Method), slog.String("host", ev.Host), slog.String("path", ev.Path),
 		slog.Int64("body_bytes", ev.BodyBytes), slog.Bool("streamed", ev.Streamed), slog.String("signed_headers", ev.SignedHeaders),
-		slog.String("key_id", ev.KeyID), slog.String("outcome", ev.Outcome), slog.Duration("duration", ev.Duration))
+		slog.String("key_id", ev.KeyID), slog.String("outcome", ev.Outcome), slog.Duration("duration", ev.Duration)}, st.adm.auditAttrs()...)...)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("signing string", "profile", ev.Profile, "signing_string", signer.MaskSigningString(out.SigningString))
 	}
@@ -274,7 +291,7 @@ func (s *Server) sign(st *stream, creds *signer.Credentials, d *signer.Digest) (
 // there once it got them.
 func (s *Server) event(st *stream) Event {
 	ev := Event{Profile: capEcho(st.profile), Method: capEcho(st.h.method), Host: capEcho(st.h.authority), Path: capEcho(logPath(st.h.path)),
-		Kind: st.kind, KeyID: st.keyID, Expiry: st.expiry}
+		Kind: st.kind, KeyID: st.keyID, Expiry: st.expiry, Caller: st.adm.caller, Rule: st.adm.metricRule()}
 	if !st.start.IsZero() {
 		ev.Duration = time.Since(st.start)
 	}
@@ -301,6 +318,8 @@ func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
 	set("principal", string(st.kind))
 	set("key_id", st.keyID)
 	set("upstream", capEcho(st.h.authority))
+	set("caller", st.adm.caller)
+	set("rule", st.adm.d.Rule)
 	return &structpb.Struct{Fields: map[string]*structpb.Value{MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f})}}
 }
 
@@ -318,8 +337,9 @@ func (s *Server) refused(st *stream, r *refusal) *extprocv3.ProcessingResponse {
 	if r.err != nil {
 		reason = r.err.Error() // the whole story, file paths included, for the operator
 	}
-	s.log.Log(context.Background(), level, "refused", "profile", ev.Profile, "method", ev.Method, "host", ev.Host, "path", ev.Path,
-		"status", r.status, "outcome", r.code, "reason", text.CutCounted(reason, maxMessage), "duration", ev.Duration)
+	s.log.LogAttrs(context.Background(), level, "refused", append([]slog.Attr{slog.String("profile", ev.Profile), slog.String("method", ev.Method),
+		slog.String("host", ev.Host), slog.String("path", ev.Path), slog.Int("status", r.status), slog.String("outcome", r.code),
+		slog.String("reason", text.CutCounted(reason, maxMessage)), slog.Duration("duration", ev.Duration)}, st.adm.auditAttrs()...)...)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Observe(ev)
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -95,6 +97,12 @@ type Event struct {
 	Expiry        time.Time // when the credentials used expire; zero for API keys
 	Duration      time.Duration
 	SignDuration  time.Duration // time inside signer.Sign
+	// Caller is the caller's label and Rule the policy's bounded metric
+	// label for the decision (a rule's name or one of policy's fixed
+	// labels); both "" without a policy. Caller is as many values as
+	// callers: never a metric label.
+	Caller string
+	Rule   string
 }
 
 // OutcomeSigned is Event.Outcome for a signed request.
@@ -155,9 +163,17 @@ type Config struct {
 	// config's profile names) into refusals. Off, those go to the log only:
 	// on a shared gateway they tell one client about another's setup.
 	DiscloseErrors bool
-	Logger         *slog.Logger
-	Clock          func() time.Time
-	Observer       Observer
+	// Policy, when set, decides per caller which profile a request signs
+	// as and what it may reach (caller.go); nil keeps the behaviour of a
+	// gateway without policy. Keys are the gateway keys callers may
+	// present. EnvoyIdentityHeaders are IdentityHeaders the operator's
+	// Envoy sets itself, so a request carrying one is not refused.
+	Policy               PolicySource
+	Keys                 KeySource
+	EnvoyIdentityHeaders []string
+	Logger               *slog.Logger
+	Clock                func() time.Time
+	Observer             Observer
 }
 
 // Server is the ext_proc service.
@@ -169,8 +185,9 @@ type Server struct {
 	streams chan struct{} // a slot per stream being served
 	aliases map[string]signer.Alias
 	// aliasList is the aliases' names, sorted, for messages.
-	aliasList []string
-	profiles  map[string]bool // nil: every profile
+	aliasList     []string
+	profiles      map[string]bool // nil: every profile
+	envoyIdentity map[string]bool // Config.EnvoyIdentityHeaders
 }
 
 // New returns a Server.
@@ -228,6 +245,10 @@ func New(cfg Config) (*Server, error) {
 		s.aliasList = append(s.aliasList, a.Name)
 	}
 	slices.Sort(s.aliasList)
+	s.envoyIdentity = map[string]bool{}
+	for _, h := range cfg.EnvoyIdentityHeaders {
+		s.envoyIdentity[strings.ToLower(h)] = true
+	}
 	if cfg.Profiles != nil {
 		s.profiles = map[string]bool{}
 		for _, p := range cfg.Profiles {
@@ -319,6 +340,11 @@ type stream struct {
 	address bool           // the stream is the address stage's (StageKey)
 	signed  *signer.Signed // what Sign returned, for Preview
 	refusal *refusal       // why it was refused, for Preview
+	// What Envoy sent with the request headers for the caller (caller.go),
+	// and what the policy said.
+	attributes map[string]*structpb.Struct
+	forwarded  *corev3.Metadata
+	adm        admission
 }
 
 // use records the credentials the request is signed with.
@@ -422,6 +448,7 @@ func (s *Server) handle(ctx context.Context, st *stream, f *frame) (resp *extpro
 		if st.phase != awaitHeaders {
 			return s.refused(st, refuse(http.StatusInternalServerError, CodeMisconfigured, "request headers arrived twice on one stream"))
 		}
+		st.attributes, st.forwarded = f.req.GetAttributes(), f.req.GetMetadataContext()
 		if st.address {
 			return s.onAddress(ctx, st, r.RequestHeaders)
 		}

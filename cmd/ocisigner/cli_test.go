@@ -27,6 +27,8 @@ func TestHelpForEveryCommand(t *testing.T) {
 		"token":   {"--all"},
 		"sign":    {"-X", "-H", "--data", "--curl"},
 		"version": nil,
+		"policy":  {"--caller", "--method", "--request-profile"},
+		"keys":    nil,
 	}
 	for _, c := range commands {
 		t.Run(c.name, func(t *testing.T) {

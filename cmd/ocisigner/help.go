@@ -33,6 +33,7 @@ var exitMeaning = map[int]string{
 	exitConfig:      "configuration: profile, config file or key file not usable",
 	exitCredentials: "credentials: token expired, or OCI answered 401",
 	exitNetwork:     "network: the endpoint (or the gateway) could not be reached",
+	exitRefused:     "policy check: the policy refuses the request",
 }
 
 // commands is set in init: the run functions refer to the table (help).
@@ -68,6 +69,20 @@ func init() {
 				"ocisigner sign -X POST -H 'content-type: application/json' --data @body.json --curl --reveal http://localhost:10000/genai/openai/v1/chat/completions",
 			},
 			exits: []int{exitOK, exitFailure, exitUsage, exitConfig, exitCredentials}, args: 1, run: runSign},
+		{name: "policy", purpose: "say what a caller would get under a policy file, and which rule decides, without signing",
+			usage: "ocisigner policy check --caller DESC --policy FILE [--method M] [--request-profile NAME] URL",
+			examples: [2]string{
+				"ocisigner policy check --policy policy.yaml --caller spiffe://cluster.local/ns/team-a/sa/builder https://objectstorage.us-ashburn-1.oraclecloud.com/n/",
+				"ocisigner policy check --policy policy.yaml --caller key:team-c-chat --method POST http://localhost:10000/genai/openai/v1/chat/completions",
+			},
+			exits: []int{exitOK, exitUsage, exitRefused}, args: 2, run: runPolicy},
+		{name: "keys", purpose: "add a gateway key (shown once; the keys file keeps its hash) or revoke one",
+			usage: "ocisigner keys add|revoke NAME --keys FILE",
+			examples: [2]string{
+				"ocisigner keys add team-c-chat --keys /etc/ocisigner/keys",
+				"ocisigner keys revoke team-c-chat --keys /etc/ocisigner/keys",
+			},
+			exits: []int{exitOK, exitUsage, exitConfig}, args: 2, run: runKeys},
 		{name: "version", purpose: "print the version and the RSA implementation", usage: "ocisigner version",
 			examples: [2]string{"ocisigner version", "docker compose run --rm signer version"},
 			exits:    []int{exitOK}, run: runVersion},

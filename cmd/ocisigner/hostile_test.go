@@ -238,6 +238,9 @@ func TestHostileLabelsCannotGrowMetrics(t *testing.T) {
 		h.svc.metrics.Observe(extproc.Event{Profile: "API", Method: method(i), Outcome: extproc.CodeHostNotAllowed})
 		h.svc.metrics.Observe(extproc.Event{Profile: profile(i), Method: "GET", Outcome: extproc.CodeUnknownProfile})
 		h.svc.metrics.Observe(extproc.Event{Profile: "API", Method: "GET", Outcome: method(i)})
+		// Caller labels and rule names: with no policy in force, not labels at
+		// all (TestHostileCallersCannotGrowMetrics has a policy).
+		h.svc.metrics.Observe(extproc.Event{Profile: "API", Method: "GET", Outcome: extproc.OutcomeSigned, Caller: "key:" + method(i), Rule: method(i)})
 	}
 	observe(1 << 20)
 	baseSeries, baseSize := series()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/policy"
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/credentials"
 )
@@ -26,6 +28,7 @@ type metrics struct {
 	refreshes   *prometheus.CounterVec
 	failing     *prometheus.GaugeVec
 	profiles    func() []string // profile names a label may carry
+	policy      *policyMetrics  // with --policy only
 
 	mu    sync.Mutex
 	known map[string]bool
@@ -90,6 +93,7 @@ func newMetrics(profiles func() []string, probing bool) *metrics {
 func (m *metrics) Observe(ev extproc.Event) {
 	profile := m.profileLabel(ev.Profile)
 	m.requests.WithLabelValues(profile, methodLabel(ev.Method), outcomeLabel(ev.Outcome)).Inc()
+	m.policy.observe(ev)
 	if ev.Outcome == extproc.OutcomeSigned {
 		m.signing.Observe(ev.SignDuration.Seconds())
 		m.bodyBytes.Add(float64(ev.BodyBytes))
@@ -154,7 +158,7 @@ func methodLabel(m string) string {
 
 var outcomes = func() map[string]bool {
 	m := map[string]bool{extproc.OutcomeSigned: true}
-	for _, c := range extproc.Codes {
+	for _, c := range append(slices.Clone(extproc.Codes), policy.Codes...) {
 		m[c] = true
 	}
 	return m

@@ -59,6 +59,7 @@ type serveOptions struct {
 	idleTimeout    time.Duration
 	discloseErrors bool
 	rsaBackend     string
+	policy         policyOptions
 
 	clock   credentials.Clock              // tests only: the time credentials are judged by and refreshed on
 	observe func(credentials.RefreshEvent) // tests only: told of each background fetch, after the metrics
@@ -88,13 +89,14 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", extproc.DefaultIdleTimeout, "end a stream that sends no message for this long after its first (for a signed body: the client's whole upload; see --max-body-bytes)")
 	fs.BoolVar(&o.discloseErrors, "disclose-errors", false, "put whole credential errors (file paths, the config's profile names) into refusals, not only into the log; for a gateway only its operator uses")
 	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
+	o.policy.register(fs)
 }
 
 // parseServe reads serve's flags and environment.
 func parseServe(args []string, getenv environ, stdout, stderr io.Writer) (o serveOptions, exit int, ok bool) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	o.register(fs)
-	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, o.creds.settle(getenv)); !ok {
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, o.creds.settle(getenv), o.policy.check); !ok {
 		return o, exit, false
 	}
 	fs.Visit(func(f *flag.Flag) {
@@ -125,6 +127,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	svc, err := newService(o, log, getenv)
+	if errors.Is(err, errPolicyFiles) {
+		// The operator's file to fix, with its line: said plainly.
+		fmt.Fprintln(stderr, "ocisigner serve:", err)
+		return exitUsage
+	}
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		var se *signer.Error
@@ -161,6 +168,7 @@ type service struct {
 	adminL  net.Listener
 	admin   *http.Server
 	probe   func(context.Context) probeResult
+	policyW *policyWatchers // --policy and --keys; nil without a policy
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -193,6 +201,12 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 			o.observe(ev)
 		}
 	}))
+	// The policy first: a file to fix stops the start before any
+	// credentials are fetched.
+	var err error
+	if s.policyW, err = s.openPolicy(o.policy, log); err != nil {
+		return nil, err
+	}
 	creds, err := o.creds.open(getenv, log, extra...)
 	if err != nil {
 		return nil, err
@@ -215,6 +229,7 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		return nil, err
 	}
 	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, s.metrics
+	s.policyW.configure(&cfg, o.policy)
 	if s.ext, err = extproc.New(cfg); err != nil {
 		creds.Close()
 		return nil, err
@@ -329,6 +344,11 @@ func (s *service) start() <-chan error {
 	go func() {
 		defer s.wg.Done()
 		s.healthLoop()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runPolicy()
 	}()
 	if s.opts.probeInterval > 0 {
 		s.wg.Add(1)

@@ -30,6 +30,18 @@ type connInfo struct {
 	// filterState holds the connection's filter state objects as their string
 	// serialisation (envoy.string objects serialise to their value).
 	filterState map[string]string
+	// peer is the client certificate the handshake validated (downtls.go); nil when the
+	// client sent none.
+	peer *peerCert
+}
+
+// peerCert is what Ssl::ConnectionInfo tells of the peer certificate: its URI and DNS
+// SANs in the certificate's order, and its subject in RFC 2253 form
+// (Utility::getSubjectFromCertificate, X509_NAME_print_ex with XN_FLAG_RFC2253; Go's
+// pkix.Name.String follows the same RFC, most specific attribute first).
+type peerCert struct {
+	uris, dns []string
+	subject   string
 }
 
 type connInfoKey struct{}
@@ -101,7 +113,12 @@ func compileAttribute(x string) (func(attrInput) (*structpb.Value, bool), error)
 			return structpb.NewStringValue(in.conn.requestedServerName), true
 		}, nil
 	case "connection.mtls":
-		return func(attrInput) (*structpb.Value, bool) { return structpb.NewBoolValue(false), true }, nil
+		// ConnectionLookupValues MTLS: an SSL connection whose peer presented a certificate.
+		return func(in attrInput) (*structpb.Value, bool) {
+			return structpb.NewBoolValue(in.conn != nil && in.conn.tls && in.conn.peer != nil), true
+		}, nil
+	case "connection.uri_san_peer_certificate", "connection.dns_san_peer_certificate", "connection.subject_peer_certificate":
+		return peerAttribute(x), nil
 	case "connection.tls_version":
 		return func(in attrInput) (*structpb.Value, bool) {
 			if in.conn == nil || !in.conn.tls {
@@ -119,6 +136,36 @@ func compileAttribute(x string) (func(attrInput) (*structpb.Value, bool), error)
 		}, nil
 	}
 	return nil, fmt.Errorf("%w: request attribute %q", ErrUnsupported, x)
+}
+
+// peerAttribute is context.cc's SslExtractorsValues for the peer certificate, which
+// ConnectionWrapper::operator[] consults only on an SSL connection (absent otherwise):
+// URISanPeerCertificate and DNSSanPeerCertificate are the FIRST such SAN, absent when the
+// certificate has none; SubjectPeerCertificate is the subject, "" without a certificate.
+// All three are strings (CelValue::CreateString).
+func peerAttribute(x string) func(attrInput) (*structpb.Value, bool) {
+	return func(in attrInput) (*structpb.Value, bool) {
+		if in.conn == nil || !in.conn.tls {
+			return nil, false
+		}
+		p := in.conn.peer
+		if p == nil {
+			p = &peerCert{}
+		}
+		var list []string
+		switch x {
+		case "connection.subject_peer_certificate":
+			return structpb.NewStringValue(p.subject), true
+		case "connection.uri_san_peer_certificate":
+			list = p.uris
+		default:
+			list = p.dns
+		}
+		if len(list) == 0 {
+			return nil, false
+		}
+		return structpb.NewStringValue(list[0]), true
+	}
 }
 
 // requestHeaderAttributes are RequestWrapper's attributes read from a request header.

@@ -10,6 +10,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -30,7 +31,10 @@ import (
 // domains; routes by prefix, exact path and exact or present header matchers, or CONNECT
 // (connect_matcher); route and direct_response actions; typed_per_filter_config of
 // ExtProcPerRoute (disabled, overrides.grpc_initial_metadata) on virtual hosts and routes;
-// request_headers_to_remove and response_headers_to_add.
+// request_headers_to_remove and response_headers_to_add. For a shared gateway it reads the
+// listener's DownstreamTlsContext (certificates, a trusted_ca, require_client_certificate:
+// Config.DownstreamTLS), forward_client_cert_details SANITIZE, and a jwt_authn filter ahead
+// of the ext_proc filters (Config.JWTAuthn); DataSource files are read as Envoy would.
 func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config, error) {
 	var c Config
 	ls := b.GetStaticResources().GetListeners()
@@ -46,7 +50,15 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 		return c, fmt.Errorf("%w: path normalisation", ErrUnsupported)
 	}
 	if err := supportedFields(hcm, "stat_prefix", "codec_type", "strip_any_host_port", "normalize_path", "merge_slashes",
-		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters"); err != nil {
+		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters",
+		"forward_client_cert_details"); err != nil {
+		return c, err
+	}
+	if hcm.GetForwardClientCertDetails() != hcmv3.HttpConnectionManager_SANITIZE {
+		return c, fmt.Errorf("%w: forward_client_cert_details %v (SANITIZE is reproduced)", ErrUnsupported, hcm.GetForwardClientCertDetails())
+	}
+	var err error
+	if c.DownstreamTLS, err = readDownstreamTLS(ls[0].GetFilterChains()[0]); err != nil {
 		return c, err
 	}
 	c.StripAnyHostPort, c.Proxy100Continue = hcm.GetStripAnyHostPort(), hcm.GetProxy_100Continue()
@@ -75,6 +87,18 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 		switch typeName(f.GetTypedConfig()) {
 		case "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor":
 			procs = append(procs, f)
+		case "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication":
+			// Ahead of every ext_proc filter, once: the stand-in runs it first.
+			if len(procs) > 0 || c.JWTAuthn != nil {
+				return "", fmt.Errorf("%w: jwt_authn after an ext_proc filter, or twice", ErrUnsupported)
+			}
+			ja := &jwtauthnv3.JwtAuthentication{}
+			if err := f.GetTypedConfig().UnmarshalTo(ja); err != nil {
+				return "", err
+			}
+			if c.JWTAuthn, err = readJWTAuthn(ja); err != nil {
+				return "", fmt.Errorf("filter %s: %w", f.GetName(), err)
+			}
 		case "envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig":
 		case "envoy.extensions.filters.http.router.v3.Router":
 			if i != len(filters)-1 {
@@ -120,7 +144,8 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 			c.Before = append(c.Before, Filter{Name: f.GetName(), ProcessingMode: ep.GetProcessingMode(), InitialMetadata: md,
 				MutationRules: ep.GetMutationRules(), RouteCacheAction: ep.GetRouteCacheAction(), MessageTimeout: ep.GetMessageTimeout().AsDuration(),
 				StatusOnError: int(ep.GetStatusOnError().GetCode()), FailureModeAllow: ep.GetFailureModeAllow(),
-				ReceivingNamespaces: mo.GetReceivingNamespaces().GetUntyped(), ForwardingNamespaces: mo.GetForwardingNamespaces().GetUntyped()})
+				ReceivingNamespaces: mo.GetReceivingNamespaces().GetUntyped(), ForwardingNamespaces: mo.GetForwardingNamespaces().GetUntyped(),
+				RequestAttributes: ep.GetRequestAttributes()})
 			continue
 		}
 		c.Name, c.ProcessingMode, c.InitialMetadata = f.GetName(), ep.GetProcessingMode(), md

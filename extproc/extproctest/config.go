@@ -149,8 +149,13 @@ type Config struct {
 	//   - connection.requested_server_name: the SNI, set on the connection only by the
 	//     internal listener's tls_inspector (Intercept.TLSInspector); "" (present, empty)
 	//     on any other connection, and on a TLS connection without the inspector;
-	//   - connection.mtls: false (no client certificates); connection.tls_version:
-	//     "TLSv1.2"/"TLSv1.3" on a TLS connection, absent otherwise;
+	//   - connection.mtls: true on a DownstreamTLS connection whose client sent a
+	//     certificate, false otherwise; connection.tls_version: "TLSv1.2"/"TLSv1.3" on a
+	//     TLS connection, absent otherwise;
+	//   - connection.uri_san_peer_certificate, connection.dns_san_peer_certificate: the
+	//     client certificate's FIRST URI or DNS SAN, absent without one or without TLS;
+	//     connection.subject_peer_certificate: its subject (RFC 2253), "" on a TLS
+	//     connection without a client certificate, absent without TLS;
 	//   - request.host, request.path, request.method, request.scheme, request.id,
 	//     request.user_agent, request.referer: the request header as it is at that time
 	//     (after strip_any_host_port), absent when missing; request.protocol: "HTTP/1.1"
@@ -192,6 +197,17 @@ type Config struct {
 	// Nil is Envoy without upgrade_configs: every CONNECT gets 403 (upgrade_failed).
 	Intercept *Intercept
 
+	// DownstreamTLS, if set, is the listener's TLS (downtls.go): a DownstreamTlsContext,
+	// with client certificates verified when it has a validation context. The client
+	// certificate is then what the request attributes connection.mtls,
+	// connection.uri_san_peer_certificate, connection.dns_san_peer_certificate and
+	// connection.subject_peer_certificate tell. Nil is a plain listener.
+	DownstreamTLS *DownstreamTLS
+	// JWTAuthn, if set, is a jwt_authn filter ahead of every ext_proc filter (jwtauthn.go):
+	// it refuses what its rules require and cannot verify, and leaves the payloads it
+	// verified in the dynamic metadata namespace JWTAuthnNamespace.
+	JWTAuthn *JWTAuthn
+
 	// AccessLog, if set, is called once per downstream request when it ends.
 	AccessLog func(AccessLogEntry)
 	// Logf, if set, receives debugging output.
@@ -214,6 +230,7 @@ type Filter struct {
 	FailureModeAllow     bool
 	ReceivingNamespaces  []string
 	ForwardingNamespaces []string
+	RequestAttributes    []string
 }
 
 // HeadersOnlyMode is the processing_mode of a filter that sends the request headers and
@@ -248,7 +265,7 @@ func (bf Filter) resolve(main *settings) (*settings, error) {
 	c.Name, c.InitialMetadata, c.ForwardingNamespaces, c.ReceivingNamespaces = bf.Name, bf.InitialMetadata, bf.ForwardingNamespaces, bf.ReceivingNamespaces
 	c.MutationRules, c.DisallowIsError, c.RouteCacheAction, c.FailureModeAllow = bf.MutationRules, false, bf.RouteCacheAction, bf.FailureModeAllow
 	c.MessageTimeout, c.StatusOnError = bf.MessageTimeout, bf.StatusOnError
-	c.AllowModeOverride, c.AllowedOverrideModes, c.Metadata, c.Disabled, c.RequestAttributes = false, nil, nil, nil, nil
+	c.AllowModeOverride, c.AllowedOverrideModes, c.Metadata, c.Disabled, c.RequestAttributes = false, nil, nil, nil, bf.RequestAttributes
 	c.Before = nil
 	if c.MessageTimeout == 0 {
 		c.MessageTimeout = defaultMessageTimeout
@@ -258,6 +275,9 @@ func (bf Filter) resolve(main *settings) (*settings, error) {
 	}
 	var err error
 	if s.checker, err = newChecker(bf.MutationRules, false); err != nil {
+		return nil, err
+	}
+	if s.attrs, err = compileAttributes(bf.RequestAttributes); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -359,6 +379,7 @@ type settings struct {
 	before  []*settings // Config.Before, resolved
 	last    bool        // Config's own filter, the last of the chain
 	attrs   []attribute
+	jwt     *jwtAuthn // Config.JWTAuthn, compiled
 }
 
 // DefaultProcessingMode returns the mode of ocisigner's envoy.yaml, used when
@@ -441,6 +462,12 @@ func (c Config) resolve() (*settings, error) {
 		return nil, err
 	}
 	if err := c.Intercept.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.DownstreamTLS.validate(); err != nil {
+		return nil, err
+	}
+	if s.jwt, err = c.JWTAuthn.compile(); err != nil {
 		return nil, err
 	}
 	if s.Name == "" {

@@ -30,6 +30,7 @@ type Envoy struct {
 	stats  counters
 
 	internal *internalListener // Config.Intercept's internal listener, or nil
+	tlsLn    *tlsListener      // Config.DownstreamTLS's listener, or nil
 
 	poolsMu     sync.Mutex
 	pools       map[string]*upstreamPool // by "host:port" (and TLS server name and names)
@@ -71,17 +72,20 @@ func New(cfg Config) (*Envoy, error) {
 		conn.Close()
 		return nil, fmt.Errorf("extproctest: listen: %w", err)
 	}
-	ln := downListener{Listener: tcp, dropContinue: s.Proxy100Continue}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Envoy{
 		cfg:     s,
-		ln:      ln,
 		conn:    conn,
 		client:  extprocv3.NewExternalProcessorClient(conn),
 		pools:   map[string]*upstreamPool{},
 		baseCtx: ctx,
 		cancel:  cancel,
 		srvDone: make(chan struct{}),
+	}
+	e.ln = downListener{Listener: tcp, dropContinue: s.Proxy100Continue}
+	if s.DownstreamTLS != nil {
+		e.tlsLn = newTLSListener(e, tcp, s.DownstreamTLS)
+		e.ln = e.tlsLn
 	}
 	if s.Intercept != nil {
 		if e.internal, err = newInternalListener(e); err != nil {
@@ -97,18 +101,28 @@ func New(cfg Config) (*Envoy, error) {
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ic, ok := c.(*innerConn); ok { // DownstreamTLS
+				ctx = context.WithValue(ctx, connInfoKey{}, ic.info)
+				return context.WithValue(ctx, downConnKey{}, ic.down)
+			}
 			return context.WithValue(ctx, downConnKey{}, c)
 		},
 	}
 	go func() {
 		defer close(e.srvDone)
-		_ = e.srv.Serve(ln)
+		_ = e.srv.Serve(e.ln)
 	}()
 	return e, nil
 }
 
-// URL is "http://127.0.0.1:port", the address clients send requests to.
-func (e *Envoy) URL() string { return "http://" + e.ln.Addr().String() }
+// URL is "http://127.0.0.1:port" ("https://" with DownstreamTLS), the address clients
+// send requests to.
+func (e *Envoy) URL() string {
+	if e.tlsLn != nil {
+		return "https://" + e.ln.Addr().String()
+	}
+	return "http://" + e.ln.Addr().String()
+}
 
 // Addr is the listener's "127.0.0.1:port".
 func (e *Envoy) Addr() string { return e.ln.Addr().String() }
@@ -130,6 +144,9 @@ func (e *Envoy) Close() error {
 	e.cancel()
 	err := e.srv.Close()
 	<-e.srvDone
+	if e.tlsLn != nil {
+		e.tlsLn.wait()
+	}
 	if e.internal != nil {
 		e.internal.close()
 	}

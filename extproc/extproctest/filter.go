@@ -211,6 +211,9 @@ func (f *filter) cleanup() {
 // until its processor has answered (FilterManager::decodeHeaders, ext_proc.cc
 // Filter::onHeaders). A filter that refused the request ends the chain.
 func (f *filter) decodeChain() {
+	if f.jwtAuthnDecode() {
+		return
+	}
 	main := f.cfg
 	defer func() { f.cfg = main }()
 	for _, b := range main.before {

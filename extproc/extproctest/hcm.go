@@ -30,6 +30,12 @@ var internalHeaders = []string{
 	"x-envoy-hedge-on-per-try-timeout",
 }
 
+// headerXFCC is removed from every request before any filter runs:
+// ConnectionManagerUtility::mutateXfccRequestHeader with forward_client_cert_details
+// SANITIZE, Envoy's default and the only one FromBootstrap accepts. A client's
+// x-forwarded-client-cert never reaches a filter.
+const headerXFCC = "x-forwarded-client-cert"
+
 // errTooManyHeaders makes the codec answer 431, as Envoy does past max_headers_count.
 var errTooManyHeaders = fmt.Errorf("too many request headers")
 
@@ -112,6 +118,7 @@ func requestHeaders(r *http.Request, stripPort, proxy100Continue bool) (*headerL
 	for _, k := range internalHeaders {
 		h.remove(k)
 	}
+	h.remove(headerXFCC)
 	if !h.has("x-request-id") {
 		h.add("x-request-id", uuid4())
 	}

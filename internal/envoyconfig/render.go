@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -24,6 +25,11 @@ type Endpoints struct {
 	Admin    string // Envoy's admin interface
 	Signer   string // ocisigner's gRPC port
 	Upstream string // the OCI stand-in, plain HTTP/1.1
+	// Files maps the paths the configuration reads (a DataSource's filename:
+	// certificates, keys, a JWKS) to the test's files. Every filename the
+	// configuration names must be mapped, so that a test never reads the
+	// machine's /etc.
+	Files map[string]string
 }
 
 // Names the repository's Envoy files give what a test run replaces.
@@ -79,7 +85,68 @@ func ForTest(bs *bootstrapv3.Bootstrap, e Endpoints) (*bootstrapv3.Bootstrap, er
 	if found != 2 {
 		return nil, fmt.Errorf("want clusters %s and %s", SignerCluster, OCICluster)
 	}
+	if err := mapFiles(bs.ProtoReflect(), e.Files); err != nil {
+		return nil, err
+	}
 	return bs, Check(bs)
+}
+
+// mapFiles replaces every DataSource filename below m by its test file, in
+// the typed configs (Any) too. The system CA bundle of the OCI cluster's
+// TLS is left: ForTest replaces that cluster.
+func mapFiles(m protoreflect.Message, files map[string]string) error {
+	if ds, ok := m.Interface().(*corev3.DataSource); ok {
+		name := ds.GetFilename()
+		if name == "" {
+			return nil
+		}
+		to, ok := files[name]
+		if !ok {
+			return fmt.Errorf("the configuration reads %s, which Endpoints.Files does not map", name)
+		}
+		ds.Specifier = &corev3.DataSource_Filename{Filename: to}
+		return nil
+	}
+	if a, ok := m.Interface().(*anypb.Any); ok {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			return err
+		}
+		if err := mapFiles(inner.ProtoReflect(), files); err != nil {
+			return err
+		}
+		b, err := anypb.New(inner)
+		if err != nil {
+			return err
+		}
+		a.Value = b.Value
+		return nil
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			for i := range v.List().Len() {
+				if err = mapFiles(v.List().Get(i).Message(), files); err != nil {
+					return false
+				}
+			}
+		case fd.IsMap():
+			if fd.MapValue().Kind() == protoreflect.MessageKind {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					err = mapFiles(mv.Message(), files)
+					return err == nil
+				})
+			}
+		default:
+			err = mapFiles(v.Message(), files)
+		}
+		return err == nil
+	})
+	return err
 }
 
 func dropForwardProxyFilter(chains []*listenerv3.FilterChain) error {

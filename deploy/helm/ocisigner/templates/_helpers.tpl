@@ -43,6 +43,45 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if has .Values.mode (list "gateway" "envoyGateway") }}true{{ end -}}
 {{- end -}}
 
+{{/* A shared gateway with a policy (gateway.policy, modes gateway and envoyGateway). */}}
+{{- define "ocisigner.policy" -}}
+{{- if and (include "ocisigner.shared" .) .Values.gateway.policy }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The policy (a ConfigMap) and the keys (a Secret) in the signer only,
+read-only. kubelet swaps a changed ConfigMap or Secret volume by renaming
+its ..data link, which the signer's watcher sees as a new file: it reloads
+without a restart. No subPath: a subPath mount never changes.
+*/}}
+{{- define "ocisigner.policyMounts" -}}
+{{- if include "ocisigner.policy" . }}
+- name: ocisigner-policy
+  mountPath: /etc/ocisigner/policy
+  readOnly: true
+{{- if .Values.gateway.keys }}
+- name: ocisigner-keys
+  mountPath: /etc/ocisigner/keys
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "ocisigner.policyVolumes" -}}
+{{- if include "ocisigner.policy" . }}
+- name: ocisigner-policy
+  configMap:
+    name: {{ include "ocisigner.fullname" . }}-policy
+    defaultMode: 0444
+{{- if .Values.gateway.keys }}
+- name: ocisigner-keys
+  secret:
+    secretName: {{ include "ocisigner.fullname" . }}-keys
+    defaultMode: 0400
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* A container's security context: uid and gid as the first two arguments. */}}
 {{- define "ocisigner.containerSecurity" -}}
 runAsUser: {{ index . 0 }}
@@ -100,6 +139,14 @@ Service, and the NetworkPolicy is what keeps everyone else out.
   value: "true"
 - name: OCISIGNER_WRITE_BACK
   value: "false"
+{{- end }}
+{{- if include "ocisigner.policy" . }}
+- name: OCISIGNER_POLICY
+  value: /etc/ocisigner/policy/policy.yaml
+{{- if .Values.gateway.keys }}
+- name: OCISIGNER_KEYS
+  value: /etc/ocisigner/keys/keys
+{{- end }}
 {{- end }}
 {{- range .Values.signer.extraEnv }}
 - name: {{ .name }}
@@ -217,6 +264,7 @@ profile can sign: a restart never fixes credentials.
     {{- include "ocisigner.containerSecurity" (list 65532 65532) | nindent 4 }}
   volumeMounts:
     {{- include "ocisigner.credentialMount" . | nindent 4 }}
+    {{- include "ocisigner.policyMounts" . | nindent 4 }}
     - name: ocisigner-tmp
       mountPath: /tmp
 {{- end -}}
