@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,8 +37,12 @@ func generated(t *testing.T, doc, name, want string) {
 	}
 	begin, end := "<!-- generated: "+name+" -->\n", "<!-- end: "+name+" -->"
 	i, j := bytes.Index(data, []byte(begin)), bytes.Index(data, []byte(end))
+	if i < 0 && update { // a new command: its section goes at the end
+		data = fmt.Appendf(bytes.TrimRight(data, "\n"), "\n\n## %s\n\n%s%s\n", strings.TrimSuffix(name, " -h"), begin, end)
+		i, j = bytes.Index(data, []byte(begin)), bytes.Index(data, []byte(end))
+	}
 	if i < 0 || j < i {
-		t.Fatalf("%s has no %q ... %q section", doc, begin, end)
+		t.Fatalf("%s has no %q ... %q section; run OCISIGNER_UPDATE_DOCS=1 go test ./cmd/ocisigner -run TestDocs", doc, begin, end)
 	}
 	got := string(data[i+len(begin) : j])
 	if got == want {
@@ -60,6 +65,29 @@ func TestDocsCommandReference(t *testing.T) {
 			t.Fatalf("%s -h: exit %d %s", c.name, code, errOut)
 		}
 		generated(t, "docs/commands.md", "ocisigner "+c.name+" -h", "```text generated\n"+out+"```\n")
+	}
+}
+
+// The exit-code table of docs/commands.md has a row for every exit code,
+// and none for a code that does not exist.
+func TestDocsExitCodes(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "commands.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(string(data), -1)
+	seen := map[int]bool{}
+	for _, r := range rows {
+		code, _ := strconv.Atoi(r[1])
+		if _, ok := exitMeaning[code]; !ok {
+			t.Errorf("docs/commands.md explains exit code %d, which no command uses", code)
+		}
+		seen[code] = true
+	}
+	for code, meaning := range exitMeaning {
+		if !seen[code] {
+			t.Errorf("docs/commands.md has no row for exit code %d (%s)", code, meaning)
+		}
 	}
 }
 
