@@ -29,6 +29,7 @@ import (
 // the variable its runner reads come from them.
 const (
 	e2eWorkflowFile = ".github/workflows/envoy-e2e.yml"
+	e2eDocsFile     = "docs/testing.md"
 	e2eTableTest    = "TestEnvoyEndToEnd"
 	e2eEnvoyConst   = "envoyBinaryEnv" // extproc's name for the variable
 	e2eEnvoyInImage = "/usr/local/bin/envoy"
@@ -65,6 +66,7 @@ type e2eLoaded struct {
 	composeImage string   // docker-compose.yml's Envoy image
 	tests        []string // extproc's top-level Test functions
 	envoyVar     string   // the variable extproc's table reads
+	docs         string   // docs/testing.md
 }
 
 func loadE2EWorkflow(files map[string]string, composeImage string) (*e2eLoaded, error) {
@@ -81,7 +83,7 @@ func loadE2EWorkflow(files map[string]string, composeImage string) (*e2eLoaded, 
 	if len(wf.Jobs) != 1 {
 		return nil, fmt.Errorf("%d jobs, want one", len(wf.Jobs))
 	}
-	l := &e2eLoaded{wf: &wf, composeImage: composeImage}
+	l := &e2eLoaded{wf: &wf, composeImage: composeImage, docs: files[e2eDocsFile]}
 	for _, j := range wf.Jobs {
 		l.job = j
 	}
@@ -259,6 +261,18 @@ var e2eChecks = []namedCheck[*e2eLoaded]{
 		}
 		return p.err()
 	}},
+	{"docs/testing.md runs the table as the workflow does", func(l *e2eLoaded) error {
+		_, st := l.stepRunning("go test")
+		if st == nil {
+			return errors.New("no step runs go test")
+		}
+		for _, line := range strings.Split(l.docs, "\n") {
+			if v, ok := strings.CutPrefix(line, l.envoyVar+"="); ok && l.envoyVar != "" && strings.HasSuffix(v, " "+strings.TrimSpace(st.Run)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has no command %s=... %s", e2eDocsFile, l.envoyVar, strings.TrimSpace(st.Run))
+	}},
 	{"steps in order", func(l *e2eLoaded) error {
 		var p problems
 		checkout, co := l.stepUsing("actions/checkout")
@@ -283,7 +297,7 @@ var e2eChecks = []namedCheck[*e2eLoaded]{
 
 func readE2EWorkflowFiles(t *testing.T) map[string]string {
 	t.Helper()
-	files := map[string]string{e2eWorkflowFile: readRepoFile(t, e2eWorkflowFile)}
+	files := map[string]string{e2eWorkflowFile: readRepoFile(t, e2eWorkflowFile), e2eDocsFile: readRepoFile(t, e2eDocsFile)}
 	names, err := filepath.Glob(filepath.Join(repoRoot, "extproc", "*_test.go"))
 	if err != nil || len(names) == 0 {
 		t.Fatalf("extproc's tests: %v", err)
@@ -338,9 +352,22 @@ var e2eMutations = []fileMutation{
 	{"extproc/e2e_table_test.go", mutation{"the table renamed", replaceFirst("func TestEnvoyEndToEnd(", "func TestEndToEndTable("), "the table runs against it"}},
 	{"extproc/envoy_process_test.go", mutation{"the variable renamed", replaceFirst(`envoyBinaryEnv = "OCISIGNER_ENVOY"`, `envoyBinaryEnv = "OCISIGNER_ENVOY_BINARY"`), "the table runs against it"}},
 
+	{e2eDocsFile, mutation{"the docs' command cached", replaceEvery("envoy go test -count=1 -v", "envoy go test -v"), "docs/testing.md runs the table as the workflow does"}},
+	{e2eWorkflowFile, mutation{"the docs left behind", replaceFirst(`go test -count=1 -v -run '^TestEnvoyEndToEnd$' ./extproc`, `go test -count=1 -v -run '^TestEnvoyEndToEnd$' -timeout 10m ./extproc`), "docs/testing.md runs the table as the workflow does"}},
+
 	{e2eWorkflowFile, mutation{"table before the copy", moveStep("Run the end-to-end table against it", 2), "steps in order"}},
 	{e2eWorkflowFile, mutation{"checkout keeps the token", replaceFirst("persist-credentials: false", "persist-credentials: true"), "steps in order"}},
 	{e2eWorkflowFile, mutation{"another Go", replaceFirst("go-version-file: go.mod", "go-version: stable"), "steps in order"}},
+}
+
+// replaceEvery replaces every occurrence of old, and fails when there is none.
+func replaceEvery(old, repl string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		if !strings.Contains(s, old) {
+			return "", fmt.Errorf("%q not found", old)
+		}
+		return strings.ReplaceAll(s, old, repl), nil
+	}
 }
 
 func TestEnvoyE2EWorkflowChecksCatchRegressions(t *testing.T) {
