@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -97,11 +98,40 @@ func loadE2EWorkflow(files map[string]string, composeImage string) (*e2eLoaded, 
 	return l, nil
 }
 
+// goTestFile is what readGoTests takes from a Go file.
+type goTestFile struct {
+	tests    []string
+	envoyVar string
+}
+
+// goTestFiles caches goTestFile by file name and content: the mutation
+// proof loads the same twenty files for every mutation, under -race.
+var goTestFiles sync.Map
+
 // readGoTests notes the file's Test functions and the table's variable.
 func (l *e2eLoaded) readGoTests(name, src string) error {
+	key := name + "\x00" + src
+	r, ok := goTestFiles.Load(key)
+	if !ok {
+		g, err := parseGoTests(name, src)
+		if err != nil {
+			return err
+		}
+		r, _ = goTestFiles.LoadOrStore(key, g)
+	}
+	g := r.(goTestFile)
+	l.tests = append(l.tests, g.tests...)
+	if g.envoyVar != "" {
+		l.envoyVar = g.envoyVar
+	}
+	return nil
+}
+
+func parseGoTests(name, src string) (goTestFile, error) {
+	var l goTestFile
 	f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.SkipObjectResolution)
 	if err != nil {
-		return err
+		return l, err
 	}
 	for _, d := range f.Decls {
 		switch d := d.(type) {
@@ -121,7 +151,7 @@ func (l *e2eLoaded) readGoTests(name, src string) error {
 			}
 		}
 	}
-	return nil
+	return l, nil
 }
 
 // stepRunning returns the index and the step whose run holds s, or -1.
