@@ -263,6 +263,9 @@ func TestMain(m *testing.M) {
 		benchServer()
 		return
 	}
+	if record := os.Getenv(fakeEnvoyEnv); record != "" {
+		os.Exit(fakeEnvoy(record))
+	}
 	code := m.Run()
 	stopChild()
 	if leaked := leakedSecrets(); leaked != "" {

@@ -165,76 +165,6 @@ func TestGatewayFormsReachEveryAlias(t *testing.T) {
 	}
 }
 
-// examplePin is the profile envoy.yaml's example route pins (for requests
-// carrying x-oci-route: example). It gets the API profile's key, in a region
-// of its own.
-func examplePin(t *testing.T, s *stack, region string) {
-	key := signertest.Key(t, 1)
-	s.folder.AppendConfig("EXAMPLE", "user", "ocid1.user.oc1..uexample", "fingerprint", signer.Fingerprint(&key.PublicKey),
-		"key_file", s.folder.WrittenPath("keys/api.pem"), "tenancy", "ocid1.tenancy.oc1..test", "region", region)
-	s.oci.RegisterAPIKey(signertest.APIKeyID("EXAMPLE", &key.PublicKey), &key.PublicKey)
-}
-
-// A route's profile pin holds whichever form reached the route: a
-// gateway-form request that envoy.yaml's address filter moves onto the
-// pinned route is signed there with the pin, as a proxy-form request sent
-// there directly is; the header cannot choose another profile on it in
-// either form. (The gateway filter used to sign on the catch-all's route,
-// before the re-match, with the header's or the default profile.)
-func TestRoutePinHoldsInBothForms(t *testing.T) {
-	t.Parallel()
-	s := newStack(t, stackOptions{})
-	examplePin(t, s, "us-ashburn-1")
-	pinned := signertest.APIKeyID("EXAMPLE", &signertest.Key(t, 1).PublicKey)
-	for name, req := range map[string]*http.Request{
-		"proxy form":                  s.request("GET", osHost, "/n/", nil),
-		"gateway form, explicit host": s.request("GET", gateway, "/"+osHost+"/n/", nil),
-		"gateway form, alias":         s.request("GET", gateway, "/objectstorage/n/", nil),
-	} {
-		req.Header.Set("x-oci-route", "example")
-		if a := s.do(req); a.status != 200 {
-			t.Fatalf("%s: status %d: %s", name, a.status, a.body)
-		}
-		if rec := s.lastRecord(); rec.KeyID != pinned || rec.Host != osHost || rec.RequestURI != "/n/" {
-			t.Fatalf("%s: OCI got %s%s signed as %s, want the route's pin EXAMPLE", name, rec.Host, rec.RequestURI, rec.KeyID)
-		}
-		// The header naming another profile is refused on the pinned route.
-		again := req.Clone(req.Context())
-		again.Header.Set("x-oci-profile", "API")
-		if a := s.do(again); a.status != http.StatusForbidden {
-			t.Fatalf("%s with x-oci-profile: API: status %d, want 403 (the route's pin wins)", name, a.status)
-		}
-	}
-}
-
-// An alias resolved with one profile's region is not signed for a pinned
-// profile of another region: 421, saying how to name the right profile;
-// naming it works.
-func TestRoutePinInAnotherRegionThanTheAlias(t *testing.T) {
-	t.Parallel()
-	s := newStack(t, stackOptions{})
-	examplePin(t, s, "eu-frankfurt-2")
-	req := s.request("GET", gateway, "/objectstorage/n/", nil)
-	req.Header.Set("x-oci-route", "example")
-	a := s.do(req)
-	code, msg := a.refusal(t)
-	if a.status != http.StatusMisdirectedRequest || code != extproc.CodeMisdirected || !strings.Contains(msg, "EXAMPLE") || !strings.Contains(msg, "x-oci-profile") {
-		t.Fatalf("%d %s %q", a.status, code, msg)
-	}
-	if len(s.oci.Requests()) != 0 {
-		t.Fatal("a refused request reached OCI")
-	}
-	req = s.request("GET", gateway, "/objectstorage/n/", nil)
-	req.Header.Set("x-oci-route", "example")
-	req.Header.Set("x-oci-profile", "EXAMPLE")
-	if a := s.do(req); a.status != 200 {
-		t.Fatalf("naming the pinned profile: %d %s", a.status, a.body)
-	}
-	if rec := s.lastRecord(); rec.Host != "objectstorage.eu-frankfurt-2.oraclecloud.eu" {
-		t.Fatalf("OCI got %s: the alias must resolve in the pinned profile's region", rec.Host)
-	}
-}
-
 // The route's compartment is used for a Generative AI request that names
 // none, and a client's own compartment is left alone.
 func TestGatewayCompartmentFromTheRoute(t *testing.T) {
@@ -268,54 +198,6 @@ func TestGatewayCompartmentFromTheRoute(t *testing.T) {
 		if c := calls[len(calls)-1]; c.Compartment != tc.want {
 			t.Fatalf("route %q, client %q: compartment %q, want %q", tc.route, tc.client, c.Compartment, tc.want)
 		}
-	}
-}
-
-// Gateway addresses that cannot be read one way only are refused with 400,
-// and an explicit host outside the OCI realms with the same 403 as a
-// proxy-form request for it; nothing reaches OCI.
-func TestGatewayFormsRefused(t *testing.T) {
-	t.Parallel()
-	s := newStack(t, stackOptions{})
-	s.folder.AppendConfig("NOREGION", "user", "ocid1.user.oc1..unoregion", "fingerprint", signer.Fingerprint(&signertest.Key(t, 1).PublicKey),
-		"key_file", s.folder.WrittenPath("keys/api.pem"), "tenancy", "ocid1.tenancy.oc1..test")
-	for _, tc := range []struct {
-		name, target, profile string
-		status                int
-		code, reason          string
-	}{
-		{"an explicit host outside the realms", "/example.com/n/", "", 403, extproc.CodeHostNotAllowed, `"example.com" is not one`},
-		{"an IP literal", "/127.0.0.1:8080/n/", "", 403, extproc.CodeHostNotAllowed, "send /<OCI host or service alias>/<path>"},
-		{"an unknown alias", "/nosuch/n/", "", 403, extproc.CodeHostNotAllowed, "genai"},
-		{"an empty segment", "//n/", "", 400, extproc.CodeGatewayPath, "empty"},
-		{"a dot-dot segment", "/../n/", "", 400, extproc.CodeGatewayPath, `".."`},
-		{"percent-encoding in the host segment", "/objectstorage.us-ashburn-1.oraclecloud.com%2Fn/", "", 400, extproc.CodeGatewayPath, "percent-encoded"},
-		{"an encoded dot in the host segment", "/objectstorage%2Eus-ashburn-1.oraclecloud.com/n/", "", 400, extproc.CodeGatewayPath, "percent-encoded"},
-		{"userinfo", "/user@objectstorage.us-ashburn-1.oraclecloud.com/n/", "", 400, extproc.CodeGatewayPath, "user information"},
-		{"a port on an alias", "/genai:443/openai/v1/models", "", 400, extproc.CodeGatewayPath, "no port"},
-		{"a host that is no host name", "/a..b.oraclecloud.com/n/", "", 400, extproc.CodeInvalidHost, "empty label"},
-		{"an alias for a profile without region", "/objectstorage/n/", "NOREGION", 400, extproc.CodeGatewayPath, "region"},
-		{"nothing at all", "/", "", 403, extproc.CodeHostNotAllowed, "/<OCI host or service alias>/<path>"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := len(s.oci.Requests())
-			req := s.request("GET", gateway, tc.target, nil)
-			if tc.profile != "" {
-				req.Header.Set("x-oci-profile", tc.profile)
-			}
-			a := s.do(req)
-			code, msg := a.refusal(t)
-			if a.status != tc.status || code != tc.code || !strings.Contains(msg, tc.reason) {
-				t.Fatalf("%d %s %q, want %d %s saying %q", a.status, code, msg, tc.status, tc.code, tc.reason)
-			}
-			if len(s.oci.Requests()) != before {
-				t.Fatal("a refused request reached OCI")
-			}
-		})
-	}
-	// Proxy form, unchanged: the real host as Host, no rewriting.
-	if a := s.do(s.request("GET", osHost, "/n/", nil)); a.status != 200 {
-		t.Fatalf("proxy form: %d %s", a.status, a.body)
 	}
 }
 

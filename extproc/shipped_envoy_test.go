@@ -23,20 +23,29 @@ var shipped = sync.OnceValues(func() (*bootstrapv3.Bootstrap, error) {
 	return envoyconfig.Load(data)
 })
 
-// shippedConfig is the Envoy stand-in configured by the repository's
-// envoy.yaml, as a test run renders it (envoyconfig.ForTest): the signer at
-// signer, OCI at upstream. Every end-to-end test runs against the routes,
-// filters and settings a real Envoy would load.
-func shippedConfig(t testing.TB, signer, upstream string) extproctest.Config {
+// renderShipped is the repository's envoy.yaml as a test run gives it to
+// Envoy (envoyconfig.ForTest): a real Envoy loads it as it is, the stand-in
+// reads it with extproctest.FromBootstrap.
+func renderShipped(t testing.TB, e envoyconfig.Endpoints) *bootstrapv3.Bootstrap {
 	t.Helper()
 	bs, err := shipped()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream})
+	r, err := envoyconfig.ForTest(bs, e)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// shippedConfig is the Envoy stand-in configured by the repository's
+// envoy.yaml, as a test run renders it: the signer at signer, OCI at
+// upstream. Every end-to-end test runs against the routes, filters and
+// settings a real Envoy would load.
+func shippedConfig(t testing.TB, signer, upstream string) extproctest.Config {
+	t.Helper()
+	r := renderShipped(t, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream})
 	c, err := extproctest.FromBootstrap(r, map[string]string{envoyconfig.SignerCluster: signer, envoyconfig.OCICluster: upstream})
 	if err != nil {
 		t.Fatal(err)

@@ -57,7 +57,8 @@ type stack struct {
 	config  *credentials.Store
 	server  *extproc.Server
 	grpc    *grpc.Server
-	envoy   *extproctest.Envoy
+	envoy   *extproctest.Envoy // the stand-in; nil when a real Envoy runs
+	url     string             // where clients send: Envoy's listener
 	client  *http.Client
 	handler chan error // what each Process call returned, when tracked
 
@@ -73,6 +74,9 @@ type stackOptions struct {
 	envoy       func(*extproctest.Config)
 	server      func(*extproc.Config)
 	trackStatus bool
+	// envoyBinary, when set, runs a real Envoy (or anything that starts
+	// like one) with the shipped envoy.yaml in place of the stand-in.
+	envoyBinary string
 }
 
 func newStack(t *testing.T, so stackOptions) *stack {
@@ -134,23 +138,29 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	go func() { _ = s.grpc.Serve(lis) }()
 	t.Cleanup(s.grpc.Stop)
 
-	ecfg := shippedConfig(t, lis.Addr().String(), s.oci.Addr)
-	if so.envoy != nil {
-		so.envoy(&ecfg)
+	if so.envoyBinary != "" {
+		s.url = startRealEnvoy(t, so, lis.Addr().String(), s.oci.Addr)
+	} else {
+		ecfg := shippedConfig(t, lis.Addr().String(), s.oci.Addr)
+		if so.envoy != nil {
+			so.envoy(&ecfg)
+		}
+		s.envoy, err = extproctest.New(ecfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.envoy.Close() })
+		s.url = s.envoy.URL()
 	}
-	s.envoy, err = extproctest.New(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.envoy.Close() })
 	s.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1100, MaxConnsPerHost: 0}}
 	t.Cleanup(s.client.CloseIdleConnections)
 	// Whatever else a test checks, these hold for every stack: no request
 	// went upstream without processing, and OCI saw only signed requests.
 	t.Cleanup(func() {
-		st := s.envoy.Stats()
-		if st.ContinuedUnprocessed != 0 {
-			t.Errorf("Envoy forwarded %d requests unprocessed", st.ContinuedUnprocessed)
+		if s.envoy != nil {
+			if st := s.envoy.Stats(); st.ContinuedUnprocessed != 0 {
+				t.Errorf("Envoy forwarded %d requests unprocessed", st.ContinuedUnprocessed)
+			}
 		}
 		for _, r := range s.oci.Requests() {
 			if p, err := signertest.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
@@ -211,10 +221,10 @@ func (tr *traffic) stop() int64 {
 	return tr.failures.Load()
 }
 
-// request builds a request to the Envoy stand-in addressed to host.
+// request builds a request to Envoy addressed to host.
 func (s *stack) request(method, host, target string, body io.Reader) *http.Request {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.envoy.URL()+target, body)
+	req, err := http.NewRequest(method, s.url+target, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}

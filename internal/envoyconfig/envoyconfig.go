@@ -133,3 +133,15 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path stri
 	}
 	return nil
 }
+
+// Equal reports whether a and b are the same configuration. proto.Equal
+// compares a google.protobuf.Any by its bytes, and a message with a map
+// inside an Any (a virtual host's typed_per_filter_config inside the
+// connection manager's) serializes its entries in no fixed order: Equal
+// compares the JSON forms, where every Any is unpacked and map keys are
+// sorted.
+func Equal(a, b proto.Message) bool {
+	ja, errA := protojson.Marshal(a)
+	jb, errB := protojson.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
