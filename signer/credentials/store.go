@@ -154,6 +154,40 @@ func (s *Store) Names() []string {
 	return names
 }
 
+// earlyRefreshInterval is the least time between two early refreshes of a
+// profile (Store.RefreshEarly), however many refusals ask for them: as
+// long as the refresh margin, so that a flood of 401s costs the issuer no
+// more than one request per profile every few minutes.
+const earlyRefreshInterval = DefaultRefreshMargin
+
+// RefreshEarly asks the background loop to fetch profile's credentials
+// anew now, ahead of their schedule: for credentials OCI refused (a 401),
+// which their issuer may have revoked or rotated before they expire. Only
+// credentials that can be fetched anew take part: session tokens
+// (refreshed at the auth service, when refresh is on), instance, resource
+// and workload principals, and token exchange; API keys, and a profile
+// that has never had credentials, do not. It never blocks, and asks at
+// most once every five minutes for a profile, by the store's clock.
+// It reports whether it asked.
+func (s *Store) RefreshEarly(profile string) bool {
+	var c *cache[*signer.Credentials]
+	switch {
+	case s.principal != nil && profile == s.name:
+		c = s.principal.c
+	case s.cfg != nil:
+		if e, err := s.cfg.entry(profile); err == nil {
+			c = e.c
+		}
+	}
+	if c == nil {
+		return false
+	}
+	if st := c.st.Load(); st == nil || st.e == nil || st.e.value.Kind == signer.KindAPIKey {
+		return false
+	}
+	return c.refreshEarly(earlyRefreshInterval)
+}
+
 // Config is the watched config file, or nil when a principal stands alone.
 func (s *Store) Config() *ConfigFile { return s.cfg }
 
