@@ -308,6 +308,7 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	}
 	f.respHeaders = h
 	f.respNoBody = resp.Body == http.NoBody || resp.ContentLength == 0
+	f.observeResponse(h, f.respNoBody)
 
 	if !f.complete && f.enc.sendHeaders {
 		f.openStream()
