@@ -14,12 +14,13 @@ import (
 
 // AccessLogFormat is the text format of the stdout access log in ocisigner's envoy.yaml
 // (deploy/envoy_test.go keeps the two equal): one line per request saying which host and
-// path went out, which profile, principal and key signed it, the signer's outcome, and
-// OCI's answer.
+// path went out, which profile, principal and key signed it, the signer's outcome, where a
+// Generative AI request's project came from, and OCI's answer.
 const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%` +
 	` %DURATION%ms host=%REQ(:AUTHORITY)% upstream=%DYNAMIC_METADATA(ocisigner:upstream)%` +
 	` profile=%DYNAMIC_METADATA(ocisigner:profile)% principal=%DYNAMIC_METADATA(ocisigner:principal)%` +
 	` key_id=%DYNAMIC_METADATA(ocisigner:key_id)% outcome=%DYNAMIC_METADATA(ocisigner:outcome)%` +
+	` project=%DYNAMIC_METADATA(ocisigner:project)%` +
 	` opc-request-id=%RESP(OPC-REQUEST-ID)%` + "\n"
 
 // ErrAccessLogFormat is wrapped by FormatAccessLog for a format Envoy would refuse or the
