@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -374,5 +375,57 @@ func TestHostileGenAIHeadersThroughTheGateway(t *testing.T) {
 		if len(s.oci.Requests()) != before {
 			t.Errorf("%s: the request reached OCI", tc.name)
 		}
+	}
+}
+
+// docs/genai.md's Go example, run: the client as the page writes it,
+// against the Envoy stand-in built from envoy.yaml.
+func TestGenAIDocGoExample(t *testing.T) {
+	t.Parallel()
+	s, genai, _ := genaiStack(t, "")
+	gatewayURL, project, ctx := s.envoy.URL(), e2eClientProject, context.Background()
+
+	client := openai.NewClient(
+		option.WithBaseURL(gatewayURL+"/genai/openai/v1"),
+		option.WithAPIKey("unused"), // ocisigner signs with your OCI profile instead
+		option.WithProject(project), // or let the gateway set it
+	)
+	resp, err := client.Responses.New(ctx, responses.ResponseNewParams{
+		Model: "openai.gpt-oss-120b",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Say hello.")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.OutputText() != signertest.DefaultGenAIReply {
+		t.Fatalf("reply %q", resp.OutputText())
+	}
+	if calls := genai.Calls(); len(calls) != 1 || calls[0].Project != project {
+		t.Fatalf("calls %+v", calls)
+	}
+
+	// And the page shows this example verbatim.
+	doc, err := os.ReadFile("../docs/genai.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "Go (`github.com/openai/openai-go/v3`")
+	_, block, ok2 := strings.Cut(after, "```go\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	src, err := os.ReadFile("genai_e2e_test.go")
+	if !ok || !ok2 || !ok3 || err != nil {
+		t.Fatalf("docs/genai.md has no Go example (%v)", err)
+	}
+	trim := func(s string) string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if !strings.Contains(trim(string(src)), trim(block)) || len(strings.Split(trim(block), "\n")) < 5 {
+		t.Fatalf("docs/genai.md's Go example is not this test's, verbatim:\n%s", block)
 	}
 }
