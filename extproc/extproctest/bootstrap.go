@@ -90,22 +90,9 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 			return "", fmt.Errorf("%w: HTTP filter %s (%s)", ErrUnsupported, f.GetName(), typeName(f.GetTypedConfig()))
 		}
 	}
-	eps := make([]*extprocfilterv3.ExternalProcessor, len(procs))
-	last := -1 // the last ext_proc filter that waits for its answers: Config's
-	for i, f := range procs {
-		eps[i] = &extprocfilterv3.ExternalProcessor{}
-		if err := f.GetTypedConfig().UnmarshalTo(eps[i]); err != nil {
-			return "", err
-		}
-		if !eps[i].GetObservabilityMode() {
-			if last != i-1 {
-				return "", fmt.Errorf("%w: filter %s after a filter in observability mode", ErrUnsupported, f.GetName())
-			}
-			last = i
-		}
-	}
-	if last < 0 {
-		return "", fmt.Errorf("%w: no ext_proc filter that waits for its answers", ErrUnsupported)
+	eps, last, err := readProcs(procs)
+	if err != nil {
+		return "", err
 	}
 	for i, f := range procs {
 		ep := eps[i]
@@ -153,6 +140,29 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 		c.ReceivingNamespaces, c.ForwardingNamespaces = mo.GetReceivingNamespaces().GetUntyped(), mo.GetForwardingNamespaces().GetUntyped()
 	}
 	return cluster, nil
+}
+
+// readProcs decodes the ext_proc filters and finds Config's: the last that
+// waits for its answers, after which only filters in observability mode
+// may come.
+func readProcs(procs []*hcmv3.HttpFilter) (eps []*extprocfilterv3.ExternalProcessor, last int, err error) {
+	eps, last = make([]*extprocfilterv3.ExternalProcessor, len(procs)), -1
+	for i, f := range procs {
+		eps[i] = &extprocfilterv3.ExternalProcessor{}
+		if err := f.GetTypedConfig().UnmarshalTo(eps[i]); err != nil {
+			return nil, 0, err
+		}
+		if !eps[i].GetObservabilityMode() {
+			if last != i-1 {
+				return nil, 0, fmt.Errorf("%w: filter %s after a filter in observability mode", ErrUnsupported, f.GetName())
+			}
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil, 0, fmt.Errorf("%w: no ext_proc filter that waits for its answers", ErrUnsupported)
+	}
+	return eps, last, nil
 }
 
 // routeTable is a route_config as the stand-in matches it.
