@@ -163,7 +163,9 @@ type Config struct {
 	DiscloseErrors bool
 	Logger         *slog.Logger
 	Clock          func() time.Time
-	Observer       Observer
+	// Observer gets an Event per request; one that also implements
+	// RefusalObserver gets OCI's 401 and 403 to what was signed (observe.go).
+	Observer Observer
 }
 
 // Server is the ext_proc service.
