@@ -44,6 +44,7 @@ import (
 const (
 	extProcFilterName = "envoy.filters.http.ext_proc" // proxy form
 	gatewayFilterName = "ocisigner.ext_proc.gateway"  // gateway form: may set :authority
+	observeFilterName = "ocisigner.ext_proc.observe"  // sees OCI's answers, in observability mode
 	dfpFilterName     = "envoy.filters.http.dynamic_forward_proxy"
 	routerFilterName  = "envoy.filters.http.router"
 	httpOptionsKey    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -145,6 +146,7 @@ type envoyConfig struct {
 	filterNames []string
 	extProc     *extprocv3.ExternalProcessor // the proxy-form filter
 	gatewayProc *extprocv3.ExternalProcessor // the gateway-form filter
+	observeProc *extprocv3.ExternalProcessor // the observing filter
 	dfpFilter   *dfpfilterv3.FilterConfig
 	routes      *routev3.RouteConfiguration
 	ociHosts    []*routev3.VirtualHost // every virtual host but the catch-all
@@ -206,6 +208,10 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 			if c.gatewayProc, err = unpack(f.GetTypedConfig(), &extprocv3.ExternalProcessor{}); err != nil {
 				return nil, err
 			}
+		case observeFilterName:
+			if c.observeProc, err = unpack(f.GetTypedConfig(), &extprocv3.ExternalProcessor{}); err != nil {
+				return nil, err
+			}
 		case dfpFilterName:
 			if c.dfpFilter, err = unpack(f.GetTypedConfig(), &dfpfilterv3.FilterConfig{}); err != nil {
 				return nil, err
@@ -216,9 +222,9 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 			}
 		}
 	}
-	if c.extProc == nil || c.gatewayProc == nil || c.dfpFilter == nil {
-		return nil, fmt.Errorf("http filters %v: %s, %s and dynamic_forward_proxy are required",
-			c.filterNames, extProcFilterName, gatewayFilterName)
+	if c.extProc == nil || c.gatewayProc == nil || c.observeProc == nil || c.dfpFilter == nil {
+		return nil, fmt.Errorf("http filters %v: %s, %s, %s and dynamic_forward_proxy are required",
+			c.filterNames, extProcFilterName, gatewayFilterName, observeFilterName)
 	}
 	c.routes = hcm.GetRouteConfig()
 	if c.routes == nil {
@@ -353,8 +359,8 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 	}},
 	{"http filter order", func(c *envoyConfig) error {
 		// The gateway filter addresses; the signing filter after it signs on the
-		// route matched again.
-		want := []string{gatewayFilterName, extProcFilterName, dfpFilterName, routerFilterName}
+		// route matched again; the observing filter sees the responses.
+		want := []string{gatewayFilterName, extProcFilterName, observeFilterName, dfpFilterName, routerFilterName}
 		if !slices.Equal(c.filterNames, want) {
 			return fmt.Errorf("http_filters = %v, want %v", c.filterNames, want)
 		}
@@ -829,6 +835,21 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		}
 		return p.err()
 	}},
+	{"the observing filter never holds a response", checkObserver},
+	{"the observing filter runs on the OCI routes only", func(c *envoyConfig) error {
+		var p problems
+		for _, vh := range c.routes.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				runs, err := c.runsOn(observeFilterName, vh, r)
+				if err != nil {
+					p.addf("route %s/%s: %v", vh.GetName(), r.GetName(), err)
+				} else if oci := vh != c.catchAll; runs != oci {
+					p.addf("route %s/%s: %s runs %v; want it on the OCI routes, and only there", vh.GetName(), r.GetName(), observeFilterName, runs)
+				}
+			}
+		}
+		return p.err()
+	}},
 	{"admin on loopback", func(c *envoyConfig) error {
 		sa := c.bs.GetAdmin().GetAddress().GetSocketAddress()
 		ip, err := netip.ParseAddr(sa.GetAddress())
@@ -950,7 +971,7 @@ var envoyMutations = []mutation{
 	{"response body sent", replaceFirst("response_body_mode: NONE", "response_body_mode: BUFFERED"), "ext_proc processing mode"},
 	{"trailer mode left DEFAULT", replaceFirst("request_trailer_mode: SKIP", "request_trailer_mode: DEFAULT"), "ext_proc processing mode"},
 	{"no mode override", replaceFirst("allow_mode_override: true", "allow_mode_override: false"), "ext_proc mode override"},
-	{"NONE override missing", replaceLast("request_body_mode: NONE", "request_body_mode: STREAMED"), "ext_proc mode override"},
+	{"NONE override missing", replaceNth("request_body_mode: NONE", "request_body_mode: STREAMED", 2), "ext_proc mode override"},
 	{"gateway filter buffers", replaceFirst("request_body_mode: NONE", "request_body_mode: BUFFERED"), "ext_proc processing mode"},
 	{"gateway filter may override", replaceFirst("                      metadata_options:\n", "                      allow_mode_override: true\n                      metadata_options:\n"), "ext_proc processing mode"},
 	{"override not fully explicit", replaceLast("                          response_trailer_mode: SKIP\n", ""), "ext_proc mode override"},
@@ -989,7 +1010,7 @@ var envoyMutations = []mutation{
 	{"one stat prefix for both", replaceFirst("                      stat_prefix: gateway\n", ""), "the gateway filter addresses and the signing filter signs"},
 	{"gateway filter signs", replaceFirst("value: address", "value: sign"), "the gateway filter addresses and the signing filter signs"},
 	{"signing filter addresses", replaceNth("                          cluster_name: signer\n", "                          cluster_name: signer\n                        initial_metadata: [{ key: x-ocisigner-stage, value: address }]\n", 2), "the gateway filter addresses and the signing filter signs"},
-	{"address not forwarded", replaceLast("untyped: [ocisigner]", "untyped: []"), "the gateway filter addresses and the signing filter signs"},
+	{"address not forwarded", replaceNth("untyped: [ocisigner]", "untyped: []", 3), "the gateway filter addresses and the signing filter signs"},
 	{"gateway buffer limit", replaceLast("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
 	{"path rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            path_rewrite: /v2/x\n"), "OCI routes go to the signing path unmodified"},
 	{"route timeout", replaceLast("timeout: 0s", "timeout: 60s"), "long responses stream"},
@@ -1019,6 +1040,73 @@ var envoyMutations = []mutation{
                         text_format_source:
 `), "signer metadata reaches the access log"},
 	{"admin exposed", replaceFirst("address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901"), "admin on loopback"},
+	{"observer waits", replaceFirst("observability_mode: true", "observability_mode: false"), "the observing filter never holds a response"},
+	{"observer fails closed", replaceFirst("failure_mode_allow: true", "failure_mode_allow: false"), "the observing filter never holds a response"},
+	{"observer sends the request", replaceFirst("request_header_mode: SKIP", "request_header_mode: SEND"), "the observing filter never holds a response"},
+	{"observer sends the body", replaceLast("response_body_mode: NONE", "response_body_mode: STREAMED"), "the observing filter never holds a response"},
+	{"observer without the signer's metadata", replaceNth("untyped: [ocisigner]", "untyped: []", 4), "the observing filter never holds a response"},
+	{"observer's streams are signing streams", replaceFirst("value: observe", "value: sign"), "the observing filter never holds a response"},
+	{"observer stream kept long", replaceFirst("deferred_close_timeout: 1s", "deferred_close_timeout: 60s"), "the observing filter never holds a response"},
+	{"observer elsewhere", replaceNth("                          cluster_name: signer\n", "                          cluster_name: oci\n", 3), "the observing filter never holds a response"},
+	{"observer on the catch-all", replaceNth("disabled: true", "overrides: {}", 3), "the observing filter runs on the OCI routes only"},
+	{"observer off on the OCI routes", replaceFirst(`                        ocisigner.ext_proc.gateway:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                          disabled: true
+`, `                        ocisigner.ext_proc.gateway:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                          disabled: true
+                        ocisigner.ext_proc.observe:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                          disabled: true
+`), "the observing filter runs on the OCI routes only"},
+}
+
+// checkObserver: the observing filter runs in observability mode, fails
+// open, sends the response headers alone with the signer's dynamic
+// metadata, on streams of the observe stage, and keeps no stream long.
+func checkObserver(c *envoyConfig) error {
+	var p problems
+	ep := c.observeProc
+	// ext_proc.cc: only observability mode sends without waiting
+	// (sendHeadersInObservabilityMode); fail-closed turns a stream error
+	// into a local reply (onGrpcError).
+	if !ep.GetObservabilityMode() {
+		p.addf("%s: observability_mode must be true, or every response waits for the signer", observeFilterName)
+	}
+	if !ep.GetFailureModeAllow() {
+		p.addf("%s: failure_mode_allow must be true: a signer out of reach must not fail OCI's answers", observeFilterName)
+	}
+	want := &extprocv3.ProcessingMode{RequestHeaderMode: extprocv3.ProcessingMode_SKIP, ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
+		RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode: extprocv3.ProcessingMode_SKIP, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP}
+	if got := ep.GetProcessingMode(); !proto.Equal(got, want) {
+		p.addf("%s: processing_mode = {%v}, want {%v} (the response headers alone)", observeFilterName, got, want)
+	}
+	if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != signerClusterName {
+		p.addf("%s: cluster %q, want %q", observeFilterName, got, signerClusterName)
+	}
+	stage := ""
+	for _, hv := range ep.GetGrpcService().GetInitialMetadata() {
+		if hv.GetKey() == extproc.StageKey {
+			stage = hv.GetValue()
+		}
+	}
+	if stage != extproc.StageObserve {
+		p.addf("%s: grpc_service.initial_metadata must carry %s: %s, or the signer reads its streams as requests to sign", observeFilterName, extproc.StageKey, extproc.StageObserve)
+	}
+	if !slices.Contains(ep.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(), extproc.MetadataNamespace) {
+		p.addf("%s: metadata_options.forwarding_namespaces must hold %s: the profile a refusal is for", observeFilterName, extproc.MetadataNamespace)
+	}
+	if d := ep.GetDeferredCloseTimeout(); d == nil || d.AsDuration() > 5*time.Second {
+		p.addf("%s: deferred_close_timeout %v: set it, at most Envoy's 5s default (each response holds a stream that long)", observeFilterName, d.AsDuration())
+	}
+	if ep.GetAllowModeOverride() || len(ep.GetRequestAttributes()) > 0 || len(ep.GetResponseAttributes()) > 0 {
+		p.addf("%s: mode overrides and attributes have nothing to do here", observeFilterName)
+	}
+	if sp := ep.GetStatPrefix(); sp == "" || sp == c.extProc.GetStatPrefix() || sp == c.gatewayProc.GetStatPrefix() {
+		p.addf("%s: stat_prefix %q must be its own", observeFilterName, sp)
+	}
+	return p.err()
 }
 
 // TestEnvoyChecksCatchRegressions applies each mutation to envoy.yaml and

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/internal/opensslref"
@@ -73,8 +74,16 @@ import (
 // And it serves the service again with grpc-go's defaults in place of
 // ServerOptions' transport tuning: x-untuned is that server's CPU ÷ the
 // bare signature's, to read beside x-bare-sign.
+//
+// GET-observed adds what envoy.yaml's observing filter costs the service
+// per request: a stream of the observe stage carrying the response
+// headers (observability mode: no answer, the service ends the stream),
+// measured as a phase of its own. observe-cpu-ns/op is its CPU, and
+// x-observed is (service + observing) ÷ service: what a request costs the
+// signer with the observing filter against without. Envoy does not wait for
+// that stream (BenchmarkObservedResponseLatency shows the latency).
 func BenchmarkService(b *testing.B) {
-	for _, name := range []string{"GET", "POST-1MiB"} {
+	for _, name := range []string{"GET", "POST-1MiB", "GET-observed"} {
 		for _, streams := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/streams=%d", name, streams), func(b *testing.B) { benchService(b, name, streams) })
 		}
@@ -102,7 +111,9 @@ func benchService(b *testing.B, name string, streams int) {
 	one, untunedOne := signed(ch.client(b)), signed(ch.untunedClient(b))
 	floorClient := ch.floorClient(b, name)
 	floorOne := func() error { _, err := exchange(floorClient, msgs); return err }
-	for _, warm := range []func() error{one, untunedOne, floorOne} {
+	observeClient := ch.client(b)
+	observeOne := func() error { return observeExchange(observeClient) }
+	for _, warm := range []func() error{one, untunedOne, floorOne, observeOne} {
 		if err := warm(); err != nil { // connections and caches
 			b.Fatal(err)
 		}
@@ -129,7 +140,7 @@ func benchService(b *testing.B, name string, streams int) {
 	// the others. Run in a fixed order, the phase after the bare signature
 	// paid ~3% more than an identical server run later.
 	const chunk = 25
-	var service, bare, floor, untuned, ossl time.Duration
+	var service, bare, floor, untuned, ossl, observe time.Duration
 	phases := []struct {
 		run   func(n int)
 		total *time.Duration
@@ -144,6 +155,12 @@ func benchService(b *testing.B, name string, streams int) {
 			run   func(n int)
 			total *time.Duration
 		}{func(n int) { ch.bare(b, "openssl", name, n, streams) }, &ossl})
+	}
+	if c.observed {
+		phases = append(phases, struct {
+			run   func(n int)
+			total *time.Duration
+		}{func(n int) { concurrently(observeOne, n) }, &observe})
 	}
 	orders := permutations(len(phases))
 	b.ResetTimer()
@@ -168,6 +185,10 @@ func benchService(b *testing.B, name string, streams int) {
 	if ratio > c.target && b.N >= 100 {
 		b.Logf("%s, %d streams: %.3fx the bare signature's CPU, over the %.2fx target; gRPC alone puts the floor at %.3fx",
 			name, streams, ratio, c.target, float64(floor+bare)/float64(bare))
+	}
+	if c.observed {
+		b.ReportMetric(perOp(observe), "observe-cpu-ns/op")
+		b.ReportMetric(float64(service+observe)/float64(service), "x-observed")
 	}
 	if opensslref.Available {
 		b.ReportMetric(perOp(ossl), "openssl-cpu-ns/op")
@@ -202,6 +223,39 @@ func exchange(client extprocv3.ExternalProcessorClient, msgs []*extprocv3.Proces
 	return resp, nil
 }
 
+// observedResponse is what envoy.yaml's observing filter sends for an OCI
+// answer: the response headers in observability mode, with the signing
+// filter's dynamic metadata forwarded.
+var observedResponse = func() *extprocv3.ProcessingRequest {
+	hv := func(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
+	md, _ := structpb.NewStruct(map[string]any{"outcome": extproc.OutcomeSigned, "profile": "DEFAULT", "principal": "api_key",
+		"key_id": "ocid1.tenancy.oc1..aaaa/ocid1.user.oc1..bbbb/…", "upstream": benchHost})
+	return &extprocv3.ProcessingRequest{ObservabilityMode: true,
+		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{extproc.MetadataNamespace: md}},
+		Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			hv(":status", "200"), hv("content-type", "application/json"), hv("content-length", "512"),
+			hv("date", "Mon, 02 Mar 2026 10:00:00 GMT"), hv("opc-request-id", "5F3E2A1B0C9D8E7F/6A5B4C3D2E1F0A9B/8C7D6E5F4A3B2C1D"),
+			hv("x-envoy-upstream-service-time", "41"),
+		}}}}}
+}()
+
+// observeExchange runs one stream of the observe stage as Envoy does: the
+// response headers, its side closed; the service answers nothing and ends it.
+func observeExchange(client extprocv3.ExternalProcessorClient) error {
+	st, err := client.Process(metadata.AppendToOutgoingContext(context.Background(), extproc.StageKey, extproc.StageObserve))
+	if err != nil {
+		return err
+	}
+	if err := st.Send(observedResponse); err != nil {
+		return err
+	}
+	_ = st.CloseSend()
+	if resp, err := st.Recv(); err != io.EOF {
+		return fmt.Errorf("observing stream: %v %v", resp, err)
+	}
+	return nil
+}
+
 // permutations lists every order of 0..n-1.
 func permutations(n int) [][]int {
 	if n == 0 {
@@ -221,13 +275,16 @@ type benchCase struct {
 	body          []byte
 	target        float64 // the ratio to the bare signer.Sign the issue sets
 	opensslTarget float64 // the ratio to OpenSSL's bare sign
+	observed      bool    // an observing stream per request, as a phase of its own
 }
 
 const benchHost, benchPath = "objectstorage.us-ashburn-1.oraclecloud.com", "/n/ns/b/bucket/o?prefix=logs%2F2026&limit=100"
 
 var benchCases = map[string]benchCase{
-	"GET":       {"GET", nil, 1.10, 2.0},
-	"POST-1MiB": {"POST", bytes.Repeat([]byte("x"), 1<<20), 1.30, 1.5},
+	"GET":       {"GET", nil, 1.10, 2.0, false},
+	"POST-1MiB": {"POST", bytes.Repeat([]byte("x"), 1<<20), 1.30, 1.5, false},
+	// GET with envoy.yaml's observing filter.
+	"GET-observed": {"GET", nil, 1.10, 2.0, true},
 }
 
 // request is the bare signer's view of the case: the body hashed by Sign.

@@ -277,41 +277,6 @@ func (s *Server) profileOf(ctx context.Context, st *stream) (string, *refusal) {
 	return p, nil
 }
 
-// Headers OCI Generative AI reads the project of a request from (the
-// OpenAI SDKs' OpenAI-Project), and the older spelling of the compartment
-// Oracle's helpers send beside opc-compartment-id.
-const (
-	headerProject           = "openai-project"
-	headerCompartmentLegacy = "compartmentid"
-)
-
-// grantedGenAIHeaders sets, on a Generative AI request, the compartment and
-// project the deciding rule names, replacing what the client sent: a
-// caller must not bill another compartment by sending its own header.
-func (st *stream) grantedGenAIHeaders() []*corev3.HeaderValueOption {
-	d, ok := st.Grant()
-	if !ok || !isGenAIHost(st.h.authority) {
-		return nil
-	}
-	var out []*corev3.HeaderValueOption
-	if d.Compartment != "" {
-		out = append(out, setHeader(headerCompartment, d.Compartment))
-		if st.h.has(headerCompartmentLegacy) {
-			out = append(out, setHeader(headerCompartmentLegacy, d.Compartment))
-		}
-	}
-	if d.Project != "" {
-		out = append(out, setHeader(headerProject, d.Project))
-	}
-	return out
-}
-
-// isGenAIHost: Generative AI's inference and control-plane hosts.
-func isGenAIHost(host string) bool {
-	h := strings.ToLower(host)
-	return strings.HasPrefix(h, "inference.generativeai.") || strings.HasPrefix(h, "generativeai.")
-}
-
 // auditAttrs are the log attributes of the caller and the rule, when a
 // policy decided.
 func (a *admission) auditAttrs() []slog.Attr {

@@ -33,13 +33,14 @@ const (
 	CodeGatewayPath        = "InvalidGatewayPath"
 	CodeMisdirected        = "MisdirectedRequest"
 	CodeNoCompartment      = "CompartmentMissing"
+	CodeInvalidHeader      = "InvalidHeader"
 )
 
 // Codes lists every refusal code, so that metrics can keep outcome labels
 // to a closed set.
 var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
 	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal,
-	CodeMisdirected, CodeNoCompartment}
+	CodeMisdirected, CodeNoCompartment, CodeInvalidHeader}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

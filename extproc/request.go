@@ -64,14 +64,10 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		r = s.checkAddressed(forwarded, creds, st.h.authority)
 	}
 	// What a Generative AI request needs goes in this answer, before the body.
-	route := &extprocv3.HeaderMutation{}
-	if r == nil && isGenAIInference(st.h.authority) && !st.h.has(headerCompartment) && st.adm.d.Compartment == "" {
-		var c string
-		if c, r = s.compartmentFor(ctx, creds); r == nil {
-			route.SetHeaders = append(route.SetHeaders, setHeader(headerCompartment, c))
-		}
+	var route *extprocv3.HeaderMutation
+	if r == nil {
+		route, r = s.genaiHeaders(ctx, st, creds)
 	}
-	route.SetHeaders = append(route.SetHeaders, st.grantedGenAIHeaders()...)
 	if r != nil {
 		return s.refused(st, r)
 	}
@@ -90,7 +86,7 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 	if r != nil {
 		return s.refused(st, r)
 	}
-	mut.SetHeaders = append(route.SetHeaders, mut.SetHeaders...)
+	mut.SetHeaders = append(route.GetSetHeaders(), mut.SetHeaders...)
 	resp := headersAnswer(mut, false)
 	if !m.GetEndOfStream() {
 		// A body the signature does not cover: let it stream. Envoy closes
@@ -307,7 +303,7 @@ const MetadataNamespace = "ocisigner"
 // takes it from any answer, ImmediateResponse included (ext_proc.cc
 // setDynamicMetadata, with metadata_options.receiving_namespaces).
 func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 5)
+	f := make(map[string]*structpb.Value, 6)
 	set := func(k, v string) {
 		if v != "" {
 			f[k] = structpb.NewStringValue(v)
@@ -318,6 +314,7 @@ func (s *Server) metadata(st *stream, outcome string) *structpb.Struct {
 	set("principal", string(st.kind))
 	set("key_id", st.keyID)
 	set("upstream", capEcho(st.h.authority))
+	set("project", st.project)
 	set("caller", st.adm.caller)
 	set("rule", st.adm.d.Rule)
 	return &structpb.Struct{Fields: map[string]*structpb.Value{MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f})}}

@@ -144,8 +144,13 @@ type Config struct {
 	// without opc-compartment-id gets when its route names none; "" means
 	// the tenancy of the credentials (the root compartment).
 	GenAICompartment string
-	Hosts            *HostPolicy // nil: OCI realm domains only
-	MaxBodyBytes     int64       // largest body signed; 0 means DefaultMaxBodyBytes
+	// ProjectKey is the gRPC metadata key with which a route names the
+	// Generative AI project of its /openai/v1 requests; "" means
+	// DefaultProjectKey. GenAIProject is the project such a request without
+	// an openai-project header gets when its route names none (genai.go).
+	ProjectKey, GenAIProject string
+	Hosts                    *HostPolicy // nil: OCI realm domains only
+	MaxBodyBytes             int64       // largest body signed; 0 means DefaultMaxBodyBytes
 	// MaxStreams, MaxStreamsPerConn and FirstMessageTimeout bound what a
 	// client that is not Envoy can hold; 0 means the defaults above.
 	MaxStreams          int
@@ -173,7 +178,9 @@ type Config struct {
 	EnvoyIdentityHeaders []string
 	Logger               *slog.Logger
 	Clock                func() time.Time
-	Observer             Observer
+	// Observer gets an Event per request; one that also implements
+	// RefusalObserver gets OCI's 401 and 403 to what was signed (observe.go).
+	Observer Observer
 }
 
 // Server is the ext_proc service.
@@ -183,7 +190,9 @@ type Server struct {
 	log     *slog.Logger
 	hosts   *HostPolicy
 	streams chan struct{} // a slot per stream being served
-	aliases map[string]signer.Alias
+	// observing is a slot per stream of the observe stage (observe.go).
+	observing chan struct{}
+	aliases   map[string]signer.Alias
 	// aliasList is the aliases' names, sorted, for messages.
 	aliasList     []string
 	profiles      map[string]bool // nil: every profile
@@ -230,7 +239,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CompartmentKey == "" {
 		cfg.CompartmentKey = DefaultCompartmentKey
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts, streams: make(chan struct{}, cfg.MaxStreams), aliases: map[string]signer.Alias{}}
+	if cfg.ProjectKey == "" {
+		cfg.ProjectKey = DefaultProjectKey
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hosts: cfg.Hosts, streams: make(chan struct{}, cfg.MaxStreams), aliases: map[string]signer.Alias{},
+		observing: make(chan struct{}, cfg.MaxStreams)}
 	if s.hosts == nil {
 		s.hosts = &HostPolicy{}
 	}
@@ -337,6 +350,7 @@ type stream struct {
 	keyID   string      // masked
 	region  string      // of the credentials
 	expiry  time.Time
+	project string         // where a Generative AI request's project came from (genai.go)
 	address bool           // the stream is the address stage's (StageKey)
 	signed  *signer.Signed // what Sign returned, for Preview
 	refusal *refusal       // why it was refused, for Preview
@@ -362,6 +376,9 @@ func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) (err erro
 			err = status.Error(codes.Internal, "ocisigner: internal error")
 		}
 	}()
+	if isObserveStage(ps.Context()) {
+		return s.observe(ps)
+	}
 	select {
 	case s.streams <- struct{}{}:
 		defer func() { <-s.streams }()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
@@ -124,6 +125,9 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	if so.trackStatus {
 		s.handler = make(chan error, 64)
 		opts = append(opts, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if v := metadata.ValueFromIncomingContext(ss.Context(), extproc.StageKey); len(v) == 1 && v[0] == extproc.StageObserve {
+				return h(srv, ss) // the observing stream of a response: not a request's
+			}
 			err := h(srv, ss)
 			s.handler <- err
 			return err

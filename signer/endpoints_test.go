@@ -19,6 +19,7 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/audit"
 	"github.com/oracle/oci-go-sdk/v65/common"
 	"github.com/oracle/oci-go-sdk/v65/generativeai"
+	"github.com/oracle/oci-go-sdk/v65/generativeaiagentruntime"
 	"github.com/oracle/oci-go-sdk/v65/generativeaiinference"
 	"github.com/oracle/oci-go-sdk/v65/objectstorage"
 
@@ -377,6 +378,13 @@ func TestAliasesMatchSDKClients(t *testing.T) {
 		}
 		return &c.BaseClient, c.SetRegion
 	}
+	genaiControlClient := func() (*common.BaseClient, func(string)) {
+		c, err := generativeai.NewGenerativeAiClientWithConfigurationProvider(provider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &c.BaseClient, c.SetRegion
+	}
 	// For an alias with a path prefix, a request the SDK client sends to
 	// sdk (its BasePath is put before it) must go where the alias sends rest.
 	paths := map[string]struct{ sdk, rest string }{
@@ -394,8 +402,10 @@ func TestAliasesMatchSDKClients(t *testing.T) {
 		"genai":         genaiInferenceClient,
 		"genai-actions": genaiInferenceClient,
 		"genai-openai":  genaiInferenceClient,
-		"genai-control": func() (*common.BaseClient, func(string)) {
-			c, err := generativeai.NewGenerativeAiClientWithConfigurationProvider(provider)
+		"genai-control": genaiControlClient,
+		"generativeai":  genaiControlClient,
+		"genai-agent": func() (*common.BaseClient, func(string)) {
+			c, err := generativeaiagentruntime.NewGenerativeAiAgentRuntimeClientWithConfigurationProvider(provider)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,6 +422,13 @@ func TestAliasesMatchSDKClients(t *testing.T) {
 	for name := range paths {
 		if _, ok := newClient[name]; !ok {
 			t.Fatalf("path check for %s without a client", name)
+		}
+	}
+	// Every Generative AI alias (and every alias with a path prefix) is
+	// held to its SDK client here, in each realm of aliasRegions.
+	for _, a := range signer.Aliases() {
+		if _, ok := newClient[a.Name]; !ok && (strings.HasPrefix(a.Name, "genai") || strings.HasPrefix(a.Name, "generativeai") || a.Prefix != "") {
+			t.Errorf("alias %s is not compared with an SDK client", a.Name)
 		}
 	}
 	for name, mk := range newClient {

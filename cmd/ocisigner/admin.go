@@ -17,6 +17,9 @@ type readiness struct {
 	Expires   *time.Time   `json:"expires,omitempty"`
 	Reason    string       `json:"reason,omitempty"`
 	Probe     *probeResult `json:"probe,omitempty"`
+	// OCIRefusals are OCI's 401 and 403 to what was signed, by profile and
+	// status (refusals.go); they do not make the service unready.
+	OCIRefusals []refusalDetail `json:"oci_refusals,omitempty"`
 }
 
 func (s *service) adminHandler() http.Handler {
@@ -44,7 +47,7 @@ func (s *service) adminHandler() http.Handler {
 // readiness: the default profile can sign now (its token not expired), and
 // when periodic probing is on, the last probe got a 200.
 func (s *service) readiness(ctx context.Context) readiness {
-	rd := readiness{Profile: s.profile}
+	rd := readiness{Profile: s.profile, OCIRefusals: s.refused.details()}
 	s.mu.Lock()
 	draining, last := s.draining, s.lastProb
 	s.mu.Unlock()

@@ -46,6 +46,7 @@ type serveOptions struct {
 	profiles       string
 	aliases        stringList
 	genaiCompart   string
+	genaiProject   string
 	maxBodyBytes   int64
 	logLevel       string
 	logFormat      string
@@ -75,6 +76,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.profiles, "profiles", "", "comma-separated profiles ocisigner signs for, however a request chooses; empty: all of the config's")
 	fs.Var(&o.aliases, "alias", "add or replace a service alias for gateway-addressed requests: NAME=TEMPLATE with {region} and {domain}, e.g. myai=inference.generativeai.{region}.oci.{domain}; repeatable")
 	fs.StringVar(&o.genaiCompart, "genai-compartment", "", "compartment OCID for Generative AI requests that name none and whose route pins none (default: the profile's tenancy, the root compartment)")
+	fs.StringVar(&o.genaiProject, "genai-project", "", "Generative AI project OCID (ocid1.generativeaiproject...) for /openai/v1 requests that send no OpenAI-Project and whose route names none (x-oci-genai-project)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body signed; larger ones get 413")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -164,6 +166,7 @@ type service struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	metrics *metrics
+	refused *ociRefusals
 	lis     net.Listener
 	adminL  net.Listener
 	admin   *http.Server
@@ -195,6 +198,7 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		}
 		return nil
 	}, o.probeInterval > 0)
+	s.refused = newOCIRefusals(s.metrics)
 	extra = append(extra, credentials.WithObserver(func(ev credentials.RefreshEvent) {
 		s.metrics.observeRefresh(ev)
 		if o.observe != nil {
@@ -228,7 +232,7 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		creds.Close()
 		return nil, err
 	}
-	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, s.metrics
+	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, observers{s.metrics, s.refused}
 	s.policyW.configure(&cfg, o.policy)
 	if s.ext, err = extproc.New(cfg); err != nil {
 		creds.Close()
@@ -279,6 +283,7 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 		IdleTimeout:          o.idleTimeout,
 		DiscloseErrors:       o.discloseErrors,
 		GenAICompartment:     o.genaiCompart,
+		GenAIProject:         o.genaiProject,
 	}
 	if strings.EqualFold(o.profileHeader, profileHeaderOff) {
 		cfg.NoProfileHeader, cfg.ProfileHeader = true, extproc.DefaultProfileHeader
@@ -311,6 +316,11 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 	if o.genaiCompart != "" {
 		if err := signer.CheckOCID(o.genaiCompart, "compartment", "tenancy"); err != nil {
 			return extproc.Config{}, fmt.Errorf("--genai-compartment: %w", err)
+		}
+	}
+	if o.genaiProject != "" {
+		if err := signer.CheckOCID(o.genaiProject, "generativeaiproject"); err != nil {
+			return extproc.Config{}, fmt.Errorf("--genai-project: %w", err)
 		}
 	}
 	return cfg, cfg.Validate()

@@ -138,6 +138,7 @@ func (a *signArgs) register(fs *flag.FlagSet) {
 	fs.Var(&a.so.allowHosts, "allow-host", "also sign for hosts matching this pattern, as serve does; repeatable")
 	fs.Var(&a.so.aliases, "alias", "add or replace a service alias, as serve does: NAME=TEMPLATE; repeatable")
 	fs.StringVar(&a.so.genaiCompart, "genai-compartment", "", "compartment for Generative AI requests that name none, as serve does")
+	fs.StringVar(&a.so.genaiProject, "genai-project", "", "project for Generative AI /openai/v1 requests that name none, as serve does")
 }
 
 // curlArgs splits what curl takes attached to its one-letter flags:

@@ -14,13 +14,14 @@ import (
 
 // AccessLogFormat is the text format of the stdout access log in ocisigner's envoy.yaml
 // (deploy/envoy_test.go keeps the two equal): one line per request saying which host and
-// path went out, which profile, principal and key signed it, the signer's outcome, and
-// OCI's answer; with a policy, the rule that decided and the caller (last: its label
-// separates identities with spaces).
+// path went out, which profile, principal and key signed it, the signer's outcome, where a
+// Generative AI request's project came from, and OCI's answer; with a policy, the rule that
+// decided and the caller (last: its label separates identities with spaces).
 const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%` +
 	` %DURATION%ms host=%REQ(:AUTHORITY)% upstream=%DYNAMIC_METADATA(ocisigner:upstream)%` +
 	` profile=%DYNAMIC_METADATA(ocisigner:profile)% principal=%DYNAMIC_METADATA(ocisigner:principal)%` +
 	` key_id=%DYNAMIC_METADATA(ocisigner:key_id)% outcome=%DYNAMIC_METADATA(ocisigner:outcome)%` +
+	` project=%DYNAMIC_METADATA(ocisigner:project)%` +
 	` opc-request-id=%RESP(OPC-REQUEST-ID)% rule=%DYNAMIC_METADATA(ocisigner:rule)%` +
 	` caller=%DYNAMIC_METADATA(ocisigner:caller)%` + "\n"
 

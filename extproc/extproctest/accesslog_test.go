@@ -165,7 +165,7 @@ func TestAccessLogFormatSaysWhichProfileGotWhichAnswer(t *testing.T) {
 		resp.GetRequestHeaders().GetResponse().ClearRouteCache = true
 		return withMetadata(resp, "ocisigner", map[string]any{
 			"profile": "PROD", "principal": "api_key", "key_id": "ocid1.tenancy.oc1..aaa/…/c1:f2",
-			"outcome": "signed", "upstream": to,
+			"outcome": "signed", "upstream": to, "project": "route",
 		})
 	})
 	res := &resolver{}
@@ -191,7 +191,7 @@ func TestAccessLogFormatSaysWhichProfileGotWhichAnswer(t *testing.T) {
 	}
 	want := regexp.MustCompile(`^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /n/ HTTP/1\.1" 404 via_upstream \d+ms ` +
 		`host=objectstorage\.oci\.test upstream=objectstorage\.oci\.test profile=PROD principal=api_key ` +
-		`key_id=ocid1\.tenancy\.oc1\.\.aaa/…/c1:f2 outcome=signed opc-request-id=req-42 rule=- caller=-\n$`)
+		`key_id=ocid1\.tenancy\.oc1\.\.aaa/…/c1:f2 outcome=signed project=route opc-request-id=req-42 rule=- caller=-\n$`)
 	if !want.MatchString(line) {
 		t.Errorf("access log line\n%q\ndoes not match\n%s", line, want)
 	}

@@ -79,8 +79,9 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 	return c, nil
 }
 
-// readFilters reads the HTTP filter chain: ext_proc filters (the last is Config's, the
-// others Before), then optionally the dynamic forward proxy, then the router.
+// readFilters reads the HTTP filter chain: ext_proc filters (the last that waits for its
+// answers is Config's, the others before it Before, those in observability_mode after it
+// After), then optionally the dynamic forward proxy, then the router.
 func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]string) (cluster string, err error) {
 	var procs []*hcmv3.HttpFilter
 	for i, f := range filters {
@@ -113,17 +114,15 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 			return "", fmt.Errorf("%w: HTTP filter %s (%s)", ErrUnsupported, f.GetName(), typeName(f.GetTypedConfig()))
 		}
 	}
-	if len(procs) == 0 {
-		return "", fmt.Errorf("%w: no ext_proc filter", ErrUnsupported)
+	eps, last, err := readProcs(procs)
+	if err != nil {
+		return "", err
 	}
 	for i, f := range procs {
-		ep := &extprocfilterv3.ExternalProcessor{}
-		if err := f.GetTypedConfig().UnmarshalTo(ep); err != nil {
-			return "", err
-		}
+		ep := eps[i]
 		if err := supportedFields(ep, "grpc_service", "failure_mode_allow", "status_on_error", "message_timeout", "max_message_timeout",
 			"processing_mode", "allow_mode_override", "allowed_override_modes", "metadata_options", "mutation_rules",
-			"route_cache_action", "request_attributes", "stat_prefix"); err != nil {
+			"route_cache_action", "request_attributes", "stat_prefix", "observability_mode", "deferred_close_timeout"); err != nil {
 			return "", fmt.Errorf("filter %s: %w", f.GetName(), err)
 		}
 		name := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName()
@@ -140,7 +139,17 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 			md[hv.GetKey()] = hv.GetValue()
 		}
 		mo := ep.GetMetadataOptions()
-		if i < len(procs)-1 {
+		if i > last {
+			if len(ep.GetRequestAttributes()) > 0 || ep.GetAllowModeOverride() {
+				return "", fmt.Errorf("%w: filter %s in observability mode with request_attributes or allow_mode_override", ErrUnsupported, f.GetName())
+			}
+			c.After = append(c.After, Filter{Name: f.GetName(), ProcessingMode: ep.GetProcessingMode(), InitialMetadata: md,
+				FailureModeAllow: ep.GetFailureModeAllow(), ForwardingNamespaces: mo.GetForwardingNamespaces().GetUntyped(),
+				ReceivingNamespaces: mo.GetReceivingNamespaces().GetUntyped(), ObservabilityMode: true,
+				DeferredCloseTimeout: ep.GetDeferredCloseTimeout().AsDuration()})
+			continue
+		}
+		if i < last {
 			c.Before = append(c.Before, Filter{Name: f.GetName(), ProcessingMode: ep.GetProcessingMode(), InitialMetadata: md,
 				MutationRules: ep.GetMutationRules(), RouteCacheAction: ep.GetRouteCacheAction(), MessageTimeout: ep.GetMessageTimeout().AsDuration(),
 				StatusOnError: int(ep.GetStatusOnError().GetCode()), FailureModeAllow: ep.GetFailureModeAllow(),
@@ -156,6 +165,29 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 		c.ReceivingNamespaces, c.ForwardingNamespaces = mo.GetReceivingNamespaces().GetUntyped(), mo.GetForwardingNamespaces().GetUntyped()
 	}
 	return cluster, nil
+}
+
+// readProcs decodes the ext_proc filters and finds Config's: the last that
+// waits for its answers, after which only filters in observability mode
+// may come.
+func readProcs(procs []*hcmv3.HttpFilter) (eps []*extprocfilterv3.ExternalProcessor, last int, err error) {
+	eps, last = make([]*extprocfilterv3.ExternalProcessor, len(procs)), -1
+	for i, f := range procs {
+		eps[i] = &extprocfilterv3.ExternalProcessor{}
+		if err := f.GetTypedConfig().UnmarshalTo(eps[i]); err != nil {
+			return nil, 0, err
+		}
+		if !eps[i].GetObservabilityMode() {
+			if last != i-1 {
+				return nil, 0, fmt.Errorf("%w: filter %s after a filter in observability mode", ErrUnsupported, f.GetName())
+			}
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil, 0, fmt.Errorf("%w: no ext_proc filter that waits for its answers", ErrUnsupported)
+	}
+	return eps, last, nil
 }
 
 // routeTable is a route_config as the stand-in matches it.

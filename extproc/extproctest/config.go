@@ -188,6 +188,11 @@ type Config struct {
 	// next filter reads its per-route config from the route as the answer left it. Only
 	// filters that process request headers alone are reproduced.
 	Before []Filter
+	// After are the ext_proc filters that run after this one in the chain, in order. Only
+	// filters in observability mode are reproduced (Filter.ObservabilityMode, observe.go):
+	// they are sent the request headers (request_header_mode SEND) and the response
+	// headers (response_header_mode SEND) and never waited for.
+	After []Filter
 
 	// Intercept, when set, gives the listener HTTPS interception: the connection manager
 	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
@@ -231,6 +236,12 @@ type Filter struct {
 	ReceivingNamespaces  []string
 	ForwardingNamespaces []string
 	RequestAttributes    []string
+	// ObservabilityMode is observability_mode, for a filter of Config.After: messages are
+	// sent without waiting and answers ignored (observe.go).
+	ObservabilityMode bool
+	// DeferredCloseTimeout is deferred_close_timeout, for a filter in observability mode: how
+	// long its stream stays open after the request ends; 0 means Envoy's 5 s.
+	DeferredCloseTimeout time.Duration
 }
 
 // HeadersOnlyMode is the processing_mode of a filter that sends the request headers and
@@ -377,9 +388,12 @@ type settings struct {
 	mode    *extprocfilterv3.ProcessingMode
 	checker *checker
 	before  []*settings // Config.Before, resolved
-	last    bool        // Config's own filter, the last of the chain
-	attrs   []attribute
-	jwt     *jwtAuthn // Config.JWTAuthn, compiled
+	after   []*settings // Config.After, resolved (observe.go)
+	// deferredClose is a filter of Config.After's deferred_close_timeout.
+	deferredClose time.Duration
+	last          bool // Config's own filter, the last of the chain
+	attrs         []attribute
+	jwt           *jwtAuthn // Config.JWTAuthn, compiled
 }
 
 // DefaultProcessingMode returns the mode of ocisigner's envoy.yaml, used when
@@ -480,6 +494,13 @@ func (c Config) resolve() (*settings, error) {
 			return nil, err
 		}
 		s.before = append(s.before, b)
+	}
+	for _, af := range c.After {
+		a, err := af.resolveObserver(s)
+		if err != nil {
+			return nil, err
+		}
+		s.after = append(s.after, a)
 	}
 	return s, nil
 }

@@ -52,8 +52,12 @@
 // internal_upstream transport socket) available as request attributes. Stats count tunnels,
 // subscriptions, SDS streams, handshakes and connect timeouts.
 //
-// What it does not do is said on Config: one ext_proc filter (ocisigner's envoy.yaml runs two,
-// one per route; configure the stand-in as the one under test), response bodies and trailers
+// The ext_proc filters of a chain: Config's, those before it that process the request
+// headers alone (Config.Before), and those after it in observability mode (Config.After,
+// observe.go): sent the headers without waiting, their answers ignored, their streams
+// closed after deferred_close_timeout.
+//
+// What it does not do is said on Config: response bodies and trailers
 // are never sent to the processor, the STREAMED, BUFFERED_PARTIAL and FULL_DUPLEX_STREAMED
 // body modes are refused (ErrUnsupported, or a 500 local reply when a mode override asks for
 // them), there is no TLS on the listener itself, no HTTP/2 there and no retries, ext_proc on a

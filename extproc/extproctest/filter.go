@@ -44,6 +44,7 @@ type filter struct {
 	// proc is the state of the ext_proc filter running now: each filter of the chain
 	// (Config.Before, then Config's) starts from a fresh one.
 	proc
+	obs []*observer // the filters of Config.After (observe.go)
 
 	route         Route // the cached route (ActiveStream::cached_route_)
 	routeCleared  bool  // ext_proc cleared the route cache: the next look-up matches again
@@ -167,6 +168,7 @@ func (f *filter) cleanup() {
 	if f.sessOpen {
 		f.closeStreamMaybeGraceful()
 	}
+	f.observeDone()
 	if f.wrote {
 		_ = f.rc.Flush() // the client gets its answer before we wait on its body below
 	}
@@ -233,6 +235,7 @@ func (f *filter) decodeChain() {
 	}
 	f.cfg = main
 	f.decode()
+	f.observeRequest()
 }
 
 // disabled reports the running filter's ExtProcPerRoute.disabled on the current route.

@@ -285,9 +285,9 @@ func (f *filter) finishExchange() {
 	x.finish()
 }
 
-// encodeHeaders is the response headers passing the ext_proc filter on their way out.
-func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
-	resp := x.resp
+// responseHeaders is the upstream response's headers as Envoy's codec and router give
+// them to the filters.
+func (f *filter) responseHeaders(resp *http.Response, upstreamTime time.Duration) *headerList {
 	h := &headerList{}
 	h.insert(":status", strconv.Itoa(resp.StatusCode))
 	names := make([]string, 0, len(resp.Header))
@@ -306,9 +306,16 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	if !f.cfg.SuppressEnvoyHeaders {
 		h.set("x-envoy-upstream-service-time", strconv.FormatInt(upstreamTime.Milliseconds(), 10))
 	}
+	return h
+}
+
+// encodeHeaders is the response headers passing the ext_proc filter on their way out.
+func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
+	resp := x.resp
+	h := f.responseHeaders(resp, upstreamTime)
 	f.respHeaders = h
 	f.respNoBody = resp.Body == http.NoBody || resp.ContentLength == 0
-
+	f.observeResponse(h, f.respNoBody)
 	if !f.complete && f.enc.sendHeaders {
 		f.openStream()
 		req := f.newRequest()

@@ -41,6 +41,7 @@ func (f *filter) sendLocalReply() {
 	for k, v := range lr.headers {
 		h.set(strings.ToLower(k), v) // OVERWRITE_IF_EXISTS_OR_ADD
 	}
+	f.observeResponse(h, len(lr.body) == 0)
 	finishResponseHeaders(h)
 	f.logRespHeaders = h
 	f.status = writeResponseHeaders(f.w, h)

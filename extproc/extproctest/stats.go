@@ -85,6 +85,14 @@ type Stats struct {
 	// TransportSocketConnectTimeouts is downstream_cx_transport_socket_connect_timeout:
 	// connections closed because the handshake outlasted transport_socket_connect_timeout.
 	TransportSocketConnectTimeouts int64
+
+	// Filters in observability mode (Config.After), counted apart from the others as
+	// Envoy counts each filter under its own stat_prefix.
+
+	// ObserverStreams is their streams_started.
+	ObserverStreams int64
+	// ObserverMessages is their stream_msgs_sent.
+	ObserverMessages int64
 }
 
 // counters is the live, concurrently updated form of Stats.
@@ -97,7 +105,7 @@ type counters struct {
 	closedOKAfterLastAnswer, routeCacheCleared, clearRouteCacheIgnored                  atomic.Int64
 	clearRouteCacheDisabled, lrDirect, lrDNS                                            atomic.Int64
 	connectTerminated, certRequested, sdsStreams, tlsHandshakes, tlsHandshakeErrors     atomic.Int64
-	connectTimeouts                                                                     atomic.Int64
+	connectTimeouts, observerStreams, observerMessages                                  atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -138,5 +146,7 @@ func (c *counters) snapshot() Stats {
 		TLSHandshakes:                  c.tlsHandshakes.Load(),
 		TLSHandshakeErrors:             c.tlsHandshakeErrors.Load(),
 		TransportSocketConnectTimeouts: c.connectTimeouts.Load(),
+		ObserverStreams:                c.observerStreams.Load(),
+		ObserverMessages:               c.observerMessages.Load(),
 	}
 }

@@ -45,6 +45,13 @@ type event struct {
 }
 
 func (e *Envoy) openSession(md map[string]string) *session {
+	e.stats.streamsStarted.Add(1)
+	return e.startSession(md)
+}
+
+// startSession opens a stream without counting it in streams_started (an observer's
+// streams are counted apart, Stats.ObserverStreams).
+func (e *Envoy) startSession(md map[string]string) *session {
 	// No deadline: ext_proc starts its stream without a timeout (ext_proc.cc
 	// Filter::openStream), whatever grpc_service.timeout says.
 	ctx, cancel := context.WithCancel(e.baseCtx)
@@ -60,7 +67,6 @@ func (e *Envoy) openSession(md map[string]string) *session {
 		closed:   make(chan struct{}),
 		recvDone: make(chan struct{}),
 	}
-	e.stats.streamsStarted.Add(1)
 	e.goTracked(s.run)
 	return s
 }

@@ -59,6 +59,13 @@ type cache[T any] struct {
 	st   atomic.Pointer[cacheState[T]]
 	mu   sync.Mutex  // one fetch at a time
 	busy atomic.Bool // a background refresh is under way
+
+	// early: a refresh ahead of schedule was granted (refreshEarly) and
+	// the loop has not run it yet. earlyAt is when the last one was
+	// granted, for the rate limit.
+	early   atomic.Bool
+	earlyMu sync.Mutex
+	earlyAt time.Time
 }
 
 type cacheState[T any] struct {
@@ -139,7 +146,7 @@ func (c *cache[T]) state() *cacheState[T] {
 func (c *cache[T]) due() time.Time {
 	st := c.st.Load()
 	switch {
-	case st == nil:
+	case st == nil, c.early.Load():
 		return dueAtOnce
 	case st.failures > 0:
 		return st.retryAt
@@ -167,6 +174,9 @@ func (c *cache[T]) refresh(ctx context.Context) {
 	}
 	first := c.st.Load() == nil
 	st := c.state()
+	if c.early.Swap(false) {
+		ctx = context.WithValue(ctx, earlyKey{}, true)
+	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	// The first fetch, ahead of any request, is made as a request would
 	// make it: from what is at hand when there is something (a session's
@@ -204,6 +214,32 @@ func (c *cache[T]) refresh(ctx context.Context) {
 		c.log.Warn("credentials not usable", "source", c.name, "attempt", next.failures, "retry_in", ev.RetryIn, "error", err.Error())
 	}
 	c.emit(ev)
+}
+
+// earlyKey marks the context of a fetch refreshEarly asked for: a fetcher
+// that renews only once renewal is due (a session, a token exchange) renews
+// now.
+type earlyKey struct{}
+
+// early reports whether ctx is an early refresh's.
+func early(ctx context.Context) bool { return ctx.Value(earlyKey{}) != nil }
+
+// refreshEarly asks the loop to fetch in the background now, ahead of
+// schedule, unless it granted that less than every ago (by the cache's
+// clock): however often it is asked, at most one such fetch per interval.
+// It reports whether it asked.
+func (c *cache[T]) refreshEarly(every time.Duration) bool {
+	c.earlyMu.Lock()
+	now := c.clock.Now()
+	if !c.earlyAt.IsZero() && now.Sub(c.earlyAt) < every {
+		c.earlyMu.Unlock()
+		return false
+	}
+	c.earlyAt = now
+	c.early.Store(true)
+	c.earlyMu.Unlock()
+	c.replan()
+	return true
 }
 
 func (c *cache[T]) emit(ev RefreshEvent) {

@@ -44,7 +44,7 @@ func (f *sessionFetcher) fetch(ctx context.Context, background bool) (*entry[*si
 	if cur.Token.Expired(now) {
 		return nil, f.expired(cur.Token, now)
 	}
-	if background && f.o.refresh && f.refreshable(cur, now) && !now.Before(renewAt(cur.Token, f.o.refreshMargin)) {
+	if background && f.o.refresh && f.refreshable(cur, now) && (early(ctx) || !now.Before(renewAt(cur.Token, f.o.refreshMargin))) {
 		next, err := f.refresh(ctx, cur)
 		switch {
 		case err == nil:

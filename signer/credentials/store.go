@@ -38,9 +38,9 @@ type Settings struct {
 // background loop that keeps their credentials fresh. Close ends it.
 type Store struct {
 	loop      *refreshLoop
-	cfg       *configFile   // nil without a config file (a principal alone)
-	name      string        // the default profile, when a principal answers it
-	principal signer.Source // nil without a principal
+	cfg       *configFile // nil without a config file (a principal alone)
+	name      string      // the default profile, when a principal answers it
+	principal source      // its cache nil without a principal
 }
 
 // Open opens the credentials s describes. With a principal, a config file
@@ -94,7 +94,7 @@ func (st *Store) open(s Settings, o *options) error {
 
 // Source returns the named profile's credentials.
 func (s *Store) Source(profile string) signer.Source {
-	if s.principal != nil && profile == s.name {
+	if s.principal.c != nil && profile == s.name {
 		return s.principal
 	}
 	if s.cfg != nil {
@@ -106,18 +106,52 @@ func (s *Store) Source(profile string) signer.Source {
 // Names lists the profiles the store signs for, sorted.
 func (s *Store) Names() []string {
 	var names []string
-	if s.principal != nil {
+	if s.principal.c != nil {
 		names = append(names, s.name)
 	}
 	if s.cfg != nil {
 		for _, n := range s.cfg.names() {
-			if s.principal == nil || n != s.name {
+			if s.principal.c == nil || n != s.name {
 				names = append(names, n)
 			}
 		}
 	}
 	sort.Strings(names)
 	return names
+}
+
+// earlyRefreshInterval is the least time between two early refreshes of a
+// profile (Store.RefreshEarly), however many refusals ask for them: as
+// long as the refresh margin, so that a flood of 401s costs the issuer no
+// more than one request per profile every few minutes.
+const earlyRefreshInterval = DefaultRefreshMargin
+
+// RefreshEarly asks the background loop to fetch profile's credentials
+// anew now, ahead of their schedule: for credentials OCI refused (a 401),
+// which their issuer may have revoked or rotated before they expire. Only
+// credentials that can be fetched anew take part: session tokens
+// (refreshed at the auth service, when refresh is on), instance, resource
+// and workload principals, and token exchange; API keys, and a profile
+// that has never had credentials, do not. It never blocks, and asks at
+// most once every five minutes for a profile, by the store's clock.
+// It reports whether it asked.
+func (s *Store) RefreshEarly(profile string) bool {
+	var c *cache[*signer.Credentials]
+	switch {
+	case s.principal.c != nil && profile == s.name:
+		c = s.principal.c
+	case s.cfg != nil:
+		if e, err := s.cfg.entry(profile); err == nil {
+			c = e.c
+		}
+	}
+	if c == nil {
+		return false
+	}
+	if st := c.st.Load(); st == nil || st.e == nil || st.e.value.Kind == signer.KindAPIKey {
+		return false
+	}
+	return c.refreshEarly(earlyRefreshInterval)
 }
 
 // Close stops the loop: no refresh runs after it returns.

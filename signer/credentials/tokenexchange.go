@@ -266,7 +266,7 @@ func (t *tokenExchange) fetch(ctx context.Context, background bool) (*entry[*sig
 	// check): a caller never waits on the identity domain for a rotation.
 	raw, file, readErr := t.readSubject()
 	if t.cur != nil && now.Before(t.cur.Token.Expiry) {
-		due := !now.Before(t.renewAt)
+		due := early(ctx) || !now.Before(t.renewAt)
 		switch {
 		case readErr != nil && !due:
 			// The file went away or is being rewritten: sign on with what
