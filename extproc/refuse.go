@@ -39,7 +39,7 @@ const (
 // to a closed set.
 var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
 	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal,
-	CodeMisdirected, CodeNoCompartment}
+	CodeMisdirected, CodeNoCompartment, CodeCredentialMinting}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -159,6 +160,10 @@ type Config struct {
 	Logger         *slog.Logger
 	Clock          func() time.Time
 	Observer       Observer
+
+	// AllowCredentialMinting lets requests through that would mint
+	// credentials from the gateway's identity (intercepted.go, minting.go).
+	AllowCredentialMinting bool
 }
 
 // Server is the ext_proc service.
@@ -320,6 +325,9 @@ type stream struct {
 	address bool           // the stream is the address stage's (StageKey)
 	signed  *signer.Signed // what Sign returned, for Preview
 	refusal *refusal       // why it was refused, for Preview
+
+	// attrs are the request attributes of the headers message (intercepted.go).
+	attrs map[string]*structpb.Struct
 }
 
 // use records the credentials the request is signed with.
@@ -426,6 +434,7 @@ func (s *Server) handle(ctx context.Context, st *stream, f *frame) (resp *extpro
 		if st.address {
 			return s.onAddress(ctx, st, r.RequestHeaders)
 		}
+		st.attrs = f.req.GetAttributes()
 		return s.onHeaders(ctx, st, r.RequestHeaders, f.req.GetMetadataContext())
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if st.phase == streaming {

@@ -57,6 +57,7 @@ type stack struct {
 	config  *credentials.ConfigFile
 	server  *extproc.Server
 	grpc    *grpc.Server
+	addr    string // the gRPC server's
 	envoy   *extproctest.Envoy
 	client  *http.Client
 	handler chan error // what each Process call returned, when tracked
@@ -72,6 +73,7 @@ type stackOptions struct {
 	maxBody     int64
 	envoy       func(*extproctest.Config)
 	server      func(*extproc.Config)
+	register    func(*grpc.Server) // more services beside ext_proc (SDS)
 	trackStatus bool
 }
 
@@ -127,10 +129,14 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	s.server.Register(s.grpc)
+	if so.register != nil {
+		so.register(s.grpc)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.addr = lis.Addr().String()
 	go func() { _ = s.grpc.Serve(lis) }()
 	t.Cleanup(s.grpc.Stop)
 

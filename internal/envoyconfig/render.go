@@ -57,8 +57,12 @@ func ForTest(bs *bootstrapv3.Bootstrap, e Endpoints) (*bootstrapv3.Bootstrap, er
 			return nil, err
 		}
 	}
-	if err := dropForwardProxyFilter(ls[0].GetFilterChains()); err != nil {
-		return nil, err
+	for _, l := range ls {
+		// The internal listener of HTTPS interception runs a copy of the
+		// ingress listener's connection manager.
+		if err := dropForwardProxyFilter(l.GetFilterChains()); err != nil {
+			return nil, err
+		}
 	}
 	found := 0
 	for i, c := range bs.GetStaticResources().GetClusters() {
