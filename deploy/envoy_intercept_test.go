@@ -83,6 +83,9 @@ var interceptChecks = []namedCheck[*envoyConfig]{
 		if len(ups) != 1 || ups[0].GetUpgradeType() != "CONNECT" || len(ups[0].GetFilters()) > 0 || ups[0].GetEnabled() != nil {
 			p.addf("upgrade_configs = %v, want CONNECT alone: interception starts with a CONNECT", ups)
 		}
+		if !c.hcm.GetHttpProtocolOptions().GetAcceptHttp_10() {
+			p.addf("http_protocol_options.accept_http_10 must be true: Python before 3.12 sends CONNECT as HTTP/1.0, which Envoy otherwise answers 426")
+		}
 		for _, vh := range c.routes.GetVirtualHosts() {
 			var connects []*routev3.Route
 			for _, r := range vh.GetRoutes() {
@@ -254,6 +257,7 @@ var interceptChecks = []namedCheck[*envoyConfig]{
 
 var interceptMutations = []mutation{
 	{"CONNECT not accepted", replaceFirst("                upgrade_configs:\n                  - upgrade_type: CONNECT\n", ""), "CONNECT is terminated only for OCI hosts"},
+	{"HTTP/1.0 CONNECT refused", replaceFirst("                  accept_http_10: true\n", "                  accept_http_10: false\n"), "CONNECT is terminated only for OCI hosts"},
 	{"tunnel to OCI", replaceFirst("cluster: intercept\n", "cluster: oci\n"), "CONNECT is terminated only for OCI hosts"},
 	{"signing filter on the tunnel", replaceNth("disabled: true", "overrides: {}", 2), "CONNECT is terminated only for OCI hosts"},
 	{"CONNECT forwarded, not terminated", replaceFirst("                                connect_config: {}\n", ""), "CONNECT is terminated only for OCI hosts"},

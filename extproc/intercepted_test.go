@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -97,13 +100,22 @@ func (l *eventLog) all() []intercept.Event {
 
 func newICStack(t *testing.T, server func(*extproc.Config)) *icStack {
 	t.Helper()
-	ca, err := intercept.LoadOrCreate(t.TempDir(), nil, time.Now())
+	dir := t.TempDir()
+	ca, err := intercept.LoadOrCreate(dir, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The CA key joins what TestMain makes sure was never logged; the SDS
+	// logs to the suite's log at debug level.
+	key, err := os.ReadFile(filepath.Join(dir, intercept.KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret(strings.Split(string(key), "\n")[1])
+	logger := slog.New(slog.NewTextHandler(&suiteLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ic := &icStack{ca: ca, events: &eventLog{}, pool: x509.NewCertPool()}
 	ic.pool.AddCert(ca.Certificate())
-	if ic.sds, err = intercept.NewSDS(intercept.Config{CA: ca, Observer: ic.events}); err != nil {
+	if ic.sds, err = intercept.NewSDS(intercept.Config{CA: ca, Observer: ic.events, Logger: logger}); err != nil {
 		t.Fatal(err)
 	}
 	ic.stack = newStack(t, stackOptions{server: server, register: func(g *grpc.Server) { ic.sds.Register(g) }})

@@ -51,9 +51,14 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 		return c, fmt.Errorf("%w: path normalisation", ErrUnsupported)
 	}
 	if err := supportedFields(hcm, "stat_prefix", "codec_type", "strip_any_host_port", "normalize_path", "merge_slashes",
-		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters", "upgrade_configs"); err != nil {
+		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters", "upgrade_configs",
+		"http_protocol_options"); err != nil {
 		return c, err
 	}
+	if err := supportedFields(hcm.GetHttpProtocolOptions(), "accept_http_10"); err != nil {
+		return c, err
+	}
+	c.AcceptHTTP10 = hcm.GetHttpProtocolOptions().GetAcceptHttp_10()
 	c.StripAnyHostPort, c.Proxy100Continue = hcm.GetStripAnyHostPort(), hcm.GetProxy_100Continue()
 	connect, err := readUpgrades(hcm)
 	if err != nil {

@@ -109,6 +109,11 @@ type Config struct {
 	// (and a BUFFERED body, which is needed before anything is forwarded, comes only when
 	// the client stops waiting for the 100). Only 100 is relayed; other 1xx are dropped.
 	Proxy100Continue bool
+	// AcceptHTTP10 is the connection manager's http_protocol_options.accept_http_10: off,
+	// Envoy answers an HTTP/1.0 request (a CONNECT too) with 426 before any filter or route
+	// (http1/codec_impl.cc ServerConnectionImpl::checkProtocolVersion). Python's
+	// http.client before 3.12 sends its CONNECT as HTTP/1.0.
+	AcceptHTTP10 bool
 	// StripAnyHostPort is the HTTP connection manager's strip_any_host_port, which
 	// ocisigner's envoy.yaml sets: the port is removed from :authority before filters run.
 	StripAnyHostPort bool
