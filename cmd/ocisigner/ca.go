@@ -31,7 +31,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer, getenv en
 	fs := flag.NewFlagSet("ca", flag.ContinueOnError)
 	var f caFlags
 	f.register(fs, false)
-	bundle := fs.String("bundle", "", "write the system roots and the CA to this file (mode 0644) instead of printing the CA: for clients whose trust store is a file that replaces the system's (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, curl --cacert)")
+	bundle := fs.String("bundle", "", "write the system roots and the CA to this file (mode 0644; - for stdout) instead of printing the CA: for clients whose trust store is a file that replaces the system's (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, curl --cacert)")
 	roots := fs.String("system-roots", defaultSystemRoots, "the system roots --bundle starts from")
 	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
 		return exit
@@ -54,6 +54,10 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer, getenv en
 	if err != nil {
 		fmt.Fprintf(stderr, "ocisigner ca: the system roots: %v (name another file with --system-roots)\n", err)
 		return exitConfig
+	}
+	if *bundle == "-" {
+		_, _ = stdout.Write(intercept.Bundle(sys, certPEM))
+		return exitOK
 	}
 	if err := writeFileAtomic(*bundle, intercept.Bundle(sys, certPEM), 0o644); err != nil {
 		fmt.Fprintln(stderr, "ocisigner ca:", err)
