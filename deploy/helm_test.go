@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -147,7 +148,7 @@ func renderChart(files map[string]string, c chartCase) (map[string]string, error
 	if err != nil {
 		return nil, err
 	}
-	return engine.Engine{Strict: true}.Render(ch, vals)
+	return engine.Engine{Strict: true}.RenderWithContext(context.Background(), ch, vals)
 }
 
 // chartRender is one rendered install, decoded. The embedded kubeVariant

@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"google.golang.org/grpc"
 
 	"github.com/ocisigner/ocisigner/extproc"
@@ -105,6 +109,7 @@ type interception struct {
 func startInterception(o *serveOptions, getenv environ, log *slog.Logger, m *metrics, g grpc.ServiceRegistrar) (*interception, error) {
 	io := &o.icpt
 	if !io.enabled {
+		secretv3.RegisterSecretDiscoveryServiceServer(g, &interceptionOff{log: log})
 		return nil, nil
 	}
 	if err := io.ca.check(); err != nil {
@@ -254,4 +259,42 @@ func regionOf(ctx context.Context, cf *credentialFlags, getenv environ) (signer.
 		return signer.Region{}, err
 	}
 	return signer.ParseRegion(c.Region)
+}
+
+// interceptionOff answers Envoy's certificate requests while interception
+// is off: each name is removed at once, so that a client's handshake fails
+// with an alert instead of waiting for the connect timeout, and the log
+// says why (once a minute at most: names are the client's choice).
+type interceptionOff struct {
+	secretv3.UnimplementedSecretDiscoveryServiceServer
+	log    *slog.Logger
+	mu     sync.Mutex
+	logged time.Time
+}
+
+func (o *interceptionOff) DeltaSecrets(srv grpc.BidiStreamingServer[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]) error {
+	nonce := 0
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			return nil
+		}
+		for _, name := range req.GetResourceNamesSubscribe() {
+			o.warn()
+			nonce++
+			if err := srv.Send(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: intercept.SecretTypeURL, Nonce: strconv.Itoa(nonce), RemovedResources: []string{name}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (o *interceptionOff) warn() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if time.Since(o.logged) < time.Minute {
+		return
+	}
+	o.logged = time.Now()
+	o.log.Warn("Envoy asked for a certificate for an intercepted connection, but HTTPS interception is off: the client's handshake fails; start ocisigner serve with --intercept (OCISIGNER_INTERCEPT=true) to serve them")
 }

@@ -525,3 +525,31 @@ func TestInterceptCAFiles(t *testing.T) {
 		t.Error("the bundle holds a key")
 	}
 }
+
+// Without --intercept the shipped envoy.yaml still terminates CONNECT for
+// OCI hosts: the signer refuses every name, so the handshake fails with an
+// alert at once (not at the connect timeout), and its log says why.
+func TestInterceptionOffRefusesCertificates(t *testing.T) {
+	fx := newFixture(t)
+	env := map[string]string{"OCI_CLI_CONFIG_FILE": fx.folder.ConfigPath(), "OCI_CLI_PROFILE": "API"}
+	logs := &signertest.LogBuffer{}
+	svc := startService(t, env, serveOptions{profileHeader: "x-oci-profile"}, logs)
+	cfg := shippedEnvoy(t, svc.lis.Addr().String(), fx.oci.Addr)
+	e, err := extproctest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g := &icGateway{envoy: e}
+	_, err = g.handshake(t, icOSHost, &tls.Config{ServerName: icOSHost, InsecureSkipVerify: true})
+	if !isAlert(err, "handshake failure") {
+		t.Fatalf("handshake: %v, want a handshake_failure alert", err)
+	}
+	if st := e.Stats(); st.TransportSocketConnectTimeouts != 0 {
+		t.Errorf("the handshake waited for the connect timeout: %+v", st)
+	}
+	waitUntil(t, "the warning", func() bool { return strings.Contains(logs.String(), "HTTPS interception is off") })
+	if code, _ := get(t, "http://"+svc.adminL.Addr().String()+"/ca.pem"); code != http.StatusNotFound {
+		t.Errorf("/ca.pem with interception off: %d", code)
+	}
+}

@@ -82,7 +82,8 @@ func (f *filter) tunnel() {
 	// The HTTP/1 codec's 200 to a CONNECT has no framing headers; the connection manager
 	// adds date and server (mutateResponseHeaders).
 	resp := "HTTP/1.1 200 OK\r\ndate: " + time.Now().UTC().Format(http.TimeFormat) + "\r\nserver: envoy\r\n\r\n"
-	if err := brw.Writer.Flush(); err == nil {
+	err = brw.Writer.Flush()
+	if err == nil {
 		_, err = conn.Write([]byte(resp))
 	}
 	if err != nil {
