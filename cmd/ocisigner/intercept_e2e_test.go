@@ -441,6 +441,9 @@ func TestInterceptRefusals(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "--allow-credential-minting") || !strings.Contains(string(b), "identity.CreateAuthToken") {
 			t.Errorf("got %d %s", resp.StatusCode, b)
 		}
+		if v := m(`ocisigner_requests_total{method="POST",outcome="CredentialMintingNotAllowed",profile="(unknown)"}`); v != 1 {
+			t.Errorf("minting refusals counted %v times:\n%s", v, grepLines(g.metrics(t), "ocisigner_requests_total"))
+		}
 	})
 	if n := len(g.fx.oci.Requests()); n != 0 {
 		t.Errorf("OCI received %d refused requests", n)
