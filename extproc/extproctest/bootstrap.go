@@ -252,19 +252,9 @@ func (t *routeTable) readRoute(vh *routev3.VirtualHost, r *routev3.Route, cluste
 		"request_headers_to_remove", "response_headers_to_add"); err != nil {
 		return route{}, err
 	}
-	levels := []map[string]*anypb.Any{vh.GetTypedPerFilterConfig(), r.GetTypedPerFilterConfig()}
-	setsAuthority := false
-	if af := t.authority; af != nil {
-		on, err := af.enabledOn(levels...)
-		if err != nil {
-			return route{}, err
-		}
-		if on && r.GetMatch().GetConnectMatcher() == nil {
-			// ext_proc would see the filter state on a plain request; not reproduced.
-			return route{}, fmt.Errorf("%w: set_filter_state filter %s on a route other than CONNECT", ErrUnsupported, af.name)
-		}
-		setsAuthority = on
-		levels = []map[string]*anypb.Any{withoutFilter(levels[0], af.name), withoutFilter(levels[1], af.name)}
+	setsAuthority, levels, err := t.authorityOn(vh, r)
+	if err != nil {
+		return route{}, err
 	}
 	m := r.GetMatch()
 	if err := supportedFields(m, "prefix", "path", "connect_matcher", "headers"); err != nil {

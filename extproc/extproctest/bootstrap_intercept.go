@@ -111,6 +111,25 @@ func (af *authorityFilter) enabledOn(levels ...map[string]*anypb.Any) (bool, err
 	return enabled, nil
 }
 
+// authorityOn reports whether the set_filter_state filter runs on route r of vh, and
+// returns the route's per-filter configs without its entries (what mergePerFilter reads).
+func (t *routeTable) authorityOn(vh *routev3.VirtualHost, r *routev3.Route) (bool, []map[string]*anypb.Any, error) {
+	levels := []map[string]*anypb.Any{vh.GetTypedPerFilterConfig(), r.GetTypedPerFilterConfig()}
+	af := t.authority
+	if af == nil {
+		return false, levels, nil
+	}
+	on, err := af.enabledOn(levels...)
+	if err != nil {
+		return false, nil, err
+	}
+	if on && r.GetMatch().GetConnectMatcher() == nil {
+		// ext_proc would see the filter state on a plain request; not reproduced.
+		return false, nil, fmt.Errorf("%w: set_filter_state filter %s on a route other than CONNECT", ErrUnsupported, af.name)
+	}
+	return on, []map[string]*anypb.Any{withoutFilter(levels[0], af.name), withoutFilter(levels[1], af.name)}, nil
+}
+
 // withoutFilter returns the per-filter config map without name's entry.
 func withoutFilter(m map[string]*anypb.Any, name string) map[string]*anypb.Any {
 	if _, ok := m[name]; !ok {
