@@ -193,7 +193,10 @@ type Config struct {
 	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
 	// terminates it into an internal listener, and that listener terminates TLS with a
 	// certificate fetched on demand over delta SDS, then runs the same connection
-	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests.
+	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests,
+	// except that it accepts no CONNECT (a tunnel inside the tunnel gets 403
+	// upgrade_failed; FromBootstrap requires the internal connection manager to be the
+	// ingress one without CONNECT, StripConnect).
 	// Nil is Envoy without upgrade_configs: every CONNECT gets 403 (upgrade_failed).
 	Intercept *Intercept
 
