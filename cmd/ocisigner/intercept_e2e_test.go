@@ -448,6 +448,10 @@ func TestInterceptRefusals(t *testing.T) {
 	if n := len(g.fx.oci.Requests()); n != 0 {
 		t.Errorf("OCI received %d refused requests", n)
 	}
+	// Names a client chose are never metric labels.
+	if text := g.metrics(t); strings.Contains(text, "example.com") || strings.Contains(text, "www.oraclecloud.com") {
+		t.Errorf("a client's SNI became a label:\n%s", grepLines(text, "ocisigner_intercept"))
+	}
 }
 
 // With the signer's SDS stopped, a name Envoy has a certificate for still
@@ -475,6 +479,8 @@ func TestInterceptSDSDown(t *testing.T) {
 	if err == nil || isAlert(err, "") {
 		t.Fatalf("a new name with SDS down: %v, want the connection closed at the connect timeout", err)
 	}
+	// The stand-in counts after it closed the connection the client saw closing.
+	waitUntil(t, "the connect timeout", func() bool { return g.envoy.Stats().TransportSocketConnectTimeouts == 1 })
 	g.checkOCI(t, 1)
 }
 
