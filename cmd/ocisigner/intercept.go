@@ -272,21 +272,22 @@ type interceptionOff struct {
 	logged time.Time
 }
 
+// DeltaSecrets removes every name subscribed, then ends the stream, as
+// intercept.SDS does once a stream it removed names on holds none: Envoy
+// drops a removed name's subscription, so nothing more comes on it (and a
+// stream left open would hold up a graceful stop).
 func (o *interceptionOff) DeltaSecrets(srv grpc.BidiStreamingServer[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]) error {
-	nonce := 0
-	for {
-		req, err := srv.Recv()
-		if err != nil {
-			return nil
-		}
-		for _, name := range req.GetResourceNamesSubscribe() {
-			o.warn()
-			nonce++
-			if err := srv.Send(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: intercept.SecretTypeURL, Nonce: strconv.Itoa(nonce), RemovedResources: []string{name}}); err != nil {
-				return err
-			}
+	req, err := srv.Recv()
+	if err != nil {
+		return nil
+	}
+	for i, name := range req.GetResourceNamesSubscribe() {
+		o.warn()
+		if err := srv.Send(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: intercept.SecretTypeURL, Nonce: strconv.Itoa(i + 1), RemovedResources: []string{name}}); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 func (o *interceptionOff) warn() {
