@@ -104,6 +104,18 @@ func loadCompose(root, home, content string, env map[string]string) (*types.Proj
 	}, func(o *loader.Options) { o.ResolvePaths = true })
 }
 
+// netnsOwner is the service whose network namespace Envoy runs in.
+func netnsOwner(p *types.Project) (types.ServiceConfig, error) {
+	g, err := service(p, gatewayService)
+	if err != nil {
+		return g, err
+	}
+	if owner, ok := strings.CutPrefix(g.NetworkMode, "service:"); ok {
+		return service(p, owner)
+	}
+	return g, nil
+}
+
 func service(p *types.Project, name string) (types.ServiceConfig, error) {
 	s, ok := p.Services[name]
 	if !ok {
@@ -173,7 +185,9 @@ var composeChecks = []namedCheck[composeCase]{
 		return p.err()
 	}},
 	{"gateway published on 10000", func(c composeCase) error {
-		g, err := service(c.p, gatewayService)
+		// Envoy runs in the signer's network namespace, whose ports the
+		// signer service publishes.
+		g, err := netnsOwner(c.p)
 		if err != nil {
 			return err
 		}
@@ -244,9 +258,10 @@ var composeChecks = []namedCheck[composeCase]{
 		if prof, ok := envValue(s, "OCI_CLI_PROFILE"); !ok || prof != c.sc.wantProf {
 			p.addf("OCI_CLI_PROFILE = %q, want %q (passed through, default DEFAULT)", prof, c.sc.wantProf)
 		}
-		// The addresses Envoy uses must be the ones the signer listens on.
-		if l, _ := envValue(s, "OCISIGNER_LISTEN"); !strings.HasSuffix(l, fmt.Sprintf(":%d", signerPort)) {
-			p.addf("OCISIGNER_LISTEN = %q, want port %d (envoy.yaml's signer cluster)", l, signerPort)
+		// The addresses Envoy uses must be the ones the signer listens on:
+		// loopback, in the namespace Envoy shares.
+		if l, _ := envValue(s, "OCISIGNER_LISTEN"); l != fmt.Sprintf("127.0.0.1:%d", signerPort) {
+			p.addf("OCISIGNER_LISTEN = %q, want 127.0.0.1:%d (envoy.yaml's signer cluster, on loopback)", l, signerPort)
 		}
 		if a, _ := envValue(s, "OCISIGNER_ADMIN"); !strings.HasSuffix(a, fmt.Sprintf(":%d", adminPort)) {
 			p.addf("OCISIGNER_ADMIN = %q, want port %d", a, adminPort)
@@ -308,19 +323,54 @@ var composeChecks = []namedCheck[composeCase]{
 		}
 		return p.err()
 	}},
-	{"signer reachable only on the compose network", func(c composeCase) error {
+	{"signer reachable only by Envoy", func(c composeCase) error {
+		// ext_proc and SDS (which carries the interception leaves' private
+		// keys) on loopback of the namespace Envoy shares, and the name
+		// envoy.yaml uses for them mapped there; the admin port on the
+		// compose network.
 		var p problems
 		s, err := service(c.p, signerService)
 		if err != nil {
 			return err
 		}
-		if len(s.Ports) > 0 {
-			p.addf("signer publishes %+v: it must not be reachable from the host", s.Ports)
+		g, err := service(c.p, gatewayService)
+		if err != nil {
+			return err
 		}
-		for _, port := range []int{signerPort, adminPort} {
-			if !slices.Contains([]string(s.Expose), strconv.Itoa(port)) {
-				p.addf("signer does not expose %d", port)
+		if g.NetworkMode != "service:"+signerService {
+			p.addf("gateway network_mode = %q, want service:%s (Envoy reaches the signer on loopback)", g.NetworkMode, signerService)
+		}
+		if ip := s.ExtraHosts[signerService]; !slices.Equal(ip, []string{"127.0.0.1"}) {
+			p.addf("signer extra_hosts maps %s to %v, want 127.0.0.1", signerService, ip)
+		}
+		for _, pc := range s.Ports {
+			if pc.Target != listenerPort {
+				p.addf("signer publishes port %d: only Envoy's listener may be reachable from the host", pc.Target)
 			}
+		}
+		if want := []string{strconv.Itoa(adminPort)}; !slices.Equal([]string(s.Expose), want) {
+			p.addf("signer exposes %v, want %v", s.Expose, want)
+		}
+		return p.err()
+	}},
+	{"interception CA kept in a volume", func(c composeCase) error {
+		var p problems
+		s, err := service(c.p, signerService)
+		if err != nil {
+			return err
+		}
+		if v, _ := envValue(s, "OCISIGNER_INTERCEPT"); v != "true" {
+			p.addf("OCISIGNER_INTERCEPT = %q, want true (interception is on in the shipped compose file)", v)
+		}
+		dir, _ := envValue(s, "OCISIGNER_STATE_DIR")
+		v, ok := volumeAt(s, dir)
+		switch {
+		case dir == "" || !ok:
+			p.addf("OCISIGNER_STATE_DIR %q is not a mount: the read-only root cannot hold the CA", dir)
+		case v.Type != types.VolumeTypeVolume || v.ReadOnly:
+			p.addf("%s: a writable named volume, so the CA clients trust outlives the container (type %q, read-only %v)", dir, v.Type, v.ReadOnly)
+		case c.p.Volumes[v.Source].Name == "":
+			p.addf("volume %q is not declared", v.Source)
 		}
 		return p.err()
 	}},
@@ -407,10 +457,12 @@ func TestComposeMatchesEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("envoy.yaml's signer endpoint %q is not a compose service: %v", sa.GetAddress(), err)
 	}
-	if !slices.Contains([]string(s.Expose), strconv.Itoa(int(sa.GetPortValue()))) {
-		t.Errorf("service %s does not expose %d, the port envoy.yaml sends ext_proc to", s.Name, sa.GetPortValue())
+	// Envoy shares the signer's network namespace, where the endpoint's name
+	// is loopback and the signer listens on it.
+	if l, _ := envValue(s, "OCISIGNER_LISTEN"); !slices.Equal(s.ExtraHosts[sa.GetAddress()], []string{"127.0.0.1"}) || l != fmt.Sprintf("127.0.0.1:%d", sa.GetPortValue()) {
+		t.Errorf("envoy.yaml sends ext_proc to %s:%d, which service %s maps to %v and listens on %q", sa.GetAddress(), sa.GetPortValue(), s.Name, s.ExtraHosts[sa.GetAddress()], l)
 	}
-	g, err := service(p, gatewayService)
+	g, err := netnsOwner(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +490,8 @@ var composeMutations = []mutation{
 	{"profile not passed through", replaceFirst("OCI_CLI_PROFILE: ${OCI_CLI_PROFILE:-DEFAULT}", "OCI_CLI_PROFILE: DEFAULT"), "signer environment"},
 	{"profile default", replaceFirst("${OCI_CLI_PROFILE:-DEFAULT}", "${OCI_CLI_PROFILE:-}"), "signer environment"},
 	{"config outside the mount", replaceFirst("OCI_CLI_CONFIG_FILE: /oci/config", "OCI_CLI_CONFIG_FILE: /home/me/.oci/config"), "signer environment"},
-	{"signer port", replaceFirst(`OCISIGNER_LISTEN: ":50051"`, `OCISIGNER_LISTEN: ":9000"`), "signer environment"},
+	{"signer port", replaceFirst(`OCISIGNER_LISTEN: "127.0.0.1:50051"`, `OCISIGNER_LISTEN: "127.0.0.1:9000"`), "signer environment"},
+	{"signer on every interface", replaceFirst(`OCISIGNER_LISTEN: "127.0.0.1:50051"`, `OCISIGNER_LISTEN: ":50051"`), "signer environment"},
 	{"fixed user", replaceFirst(`user: "${OCISIGNER_UID:-1000}:${OCISIGNER_GID:-1000}"`, `user: "1000:1000"`), "signer runs as the host user"},
 	{"curl healthcheck", replaceFirst(`test: ["CMD", "/usr/local/bin/ocisigner", "probe"]`, `test: ["CMD", "curl", "-f", "http://localhost:9465/healthz"]`), "signer healthcheck is the probe"},
 	{"shell healthcheck", replaceFirst(`test: ["CMD", "/usr/local/bin/ocisigner", "probe"]`, `test: ["CMD-SHELL", "/usr/local/bin/ocisigner probe"]`), "signer healthcheck is the probe"},
@@ -446,8 +499,14 @@ var composeMutations = []mutation{
 	{"no start period", replaceFirst("      start_period: 30s\n", ""), "signer healthcheck is the probe"},
 	{"other Dockerfile", replaceFirst("dockerfile: deploy/Dockerfile", "dockerfile: deploy/Dockerfile.signer"), "signer built from deploy/Dockerfile"},
 	{"narrow context", replaceFirst("context: .\n", "context: ./deploy\n"), "signer built from deploy/Dockerfile"},
-	{"signer published", replaceFirst("    expose:\n", "    ports:\n      - \"50051:50051\"\n    expose:\n"), "signer reachable only on the compose network"},
-	{"admin not exposed", replaceFirst(`      - "9465"`+"\n", ""), "signer reachable only on the compose network"},
+	{"signer published", replaceFirst(`      - "${GATEWAY_HOST_IP:-127.0.0.1}:10000:10000"`+"\n", `      - "${GATEWAY_HOST_IP:-127.0.0.1}:10000:10000"`+"\n      - \"50051:50051\"\n"), "signer reachable only by Envoy"},
+	{"gRPC on the compose network", replaceFirst(`      - "9465"`+"\n", `      - "9465"`+"\n      - \"50051\"\n"), "signer reachable only by Envoy"},
+	{"admin not exposed", replaceFirst(`      - "9465"`+"\n", `      - "9466"`+"\n"), "signer reachable only by Envoy"},
+	{"Envoy on the compose network", replaceFirst(`    network_mode: "service:signer"`+"\n", ""), "signer reachable only by Envoy"},
+	{"signer name resolved by DNS", replaceFirst(`      - "signer:127.0.0.1"`, `      - "signer-local:127.0.0.1"`), "signer reachable only by Envoy"},
+	{"interception off", replaceFirst(`OCISIGNER_INTERCEPT: "true"`, `OCISIGNER_INTERCEPT: "false"`), "interception CA kept in a volume"},
+	{"CA on the read-only root", replaceFirst("        target: /var/lib/ocisigner\n", "        target: /var/lib/other\n"), "interception CA kept in a volume"},
+	{"CA in a tmpfs", replaceFirst("      - type: volume\n        source: state\n        target: /var/lib/ocisigner\n", "      - type: tmpfs\n        target: /var/lib/ocisigner\n"), "interception CA kept in a volume"},
 	{"no restart", replaceLast("restart: unless-stopped", `restart: "no"`), "restart policy"},
 	{"capabilities kept", replaceFirst("cap_drop: [ALL]", "cap_drop: [NET_RAW]"), "signer hardening"},
 }

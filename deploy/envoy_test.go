@@ -17,6 +17,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	dfpclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
 	dfpfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
@@ -143,6 +144,7 @@ func processingMode(requestBody extprocv3.ProcessingMode_BodySendMode) *extprocv
 type envoyConfig struct {
 	bs          *bootstrapv3.Bootstrap
 	hcm         *hcmv3.HttpConnectionManager
+	others      []*listenerv3.Listener // listeners after the first: the internal listener of interception
 	filterNames []string
 	extProc     *extprocv3.ExternalProcessor // the proxy-form filter
 	gatewayProc *extprocv3.ExternalProcessor // the gateway-form filter
@@ -185,9 +187,10 @@ func cutEnvoy(bs *bootstrapv3.Bootstrap) (*envoyConfig, error) {
 		c.clusters[cl.GetName()] = cl
 	}
 	ls := bs.GetStaticResources().GetListeners()
-	if len(ls) != 1 {
-		return nil, fmt.Errorf("want exactly one listener, have %d", len(ls))
+	if len(ls) == 0 {
+		return nil, errors.New("no listener")
 	}
+	c.others = ls[1:]
 	fcs := ls[0].GetFilterChains()
 	if len(fcs) != 1 || len(fcs[0].GetFilters()) != 1 {
 		return nil, errors.New("want one filter chain with one network filter (the HTTP connection manager)")
@@ -360,7 +363,7 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 	{"http filter order", func(c *envoyConfig) error {
 		// The gateway filter addresses; the signing filter after it signs on the
 		// route matched again; the observing filter sees the responses.
-		want := []string{gatewayFilterName, extProcFilterName, observeFilterName, dfpFilterName, routerFilterName}
+		want := []string{gatewayFilterName, extProcFilterName, observeFilterName, connectAuthorityFilterName, dfpFilterName, routerFilterName}
 		if !slices.Equal(c.filterNames, want) {
 			return fmt.Errorf("http_filters = %v, want %v", c.filterNames, want)
 		}
@@ -526,6 +529,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 				if rw := routerRewrites(r); len(rw) > 0 {
 					p.addf("%s: %v run after ext_proc and change what was signed", where, rw)
 				}
+				if isConnect(r) {
+					continue // a tunnel, no request to sign: "CONNECT is terminated only for OCI hosts"
+				}
 				proxy, err1 := c.runsOn(extProcFilterName, vh, r)
 				gateway, err2 := c.runsOn(gatewayFilterName, vh, r)
 				if err := errors.Join(err1, err2); err != nil {
@@ -573,6 +579,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 			for _, r := range vh.GetRoutes() {
 				where := fmt.Sprintf("route %s/%s", vh.GetName(), r.GetName())
 				a := r.GetRoute()
+				if isConnect(r) {
+					continue // "CONNECT is terminated only for OCI hosts"
+				}
 				if a == nil {
 					p.addf("%s: not a forwarding route (redirect/direct_response)", where)
 					continue
@@ -675,6 +684,9 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 			gateway, err2 := c.runsOn(gatewayFilterName, vh, r)
 			if proxy || err1 != nil {
 				p.addf("%s must be disabled for the catch-all (ExtProcPerRoute{disabled: true})", extProcFilterName)
+			}
+			if isConnect(r) {
+				continue // no gateway form for a tunnel: "CONNECT is terminated only for OCI hosts"
 			}
 			if !gateway || err2 != nil {
 				p.addf("%s must run for the catch-all: it is how a gateway-form request reaches OCI", gatewayFilterName)
@@ -840,11 +852,13 @@ var envoyChecks = []namedCheck[*envoyConfig]{
 		var p problems
 		for _, vh := range c.routes.GetVirtualHosts() {
 			for _, r := range vh.GetRoutes() {
+				// A CONNECT route carries a tunnel, not a request to observe:
+				// the requests inside it are observed on the internal listener.
 				runs, err := c.runsOn(observeFilterName, vh, r)
 				if err != nil {
 					p.addf("route %s/%s: %v", vh.GetName(), r.GetName(), err)
-				} else if oci := vh != c.catchAll; runs != oci {
-					p.addf("route %s/%s: %s runs %v; want it on the OCI routes, and only there", vh.GetName(), r.GetName(), observeFilterName, runs)
+				} else if oci := vh != c.catchAll && r.GetMatch().GetConnectMatcher() == nil; runs != oci {
+					p.addf("route %s/%s: %s runs %v; want it on the OCI routes but CONNECT's, and only there", vh.GetName(), r.GetName(), observeFilterName, runs)
 				}
 			}
 		}
@@ -890,6 +904,9 @@ func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
 				}
 				msg := v.Message()
 				if a, ok := msg.Interface().(*anypb.Any); ok {
+					if a.GetTypeUrl() == "" {
+						return // FilterConfig's "config: {}": enables a filter (envoyconfig checkValue)
+					}
 					inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
 					if err != nil {
 						t.Fatal(err)
@@ -925,6 +942,16 @@ func TestEnvoyConfigValidatesEveryTypedConfig(t *testing.T) {
 		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 		"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+		// HTTPS interception
+		"envoy.extensions.filters.http.set_filter_state.v3.Config",
+		"envoy.config.route.v3.FilterConfig",
+		"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+		"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+		"envoy.extensions.transport_sockets.tls.cert_selectors.on_demand_secret.v3.Config",
+		"envoy.extensions.transport_sockets.tls.cert_mappers.sni.v3.SNI",
+		"envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+		"envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+		"envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
 	} {
 		if !seen[want] {
 			t.Errorf("typed config %s not reached by the walk (seen %v)", want, seen)
@@ -974,22 +1001,22 @@ var envoyMutations = []mutation{
 	{"NONE override missing", replaceNth("request_body_mode: NONE", "request_body_mode: STREAMED", 2), "ext_proc mode override"},
 	{"gateway filter buffers", replaceFirst("request_body_mode: NONE", "request_body_mode: BUFFERED"), "ext_proc processing mode"},
 	{"gateway filter may override", replaceFirst("                      metadata_options:\n", "                      allow_mode_override: true\n                      metadata_options:\n"), "ext_proc processing mode"},
-	{"override not fully explicit", replaceLast("                          response_trailer_mode: SKIP\n", ""), "ext_proc mode override"},
+	{"override not fully explicit", replaceNth("                          response_trailer_mode: SKIP\n", "", 2), "ext_proc mode override"},
 	{"message timeout too short", replaceFirst("message_timeout: 5s", "message_timeout: 0.2s"), "ext_proc timeouts"},
 	{"grpc timeout that does nothing", replaceFirst("                          cluster_name: signer\n", "                          cluster_name: signer\n                        timeout: 300s\n"), "ext_proc timeouts"},
 	{"realm missing", replaceFirst("- \"*.oraclecloud52.com\"", "- \"oraclecloud52.com\""), "OCI virtual host domains"},
 	{"extra domain", replaceFirst("- \"*.oraclecloud.eu\"       # oc19\n", "- \"*.oraclecloud.eu\"\n                        - \"*.example.com\"\n"), "OCI virtual host domains"},
-	{"prefix rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            prefix_rewrite: /v2/\n"), "OCI routes go to the signing path unmodified"},
-	{"host rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            host_rewrite_literal: example.com\n"), "OCI routes go to the signing path unmodified"},
+	{"prefix rewrite", replaceNth("cluster: oci\n", "cluster: oci\n                            prefix_rewrite: /v2/\n", 2), "OCI routes go to the signing path unmodified"},
+	{"host rewrite", replaceNth("cluster: oci\n", "cluster: oci\n                            host_rewrite_literal: example.com\n", 2), "OCI routes go to the signing path unmodified"},
 	{"signed header removed after signing", replaceFirst("request_headers_to_remove: [x-oci-route]", "request_headers_to_remove: [x-content-sha256]"), "OCI routes go to the signing path unmodified"},
-	{"route to the signer", replaceLast("cluster: oci\n", "cluster: signer\n"), "OCI routes go to the signing path unmodified"},
+	{"route to the signer", replaceNth("cluster: oci\n", "cluster: signer\n", 2), "OCI routes go to the signing path unmodified"},
 	{"buffer limit", replaceFirst("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
 	{"example profile key", replaceFirst("- key: x-oci-profile", "- key: x-profile"), "example route pins a profile"},
 	{"example route last", replaceFirst("                        - name: oci\n                          match: { prefix: \"/\" }", "                        - name: oci\n                          match: { prefix: \"/x\" }"), "example route pins a profile"},
 	{"example matcher", replaceFirst("string_match: { exact: example }", "string_match: { exact: sample }"), "example route pins a profile"},
 	{"catch-all allows", replaceFirst("status: 403", "status: 200"), "catch-all refuses other hosts"},
-	{"catch-all signs", replaceNth("disabled: true", "overrides: { grpc_initial_metadata: [{ key: x-oci-profile, value: DEFAULT }] }", 2), "catch-all refuses other hosts"},
-	{"catch-all disabled: false", replaceNth("disabled: true", "disabled: false", 2), ""},
+	{"catch-all signs", replaceNth("disabled: true", "overrides: { grpc_initial_metadata: [{ key: x-oci-profile, value: DEFAULT }] }", 4), "catch-all refuses other hosts"},
+	{"catch-all disabled: false", replaceNth("disabled: true", "disabled: false", 4), ""},
 	{"catch-all without the gateway filter", replaceFirst("overrides: {}", "disabled: true"), "catch-all refuses other hosts"},
 	{"catch-all forwards", replaceFirst(`                          direct_response:
                             status: 403
@@ -997,7 +1024,7 @@ var envoyMutations = []mutation{
                               inline_string: '{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}'
 `, "                          route: { cluster: oci, timeout: 0s }\n"), "every rewriting route goes through the signer"},
 	{"gateway filter on OCI routes", replaceFirst("disabled: true", "overrides: {}"), "every rewriting route goes through the signer"},
-	{"both filters on the catch-all", replaceNth("disabled: true", "overrides: {}", 2), "every rewriting route goes through the signer"},
+	{"both filters on the catch-all", replaceNth("disabled: true", "overrides: {}", 4), "every rewriting route goes through the signer"},
 	{"gateway filter may set host", replaceFirst(`allow_expression: { regex: ":authority" }`, `allow_expression: { regex: ":authority|host" }`), "narrowest mutation rules"},
 	{"gateway filter may set any routing header", replaceFirst(`allow_expression: { regex: ":authority" }`, `allow_expression: { regex: ":authority" }`+"\n                        allow_all_routing: true"), "narrowest mutation rules"},
 	{"proxy filter may set :authority", replaceFirst("                      mutation_rules:\n                        disallow_is_error: true\n",
@@ -1006,14 +1033,14 @@ var envoyMutations = []mutation{
 	{"proxy filter re-routes", replaceFirst("route_cache_action: RETAIN", "route_cache_action: CLEAR"), "only the gateway filter re-routes"},
 	{"gateway filter fails open", replaceFirst("failure_mode_allow: false", "failure_mode_allow: true"), "ext_proc fails closed"},
 	{"gateway filter signs elsewhere", replaceFirst("cluster_name: signer", "cluster_name: oci"), "ext_proc fails closed"},
-	{"gateway filter drifts", replaceLast("message_timeout: 5s", "message_timeout: 6s"), "the gateway filter addresses and the signing filter signs"},
+	{"gateway filter drifts", replaceNth("message_timeout: 5s", "message_timeout: 6s", 2), "the gateway filter addresses and the signing filter signs"},
 	{"one stat prefix for both", replaceFirst("                      stat_prefix: gateway\n", ""), "the gateway filter addresses and the signing filter signs"},
 	{"gateway filter signs", replaceFirst("value: address", "value: sign"), "the gateway filter addresses and the signing filter signs"},
 	{"signing filter addresses", replaceNth("                          cluster_name: signer\n", "                          cluster_name: signer\n                        initial_metadata: [{ key: x-ocisigner-stage, value: address }]\n", 2), "the gateway filter addresses and the signing filter signs"},
 	{"address not forwarded", replaceNth("untyped: [ocisigner]", "untyped: []", 3), "the gateway filter addresses and the signing filter signs"},
-	{"gateway buffer limit", replaceLast("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576"), "OCI body buffer limit"},
-	{"path rewrite", replaceLast("cluster: oci\n", "cluster: oci\n                            path_rewrite: /v2/x\n"), "OCI routes go to the signing path unmodified"},
-	{"route timeout", replaceLast("timeout: 0s", "timeout: 60s"), "long responses stream"},
+	{"gateway buffer limit", replaceNth("request_body_buffer_limit: 33554432", "request_body_buffer_limit: 1048576", 2), "OCI body buffer limit"},
+	{"path rewrite", replaceNth("cluster: oci\n", "cluster: oci\n                            path_rewrite: /v2/x\n", 2), "OCI routes go to the signing path unmodified"},
+	{"route timeout", replaceNth("timeout: 0s", "timeout: 60s", 3), "long responses stream"},
 	{"stream idle timeout short", replaceFirst("                proxy_100_continue: true\n", "                proxy_100_continue: true\n                stream_idle_timeout: 30s\n"), "long responses stream"},
 	{"catch-all body", replaceFirst(`'{"code":"NotAllowed","message":"ocisigner gateway: host is not an OCI API endpoint"}'`, `forbidden`), "catch-all refuses other hosts"},
 	{"catch-all content type", replaceFirst("value: application/json", "value: text/plain"), "catch-all refuses other hosts"},
@@ -1043,12 +1070,16 @@ var envoyMutations = []mutation{
 	{"observer waits", replaceFirst("observability_mode: true", "observability_mode: false"), "the observing filter never holds a response"},
 	{"observer fails closed", replaceFirst("failure_mode_allow: true", "failure_mode_allow: false"), "the observing filter never holds a response"},
 	{"observer sends the request", replaceFirst("request_header_mode: SKIP", "request_header_mode: SEND"), "the observing filter never holds a response"},
-	{"observer sends the body", replaceLast("response_body_mode: NONE", "response_body_mode: STREAMED"), "the observing filter never holds a response"},
+	{"observer sends the body", replaceNth("response_body_mode: NONE", "response_body_mode: STREAMED", 5), "the observing filter never holds a response"},
 	{"observer without the signer's metadata", replaceNth("untyped: [ocisigner]", "untyped: []", 4), "the observing filter never holds a response"},
 	{"observer's streams are signing streams", replaceFirst("value: observe", "value: sign"), "the observing filter never holds a response"},
 	{"observer stream kept long", replaceFirst("deferred_close_timeout: 1s", "deferred_close_timeout: 60s"), "the observing filter never holds a response"},
 	{"observer elsewhere", replaceNth("                          cluster_name: signer\n", "                          cluster_name: oci\n", 3), "the observing filter never holds a response"},
-	{"observer on the catch-all", replaceNth("disabled: true", "overrides: {}", 3), "the observing filter runs on the OCI routes only"},
+	{"observer on the CONNECT route", replaceFirst(`                            ocisigner.ext_proc.observe:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                              disabled: true
+                            ocisigner.connect_authority:`, `                            ocisigner.connect_authority:`), "the observing filter runs on the OCI routes only"},
+	{"observer on the catch-all", replaceNth("disabled: true", "overrides: {}", 5), "the observing filter runs on the OCI routes only"},
 	{"observer off on the OCI routes", replaceFirst(`                        ocisigner.ext_proc.gateway:
                           "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
                           disabled: true

@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -133,13 +135,17 @@ var sharedGatewayChecks = []namedCheck[*sharedGateway]{
 		}
 		// As JSON: typed configs expanded, map keys in order (the Anys'
 		// bytes are not comparable: map fields serialise in any order).
+		root, err := withoutInterception(g.root.bs)
+		if err != nil {
+			return err
+		}
 		a, errA := protojson.Marshal(got)
-		b, errB := protojson.Marshal(g.root.bs)
+		b, errB := protojson.Marshal(root)
 		if err := errors.Join(errA, errB); err != nil {
 			return err
 		}
 		if string(a) != string(b) {
-			return errors.New("apart from the listener's TLS, jwt_authn, the request attributes and the forwarded JWT namespace, the file differs from envoy.yaml: copy envoy.yaml's change here too")
+			return errors.New("apart from the listener's TLS, jwt_authn, the request attributes and the forwarded JWT namespace, the file differs from envoy.yaml without its HTTPS interception: copy envoy.yaml's change here too")
 		}
 		return nil
 	}},
@@ -226,6 +232,52 @@ func (g *sharedGateway) withoutIdentity() (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	ls.GetFilterChains()[0].GetFilters()[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	return bs, nil
+}
+
+// interceptionAttributes are what the signing filter learns of a tunnel.
+var interceptionAttributes = []string{extproc.AttrSNI, extproc.AttrConnectHost}
+
+// withoutInterception is envoy.yaml without its HTTPS interception, which
+// the shared gateway does not offer (its callers name themselves by their
+// certificate, a token or a key to the gateway's own address): no CONNECT
+// (upgrade, routes, HTTP/1.0 for Python's CONNECT), no set_filter_state
+// filter and tunnel attributes, no internal listener and its cluster.
+func withoutInterception(root *bootstrapv3.Bootstrap) (*bootstrapv3.Bootstrap, error) {
+	bs := proto.Clone(root).(*bootstrapv3.Bootstrap)
+	sr := bs.GetStaticResources()
+	sr.Listeners = sr.Listeners[:1]
+	sr.Clusters = slices.DeleteFunc(sr.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == "intercept" })
+	bs.BootstrapExtensions = slices.DeleteFunc(bs.BootstrapExtensions, func(e *corev3.TypedExtensionConfig) bool {
+		return e.GetName() == "envoy.bootstrap.internal_listener"
+	})
+	f := sr.Listeners[0].GetFilterChains()[0].GetFilters()[0]
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		return nil, err
+	}
+	hcm.UpgradeConfigs, hcm.HttpProtocolOptions = nil, nil
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		vh.Routes = slices.DeleteFunc(vh.Routes, func(r *routev3.Route) bool { return r.GetMatch().GetConnectMatcher() != nil })
+	}
+	hcm.HttpFilters = slices.DeleteFunc(hcm.HttpFilters, func(f *hcmv3.HttpFilter) bool { return f.GetName() == connectAuthorityFilterName })
+	for _, hf := range hcm.GetHttpFilters() {
+		ep := &extprocv3.ExternalProcessor{}
+		if hf.GetTypedConfig().UnmarshalTo(ep) != nil {
+			continue
+		}
+		ep.RequestAttributes = slices.DeleteFunc(ep.RequestAttributes, func(a string) bool { return slices.Contains(interceptionAttributes, a) })
+		a, err := anypb.New(ep)
+		if err != nil {
+			return nil, err
+		}
+		hf.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}
+	}
+	a, err := anypb.New(hcm)
+	if err != nil {
+		return nil, err
+	}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 	return bs, nil
 }
 

@@ -40,7 +40,7 @@ const (
 // to a closed set.
 var Codes = []string{CodeHostNotAllowed, CodeInvalidHost, CodeGatewayPath, CodePathTooLong, CodeHeadersTooLarge, CodeDuplicateHeader,
 	CodeUnknownProfile, CodeProfileNotServed, CodeCredentialsExpired, CodeCredentialsInvalid, CodeBodyTooLarge, CodeMisconfigured, CodeInternal,
-	CodeMisdirected, CodeNoCompartment, CodeInvalidHeader}
+	CodeMisdirected, CodeNoCompartment, CodeInvalidHeader, CodeCredentialMinting}
 
 // HeaderRefused marks a reply that ocisigner, not OCI, produced.
 const HeaderRefused = "x-ocisigner-refused"

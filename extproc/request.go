@@ -51,6 +51,9 @@ func (s *Server) onHeaders(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		r = s.authorize(a)
 	}
 	if r == nil {
+		r = s.screen(st, forwarded)
+	}
+	if r == nil {
 		r = checkSignedOnce(&st.h)
 	}
 	if r == nil {

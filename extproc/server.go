@@ -181,6 +181,10 @@ type Config struct {
 	// Observer gets an Event per request; one that also implements
 	// RefusalObserver gets OCI's 401 and 403 to what was signed (observe.go).
 	Observer Observer
+
+	// AllowCredentialMinting lets requests through that would mint
+	// credentials from the gateway's identity (intercepted.go, minting.go).
+	AllowCredentialMinting bool
 }
 
 // Server is the ext_proc service.

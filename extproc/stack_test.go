@@ -58,6 +58,7 @@ type stack struct {
 	config  *credentials.Store
 	server  *extproc.Server
 	grpc    *grpc.Server
+	addr    string             // the gRPC server's
 	envoy   *extproctest.Envoy // the stand-in; nil when a real Envoy runs
 	url     string             // where clients send: Envoy's listener
 	client  *http.Client
@@ -74,6 +75,7 @@ type stackOptions struct {
 	maxBody     int64
 	envoy       func(*extproctest.Config)
 	server      func(*extproc.Config)
+	register    func(*grpc.Server) // more services beside ext_proc (SDS)
 	trackStatus bool
 	// envoyBinary, when set, runs a real Envoy (or anything that starts
 	// like one) with the shipped envoy.yaml in place of the stand-in.
@@ -135,10 +137,14 @@ func newStack(t *testing.T, so stackOptions) *stack {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	s.server.Register(s.grpc)
+	if so.register != nil {
+		so.register(s.grpc)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.addr = lis.Addr().String()
 	go func() { _ = s.grpc.Serve(lis) }()
 	t.Cleanup(s.grpc.Stop)
 

@@ -365,7 +365,11 @@ func (c *CA) CertPEM() []byte { return bytes.Clone(c.certPEM) }
 // (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, curl --cacert). Only CERTIFICATE
 // blocks of systemRoots are copied, so that a wrong file given as the roots
 // (a key, say) never ends up in a bundle handed to clients.
-func (c *CA) Bundle(systemRoots []byte) []byte {
+func (c *CA) Bundle(systemRoots []byte) []byte { return Bundle(systemRoots, c.certPEM) }
+
+// Bundle is CA.Bundle for a CA certificate read from its file (caPEM), for
+// a command that has no business reading the CA's key.
+func Bundle(systemRoots, caPEM []byte) []byte {
 	var b bytes.Buffer
 	for rest := systemRoots; ; {
 		var block *pem.Block
@@ -377,7 +381,7 @@ func (c *CA) Bundle(systemRoots []byte) []byte {
 			_ = pem.Encode(&b, &pem.Block{Type: block.Type, Bytes: block.Bytes})
 		}
 	}
-	b.Write(c.certPEM)
+	b.Write(caPEM)
 	return b.Bytes()
 }
 

@@ -41,6 +41,7 @@ func (s *service) adminHandler() http.Handler {
 		_ = enc.Encode(rd)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /ca.pem", s.caHandler())
 	return mux
 }
 

@@ -83,6 +83,20 @@ func init() {
 				"ocisigner keys revoke team-c-chat --keys /etc/ocisigner/keys",
 			},
 			exits: []int{exitOK, exitUsage, exitConfig}, args: 2, run: runKeys},
+		{name: "ca", purpose: "print the HTTPS interception CA's certificate, or write a bundle of the system roots and it",
+			usage: "ocisigner ca [flags]",
+			examples: [2]string{
+				"ocisigner ca --state-dir /var/lib/ocisigner > ocisigner-ca.pem",
+				"ocisigner ca --bundle ca-bundle.pem",
+			},
+			exits: []int{exitOK, exitFailure, exitUsage, exitConfig}, run: runCA},
+		{name: "client-config", purpose: "write a throwaway-key OCI config, with the gateway's region, for SDKs that insist on one behind interception",
+			usage: "ocisigner client-config --dir DIR [flags]",
+			examples: [2]string{
+				"ocisigner client-config --dir ./oci-throwaway --profile TEST123",
+				"ocisigner client-config --dir /workspace/.oci --region us-ashburn-1",
+			},
+			exits: []int{exitOK, exitFailure, exitUsage, exitConfig}, run: runClientConfig},
 		{name: "version", purpose: "print the version and the RSA implementation", usage: "ocisigner version",
 			examples: [2]string{"ocisigner version", "docker compose run --rm signer version"},
 			exits:    []int{exitOK}, run: runVersion},
@@ -185,8 +199,12 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, "usage: ocisigner <command> [flags]\n\ncommands:\n")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.purpose)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.purpose)
 	}
 	fmt.Fprint(w, "\nRun \"ocisigner <command> -h\" for a command's flags, examples and exit codes.\n")
 }

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
-	"github.com/ocisigner/ocisigner/internal/envoyconfig"
 	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
@@ -23,22 +21,7 @@ import (
 // access log line goes to lines.
 func shippedEnvoy(t *testing.T, signer, upstream string, lines chan<- string) *extproctest.Envoy {
 	t.Helper()
-	data, err := os.ReadFile("../../envoy.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := envoyconfig.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := extproctest.FromBootstrap(r, map[string]string{envoyconfig.SignerCluster: signer, envoyconfig.OCICluster: upstream})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := shippedEnvoyConfig(t, signer, upstream)
 	c.AccessLog = func(e extproctest.AccessLogEntry) {
 		line, err := extproctest.FormatAccessLog(extproctest.AccessLogFormat, e)
 		if err != nil {

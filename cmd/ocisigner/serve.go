@@ -61,6 +61,7 @@ type serveOptions struct {
 	discloseErrors bool
 	rsaBackend     string
 	policy         policyOptions
+	icpt           interceptOptions // intercept.go
 
 	clock   credentials.Clock              // tests only: the time credentials are judged by and refreshed on
 	observe func(credentials.RefreshEvent) // tests only: told of each background fetch, after the metrics
@@ -92,13 +93,14 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.discloseErrors, "disclose-errors", false, "put whole credential errors (file paths, the config's profile names) into refusals, not only into the log; for a gateway only its operator uses")
 	fs.StringVar(&o.rsaBackend, "rsa-backend", signer.BackendAuto, "RSA implementation: auto (OpenSSL when built with cgo, else Go), openssl or go")
 	o.policy.register(fs)
+	o.icpt.register(fs)
 }
 
 // parseServe reads serve's flags and environment.
 func parseServe(args []string, getenv environ, stdout, stderr io.Writer) (o serveOptions, exit int, ok bool) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	o.register(fs)
-	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, o.creds.settle(getenv), o.policy.check); !ok {
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, o.creds.settle(getenv), o.policy.check, o.icpt.ca.check); !ok {
 		return o, exit, false
 	}
 	fs.Visit(func(f *flag.Flag) {
@@ -137,7 +139,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		var se *signer.Error
-		if errors.As(err, &se) {
+		if errors.As(err, &se) || isCAError(err) {
 			return exitConfig
 		}
 		return exitFailure
@@ -167,6 +169,7 @@ type service struct {
 	health  *health.Server
 	metrics *metrics
 	refused *ociRefusals
+	icpt    *interception // nil: interception off
 	lis     net.Listener
 	adminL  net.Listener
 	admin   *http.Server
@@ -259,6 +262,9 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		}
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
+	if err := s.openInterception(&o, getenv); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -284,6 +290,8 @@ func (o *serveOptions) extprocConfig() (extproc.Config, error) {
 		DiscloseErrors:       o.discloseErrors,
 		GenAICompartment:     o.genaiCompart,
 		GenAIProject:         o.genaiProject,
+
+		AllowCredentialMinting: o.icpt.allowMinting,
 	}
 	if strings.EqualFold(o.profileHeader, profileHeaderOff) {
 		cfg.NoProfileHeader, cfg.ProfileHeader = true, extproc.DefaultProfileHeader
@@ -454,6 +462,7 @@ func (s *service) drain(timeout time.Duration) {
 	s.draining = true
 	s.mu.Unlock()
 	close(s.stop)
+	s.icpt.close() // SDS streams live as long as Envoy: GracefulStop would wait for them
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

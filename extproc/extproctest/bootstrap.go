@@ -2,12 +2,14 @@ package extproctest
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
@@ -35,6 +37,9 @@ import (
 // listener's DownstreamTlsContext (certificates, a trusted_ca, require_client_certificate:
 // Config.DownstreamTLS), forward_client_cert_details SANITIZE, and a jwt_authn filter ahead
 // of the ext_proc filters (Config.JWTAuthn); DataSource files are read as Envoy would.
+// HTTPS interception is read as bootstrap_intercept.go says: CONNECT in upgrade_configs,
+// CONNECT routes terminating into an internal listener, whose TLS and connection manager
+// become Config.Intercept; the internal listener is the only other listener allowed.
 func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config, error) {
 	var c Config
 	ls := b.GetStaticResources().GetListeners()
@@ -50,8 +55,8 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 		return c, fmt.Errorf("%w: path normalisation", ErrUnsupported)
 	}
 	if err := supportedFields(hcm, "stat_prefix", "codec_type", "strip_any_host_port", "normalize_path", "merge_slashes",
-		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters",
-		"forward_client_cert_details"); err != nil {
+		"path_with_escaped_slashes_action", "proxy_100_continue", "access_log", "route_config", "http_filters", "upgrade_configs",
+		"http_protocol_options", "forward_client_cert_details"); err != nil {
 		return c, err
 	}
 	if hcm.GetForwardClientCertDetails() != hcmv3.HttpConnectionManager_SANITIZE {
@@ -61,8 +66,16 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 	if c.DownstreamTLS, err = readDownstreamTLS(ls[0].GetFilterChains()[0]); err != nil {
 		return c, err
 	}
+	if err := supportedFields(hcm.GetHttpProtocolOptions(), "accept_http_10"); err != nil {
+		return c, err
+	}
+	c.AcceptHTTP10 = hcm.GetHttpProtocolOptions().GetAcceptHttp_10()
 	c.StripAnyHostPort, c.Proxy100Continue = hcm.GetStripAnyHostPort(), hcm.GetProxy_100Continue()
-	procCluster, err := c.readFilters(hcm.GetHttpFilters(), clusters)
+	connect, err := readUpgrades(hcm)
+	if err != nil {
+		return c, err
+	}
+	procCluster, authority, err := c.readFilters(hcm.GetHttpFilters(), clusters)
 	if err != nil {
 		return c, err
 	}
@@ -71,50 +84,102 @@ func FromBootstrap(b *bootstrapv3.Bootstrap, clusters map[string]string) (Config
 			c.ConnectTimeout = cl.GetConnectTimeout().AsDuration()
 		}
 	}
-	rt, err := readRoutes(hcm.GetRouteConfig(), clusters)
-	if err != nil {
+	rt := &routeTable{bufferLimit: -1, authority: authority}
+	if rt.internal, rt.internalUp, err = internalClusters(b); err != nil {
+		return c, err
+	}
+	if err := rt.read(hcm.GetRouteConfig(), clusters); err != nil {
 		return c, err
 	}
 	c.Routes, c.BodyBufferLimit, c.RouteTimeout, c.Upstream = rt.match, rt.bufferLimit, rt.timeout, rt.upstream
-	return c, nil
+	if connect != (len(rt.terminators) > 0) {
+		// Without upgrade_configs a CONNECT route is reached only through its own
+		// upgrade_configs, and any other CONNECT gets 403; with them but no
+		// terminating route, CONNECT is routed to direct responses alone. The
+		// stand-in models neither.
+		return c, fmt.Errorf("%w: upgrade_configs CONNECT without a CONNECT route terminating into an internal listener, or the reverse", ErrUnsupported)
+	}
+	if err := c.readIntercept(b, hcm, rt, clusters); err != nil {
+		return c, err
+	}
+	return c, checkListeners(ls, c.Intercept, rt)
 }
 
-// readFilters reads the HTTP filter chain: ext_proc filters (the last that waits for its
-// answers is Config's, the others before it Before, those in observability_mode after it
-// After), then optionally the dynamic forward proxy, then the router.
-func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]string) (cluster string, err error) {
+// checkListeners refuses listeners beyond the first and the internal listener a CONNECT
+// route terminates into: the stand-in has no others.
+func checkListeners(ls []*listenerv3.Listener, ic *Intercept, rt *routeTable) error {
+	for _, l := range ls[1:] {
+		if ic == nil || l.GetInternalListener() == nil || !slices.Contains(slices.Collect(maps.Values(rt.internal)), l.GetName()) {
+			return fmt.Errorf("%w: listener %s", ErrUnsupported, l.GetName())
+		}
+	}
+	return nil
+}
+
+// readFilters reads the HTTP filter chain: jwt_authn, ext_proc filters (readProcs), then
+// optionally set_filter_state and the dynamic forward proxy, then the router.
+func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]string) (cluster string, authority *authorityFilter, err error) {
 	var procs []*hcmv3.HttpFilter
 	for i, f := range filters {
+		if f.GetDisabled() && typeName(f.GetTypedConfig()) != setFilterStateType {
+			return "", nil, fmt.Errorf("%w: HTTP filter %s disabled by default", ErrUnsupported, f.GetName())
+		}
 		switch typeName(f.GetTypedConfig()) {
 		case "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor":
 			procs = append(procs, f)
 		case "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication":
-			// Ahead of every ext_proc filter, once: the stand-in runs it first.
-			if len(procs) > 0 || c.JWTAuthn != nil {
-				return "", fmt.Errorf("%w: jwt_authn after an ext_proc filter, or twice", ErrUnsupported)
-			}
-			ja := &jwtauthnv3.JwtAuthentication{}
-			if err := f.GetTypedConfig().UnmarshalTo(ja); err != nil {
-				return "", err
-			}
-			if c.JWTAuthn, err = readJWTAuthn(ja); err != nil {
-				return "", fmt.Errorf("filter %s: %w", f.GetName(), err)
+			if err := c.readJWTFilter(f, len(procs) > 0); err != nil {
+				return "", nil, err
 			}
 		case "envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig":
+		case setFilterStateType:
+			// Only where it runs for a CONNECT: bootstrap_intercept.go.
+			if authority != nil {
+				return "", nil, fmt.Errorf("%w: two set_filter_state filters", ErrUnsupported)
+			}
+			if authority, err = readAuthorityFilter(f); err != nil {
+				return "", nil, err
+			}
 		case "envoy.extensions.filters.http.router.v3.Router":
 			if i != len(filters)-1 {
-				return "", fmt.Errorf("%w: the router is not the last HTTP filter", ErrUnsupported)
+				return "", nil, fmt.Errorf("%w: the router is not the last HTTP filter", ErrUnsupported)
 			}
 			r := &routerv3.Router{}
 			if err := f.GetTypedConfig().UnmarshalTo(r); err != nil {
-				return "", err
+				return "", nil, err
 			}
 			c.SuppressEnvoyHeaders = r.GetSuppressEnvoyHeaders()
 		default:
-			return "", fmt.Errorf("%w: HTTP filter %s (%s)", ErrUnsupported, f.GetName(), typeName(f.GetTypedConfig()))
+			return "", nil, fmt.Errorf("%w: HTTP filter %s (%s)", ErrUnsupported, f.GetName(), typeName(f.GetTypedConfig()))
 		}
 	}
-	eps, last, err := readProcs(procs)
+	if len(procs) == 0 {
+		return "", nil, fmt.Errorf("%w: no ext_proc filter", ErrUnsupported)
+	}
+	cluster, err = c.readProcs(procs, clusters)
+	return cluster, authority, err
+}
+
+// readJWTFilter reads a jwt_authn filter: ahead of every ext_proc filter, once, as the
+// stand-in runs it first.
+func (c *Config) readJWTFilter(f *hcmv3.HttpFilter, afterProc bool) (err error) {
+	if afterProc || c.JWTAuthn != nil {
+		return fmt.Errorf("%w: jwt_authn after an ext_proc filter, or twice", ErrUnsupported)
+	}
+	ja := &jwtauthnv3.JwtAuthentication{}
+	if err := f.GetTypedConfig().UnmarshalTo(ja); err != nil {
+		return err
+	}
+	if c.JWTAuthn, err = readJWTAuthn(ja); err != nil {
+		return fmt.Errorf("filter %s: %w", f.GetName(), err)
+	}
+	return nil
+}
+
+// readProcs reads the ext_proc filters: the last that waits for its answers is Config's,
+// the others before it Before, those in observability_mode after it After.
+func (c *Config) readProcs(procs []*hcmv3.HttpFilter, clusters map[string]string) (cluster string, err error) {
+	eps, last, err := decodeProcs(procs)
 	if err != nil {
 		return "", err
 	}
@@ -167,10 +232,10 @@ func (c *Config) readFilters(filters []*hcmv3.HttpFilter, clusters map[string]st
 	return cluster, nil
 }
 
-// readProcs decodes the ext_proc filters and finds Config's: the last that
+// decodeProcs decodes the ext_proc filters and finds Config's: the last that
 // waits for its answers, after which only filters in observability mode
 // may come.
-func readProcs(procs []*hcmv3.HttpFilter) (eps []*extprocfilterv3.ExternalProcessor, last int, err error) {
+func decodeProcs(procs []*hcmv3.HttpFilter) (eps []*extprocfilterv3.ExternalProcessor, last int, err error) {
 	eps, last = make([]*extprocfilterv3.ExternalProcessor, len(procs)), -1
 	for i, f := range procs {
 		eps[i] = &extprocfilterv3.ExternalProcessor{}
@@ -196,6 +261,18 @@ type routeTable struct {
 	bufferLimit int64
 	timeout     time.Duration
 	upstream    string
+
+	// HTTPS interception (bootstrap_intercept.go).
+	internal    map[string]string // internal cluster → the listener it reaches
+	internalUp  map[string]bool   // internal cluster → its transport socket is internal_upstream
+	authority   *authorityFilter  // the set_filter_state filter, if any
+	terminators []terminator      // the CONNECT routes that terminate
+}
+
+// terminator is a CONNECT route that terminates into an internal listener.
+type terminator struct {
+	cluster       string
+	setsAuthority bool // the set_filter_state filter runs on it
 }
 
 type vhost struct {
@@ -210,37 +287,40 @@ type route struct {
 	r            Route
 }
 
-func readRoutes(rc *routev3.RouteConfiguration, clusters map[string]string) (*routeTable, error) {
+func (t *routeTable) read(rc *routev3.RouteConfiguration, clusters map[string]string) error {
 	if err := supportedFields(rc, "name", "virtual_hosts"); err != nil {
-		return nil, err
+		return err
 	}
-	t := &routeTable{bufferLimit: -1}
 	for _, vh := range rc.GetVirtualHosts() {
 		if err := supportedFields(vh, "name", "domains", "routes", "typed_per_filter_config", "request_body_buffer_limit"); err != nil {
-			return nil, fmt.Errorf("virtual host %s: %w", vh.GetName(), err)
+			return fmt.Errorf("virtual host %s: %w", vh.GetName(), err)
 		}
 		// Envoy 1.37+ applies a virtual host's limit at route match; the stand-in has one.
 		limit := int64(vh.GetRequestBodyBufferLimit().GetValue())
 		if t.bufferLimit >= 0 && limit != t.bufferLimit {
-			return nil, fmt.Errorf("%w: virtual hosts with different request_body_buffer_limit", ErrUnsupported)
+			return fmt.Errorf("%w: virtual hosts with different request_body_buffer_limit", ErrUnsupported)
 		}
 		t.bufferLimit = limit
 		v := vhost{domains: vh.GetDomains()}
 		for _, r := range vh.GetRoutes() {
 			rr, err := t.readRoute(vh, r, clusters)
 			if err != nil {
-				return nil, fmt.Errorf("route %s: %w", r.GetName(), err)
+				return fmt.Errorf("route %s: %w", r.GetName(), err)
 			}
 			v.routes = append(v.routes, rr)
 		}
 		t.vhosts = append(t.vhosts, v)
 	}
-	return t, nil
+	return nil
 }
 
 func (t *routeTable) readRoute(vh *routev3.VirtualHost, r *routev3.Route, clusters map[string]string) (route, error) {
 	if err := supportedFields(r, "name", "match", "route", "direct_response", "typed_per_filter_config",
 		"request_headers_to_remove", "response_headers_to_add"); err != nil {
+		return route{}, err
+	}
+	setsAuthority, levels, err := t.authorityOn(vh, r)
+	if err != nil {
 		return route{}, err
 	}
 	m := r.GetMatch()
@@ -257,7 +337,7 @@ func (t *routeTable) readRoute(vh *routev3.VirtualHost, r *routev3.Route, cluste
 	}
 	out := route{prefix: m.GetPrefix(), path: m.GetPath(), connect: m.GetConnectMatcher() != nil, headers: m.GetHeaders(),
 		r: Route{Name: r.GetName(), RemoveHeaders: r.GetRequestHeadersToRemove()}}
-	perFilter, err := mergePerFilter(vh.GetTypedPerFilterConfig(), r.GetTypedPerFilterConfig())
+	perFilter, err := mergePerFilter(levels...)
 	if err != nil {
 		return route{}, err
 	}
@@ -271,8 +351,19 @@ func (t *routeTable) readRoute(vh *routev3.VirtualHost, r *routev3.Route, cluste
 		}
 	case r.GetRoute() != nil:
 		ra := r.GetRoute()
-		if err := supportedFields(ra, "cluster", "timeout"); err != nil {
+		if err := supportedFields(ra, "cluster", "timeout", "upgrade_configs"); err != nil {
 			return route{}, err
+		}
+		if out.connect {
+			if err := t.readConnectRoute(ra); err != nil {
+				return route{}, err
+			}
+			out.r.TerminateConnect = true
+			t.terminators = append(t.terminators, terminator{cluster: ra.GetCluster(), setsAuthority: setsAuthority})
+			return out, nil
+		}
+		if len(ra.GetUpgradeConfigs()) > 0 {
+			return route{}, fmt.Errorf("%w: upgrade_configs on a route that is not CONNECT's", ErrUnsupported)
 		}
 		addr, ok := clusters[ra.GetCluster()]
 		if !ok {

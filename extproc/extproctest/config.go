@@ -109,6 +109,11 @@ type Config struct {
 	// (and a BUFFERED body, which is needed before anything is forwarded, comes only when
 	// the client stops waiting for the 100). Only 100 is relayed; other 1xx are dropped.
 	Proxy100Continue bool
+	// AcceptHTTP10 is the connection manager's http_protocol_options.accept_http_10: off,
+	// Envoy answers an HTTP/1.0 request (a CONNECT too) with 426 before any filter or route
+	// (http1/codec_impl.cc ServerConnectionImpl::checkProtocolVersion). Python's
+	// http.client before 3.12 sends its CONNECT as HTTP/1.0.
+	AcceptHTTP10 bool
 	// StripAnyHostPort is the HTTP connection manager's strip_any_host_port, which
 	// ocisigner's envoy.yaml sets: the port is removed from :authority before filters run.
 	StripAnyHostPort bool
@@ -198,7 +203,10 @@ type Config struct {
 	// accepts CONNECT (upgrade_configs CONNECT), a route with Route.TerminateConnect
 	// terminates it into an internal listener, and that listener terminates TLS with a
 	// certificate fetched on demand over delta SDS, then runs the same connection
-	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests.
+	// manager, ext_proc, dynamic forward proxy and router on the decrypted requests,
+	// except that it accepts no CONNECT (a tunnel inside the tunnel gets 403
+	// upgrade_failed; FromBootstrap requires the internal connection manager to be the
+	// ingress one without CONNECT, StripConnect).
 	// Nil is Envoy without upgrade_configs: every CONNECT gets 403 (upgrade_failed).
 	Intercept *Intercept
 

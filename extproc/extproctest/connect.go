@@ -25,13 +25,15 @@ func (f *filter) serveConnect() {
 	// OriginalConnectPort filter state (HeaderUtility::stripPortFromHost has no CONNECT
 	// exception any more; older Envoys kept the port of a CONNECT).
 	f.reqHeaders.remove(":path")
-	if f.cfg.Intercept == nil {
+	// The internal listener's connection manager has no upgrade_configs (FromBootstrap
+	// requires it): a CONNECT inside a tunnel is refused as on a listener without them.
+	if f.cfg.Intercept == nil || connInfoFrom(f.r.Context()) != nil {
 		f.reply = &localReply{status: http.StatusForbidden, details: "upgrade_failed"}
 		f.sendLocalReply()
 		return
 	}
 	f.route = f.matchRoute()
-	if !f.route.ExtProcDisabled && (f.cfg.Disabled == nil || !f.cfg.Disabled(f.r)) {
+	if !f.chainDisabled() {
 		// ext_proc would see the CONNECT headers and then the tunnel as the body; the
 		// stand-in does not reproduce that (ocisigner disables ext_proc on these routes).
 		f.unsupported("ext_proc on a CONNECT request")
@@ -47,6 +49,20 @@ func (f *filter) serveConnect() {
 		f.unsupported("CONNECT forwarded upstream without connect_config")
 		f.sendLocalReply()
 	}
+}
+
+// chainDisabled reports whether every ext_proc filter of the chain is disabled on the
+// current route (each filter's own disabled, as decode reads it).
+func (f *filter) chainDisabled() bool {
+	main := f.cfg
+	defer func() { f.cfg = main }()
+	for _, b := range main.before {
+		if f.cfg = b; !f.disabled() {
+			return false
+		}
+	}
+	f.cfg = main
+	return f.disabled()
 }
 
 // tunnel is the router's CONNECT termination (upgrade_configs connect_config) into the

@@ -120,8 +120,9 @@ func newFilter(e *Envoy, w http.ResponseWriter, r *http.Request) *filter {
 
 func (f *filter) serve() {
 	r := f.r
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		// http_protocol_options.accept_http_10 is off by default.
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !f.cfg.AcceptHTTP10 {
+		// http_protocol_options.accept_http_10 is off by default (http1/codec_impl.cc
+		// ServerConnectionImpl::checkProtocolVersion), whatever the method.
 		f.reply = &localReply{status: http.StatusUpgradeRequired, details: "low_version"}
 		f.sendLocalReply()
 		return

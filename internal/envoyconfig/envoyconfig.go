@@ -19,14 +19,22 @@ import (
 	// Extensions named only by a typed_config "@type" in the repository's
 	// Envoy files: linked in so their Any resolves (an unresolvable Any
 	// fails the load).
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/bootstrap/internal_listener/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_filter_state/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/internal_upstream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/cert_mappers/sni/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/cert_selectors/on_demand_secret/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -115,6 +123,13 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path stri
 		a, ok := msg.Interface().(*anypb.Any)
 		if !ok {
 			return []error{fmt.Errorf("%s: Any of Go type %T", path, msg.Interface())}
+		}
+		if fd.FullName() == "envoy.config.route.v3.FilterConfig.config" && a.GetTypeUrl() == "" && len(a.GetValue()) == 0 {
+			// "config: {}": Envoy's way to enable, on a route, a filter that
+			// is disabled by default (per_filter_config.cc PerFilterConfigs:
+			// "If the field `config` is configured but is empty, we treat
+			// the filter is enabled explicitly").
+			return nil
 		}
 		inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
 		if err != nil {

@@ -63,8 +63,12 @@ func ForTest(bs *bootstrapv3.Bootstrap, e Endpoints) (*bootstrapv3.Bootstrap, er
 			return nil, err
 		}
 	}
-	if err := dropForwardProxyFilter(ls[0].GetFilterChains()); err != nil {
-		return nil, err
+	for _, l := range ls {
+		// The internal listener of HTTPS interception runs a copy of the
+		// ingress listener's connection manager.
+		if err := dropForwardProxyFilter(l.GetFilterChains()); err != nil {
+			return nil, err
+		}
 	}
 	found := 0
 	for i, c := range bs.GetStaticResources().GetClusters() {
@@ -108,6 +112,9 @@ func mapFiles(m protoreflect.Message, files map[string]string) error {
 		return nil
 	}
 	if a, ok := m.Interface().(*anypb.Any); ok {
+		if a.GetTypeUrl() == "" {
+			return nil // FilterConfig{config: {}}: enables a filter, holds nothing
+		}
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -226,14 +227,15 @@ func TestForTestComparisonCatchesRegressions(t *testing.T) {
 			vh.Routes = vh.Routes[1:]
 		})},
 		{"the route pin changed", "routes", editHCM(func(h *hcmv3.HttpConnectionManager) {
-			per := h.GetRouteConfig().VirtualHosts[0].Routes[0].TypedPerFilterConfig["envoy.filters.http.ext_proc"]
+			pinned := exampleRoute(h)
+			per := pinned.TypedPerFilterConfig["envoy.filters.http.ext_proc"]
 			ep := &extprocv3.ExtProcPerRoute{}
 			if err := per.UnmarshalTo(ep); err != nil {
 				panic(err)
 			}
 			ep.GetOverrides().GetGrpcInitialMetadata()[0].Value = "OTHER"
 			a, _ := anypb.New(ep)
-			h.GetRouteConfig().VirtualHosts[0].Routes[0].TypedPerFilterConfig["envoy.filters.http.ext_proc"] = a
+			pinned.TypedPerFilterConfig["envoy.filters.http.ext_proc"] = a
 		})},
 		{"the gateway filter enabled on the OCI routes", "routes", editHCM(func(h *hcmv3.HttpConnectionManager) {
 			delete(h.GetRouteConfig().VirtualHosts[0].TypedPerFilterConfig, "ocisigner.ext_proc.gateway")
@@ -289,4 +291,14 @@ func TestForTestComparisonCatchesRegressions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleRoute is envoy.yaml's route that pins a profile.
+func exampleRoute(h *hcmv3.HttpConnectionManager) *routev3.Route {
+	for _, r := range h.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		if r.GetName() == "example-profile" {
+			return r
+		}
+	}
+	panic("envoy.yaml has no example-profile route")
 }
