@@ -220,13 +220,6 @@ func (s *service) caHandler() http.HandlerFunc {
 func (s *service) openInterception(o *serveOptions, getenv environ) error {
 	var err error
 	if s.icpt, err = startInterception(o, getenv, s.log, s.metrics, s.grpc); err != nil {
-		if s.lis != nil {
-			s.lis.Close()
-		}
-		if s.adminL != nil {
-			s.adminL.Close()
-		}
-		s.creds.Close()
 		return fmt.Errorf("interception: %w", err)
 	}
 	return nil

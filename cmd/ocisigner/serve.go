@@ -164,6 +164,7 @@ type service struct {
 	log     *slog.Logger
 	profile string
 	creds   *credentials.Store
+	opened  atomic.Pointer[credentials.Store] // creds, for the metrics while it opens
 	ext     *extproc.Server
 	grpc    *grpc.Server
 	health  *health.Server
@@ -184,62 +185,105 @@ type service struct {
 	draining bool
 }
 
-func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, error) {
+func newService(o serveOptions, log *slog.Logger, getenv environ) (svc *service, err error) {
 	s := &service{opts: o, log: log, profile: o.creds.profileName(getenv), stop: make(chan struct{})}
-	var extra []credentials.Option
-	var now func() time.Time
-	if o.clock != nil {
-		extra = append(extra, credentials.WithClock(o.clock))
-		now = o.clock.Now
-	}
+	defer func() {
+		if err != nil {
+			s.closeOpened()
+		}
+	}()
 	// The metrics see the background fetches from the start: the store's
 	// loop begins fetching while it opens.
-	var opened atomic.Pointer[credentials.Store]
 	s.metrics = newMetrics(func() []string {
-		if st := opened.Load(); st != nil {
+		if st := s.opened.Load(); st != nil {
 			return st.Names()
 		}
 		return nil
 	}, o.probeInterval > 0)
 	s.refused = newOCIRefusals(s.metrics)
+	// The policy first: a file to fix stops the start before any
+	// credentials are fetched.
+	if s.policyW, err = s.openPolicy(o.policy, log); err != nil {
+		return nil, err
+	}
+	if err = s.openCredentials(o, getenv); err != nil {
+		return nil, err
+	}
+	if err = s.newServer(o); err != nil {
+		return nil, err
+	}
+	if s.lis, err = listen(o.listen); err != nil {
+		return nil, err
+	}
+	if o.admin != "" {
+		if s.adminL, err = net.Listen("tcp", o.admin); err != nil {
+			return nil, fmt.Errorf("admin listener %s: %w", o.admin, err)
+		}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	if err = s.openInterception(&o, getenv); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// closeOpened closes what a start that failed half-way opened.
+func (s *service) closeOpened() {
+	if s.adminL != nil {
+		s.adminL.Close()
+	}
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	if s.creds != nil {
+		s.creds.Close()
+	}
+}
+
+// openCredentials opens the store, with the metrics watching its fetches,
+// and checks that the default profile is in it.
+func (s *service) openCredentials(o serveOptions, getenv environ) error {
+	var extra []credentials.Option
+	if o.clock != nil {
+		extra = append(extra, credentials.WithClock(o.clock))
+	}
 	extra = append(extra, credentials.WithObserver(func(ev credentials.RefreshEvent) {
 		s.metrics.observeRefresh(ev)
 		if o.observe != nil {
 			o.observe(ev)
 		}
 	}))
-	// The policy first: a file to fix stops the start before any
-	// credentials are fetched.
-	var err error
-	if s.policyW, err = s.openPolicy(o.policy, log); err != nil {
-		return nil, err
-	}
-	creds, err := o.creds.open(getenv, log, extra...)
+	creds, err := o.creds.open(getenv, s.log, extra...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	opened.Store(creds)
+	s.opened.Store(creds)
 	s.creds = creds
 	if !slices.Contains(creds.Names(), s.profile) {
 		// The exit-code table's 3: a default profile the config lacks is a
 		// configuration error now, not a refusal of every request later.
-		_, err := creds.Source(s.profile).Credentials(context.Background())
-		creds.Close()
-		if err == nil {
-			err = fmt.Errorf("profile %s is not in the config", s.profile)
+		if _, err := creds.Source(s.profile).Credentials(context.Background()); err != nil {
+			return err
 		}
-		return nil, err
+		return fmt.Errorf("profile %s is not in the config", s.profile)
 	}
+	return nil
+}
+
+// newServer builds the ext_proc service and its gRPC server.
+func (s *service) newServer(o serveOptions) error {
 	cfg, err := o.extprocConfig()
 	if err != nil {
-		creds.Close()
-		return nil, err
+		return err
 	}
-	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, log, now, observers{s.metrics, s.refused}
+	var now func() time.Time
+	if o.clock != nil {
+		now = o.clock.Now
+	}
+	cfg.Credentials, cfg.DefaultProfile, cfg.Logger, cfg.Clock, cfg.Observer = s.creds, s.profile, s.log, now, observers{s.metrics, s.refused}
 	s.policyW.configure(&cfg, o.policy)
 	if s.ext, err = extproc.New(cfg); err != nil {
-		creds.Close()
-		return nil, err
+		return err
 	}
 	s.grpc = grpc.NewServer(s.ext.ServerOptions()...)
 	s.ext.Register(s.grpc)
@@ -249,23 +293,7 @@ func newService(o serveOptions, log *slog.Logger, getenv environ) (*service, err
 		return probe(ctx, probeParams{profile: s.profile, src: s.creds.Source(s.profile), endpoint: o.probeEndpoint.value,
 			client: &http.Client{Timeout: 15 * time.Second}, now: time.Now})
 	}
-
-	if s.lis, err = listen(o.listen); err != nil {
-		creds.Close()
-		return nil, err
-	}
-	if o.admin != "" {
-		if s.adminL, err = net.Listen("tcp", o.admin); err != nil {
-			s.lis.Close()
-			creds.Close()
-			return nil, fmt.Errorf("admin listener %s: %w", o.admin, err)
-		}
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	}
-	if err := s.openInterception(&o, getenv); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return nil
 }
 
 // profileHeaderOff is the --profile-header value that turns per-request
