@@ -38,9 +38,9 @@ const (
 // issues one-hour session tokens, instance tokens of about twenty minutes,
 // and one-hour workload tokens.
 const (
-	DefaultSessionLifetime  = time.Hour
-	DefaultInstanceLifetime = 20 * time.Minute
-	DefaultWorkloadLifetime = time.Hour
+	defaultSessionLifetime  = time.Hour
+	defaultInstanceLifetime = 20 * time.Minute
+	defaultWorkloadLifetime = time.Hour
 )
 
 // maxTokenRequestBody caps the bodies the token stand-ins read: the largest
@@ -134,7 +134,7 @@ func (f *failer) take() (int, bool) {
 func errorCode(status int) string {
 	switch status {
 	case http.StatusBadRequest:
-		return CodeInvalidParameter
+		return codeInvalidParameter
 	case http.StatusUnauthorized:
 		return CodeNotAuthenticated
 	case http.StatusNotFound:
@@ -211,7 +211,7 @@ type AuthService struct {
 // NewAuthService starts an auth service minting with is; t.Cleanup closes it.
 func NewAuthService(t testing.TB, is *Issuer) *AuthService {
 	t.Helper()
-	a := &AuthService{is: is, clock: time.Now, sessionLifetime: DefaultSessionLifetime, instanceLifetime: DefaultInstanceLifetime}
+	a := &AuthService{is: is, clock: time.Now, sessionLifetime: defaultSessionLifetime, instanceLifetime: defaultInstanceLifetime}
 	hs := startLoopback(t, a, nil)
 	a.URL, a.Addr = hs.URL, hs.Listener.Addr().String()
 	return a
@@ -229,11 +229,11 @@ func (a *AuthService) SetClock(now func() time.Time) {
 	a.clock = now
 }
 
-// SetSessionLifetime sets the lifetime of refreshed session tokens (they
+// setSessionLifetime sets the lifetime of refreshed session tokens (they
 // never outlive their session's sess_exp); zero restores the default.
-func (a *AuthService) SetSessionLifetime(d time.Duration) {
+func (a *AuthService) setSessionLifetime(d time.Duration) {
 	if d <= 0 {
-		d = DefaultSessionLifetime
+		d = defaultSessionLifetime
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -244,7 +244,7 @@ func (a *AuthService) SetSessionLifetime(d time.Duration) {
 // restores the default.
 func (a *AuthService) SetInstanceLifetime(d time.Duration) {
 	if d <= 0 {
-		d = DefaultInstanceLifetime
+		d = defaultInstanceLifetime
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -361,14 +361,14 @@ func (a *AuthService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (a *AuthService) refresh(sr *signedRequest, body []byte, st authSettings) (string, *rejection) {
 	raw, ok := strings.CutPrefix(sr.keyID, "ST$")
 	if !ok {
-		return "", notAuthenticated(MsgRequiredInfo, "refresh must be signed with the session key, keyId ST$<current token>; got keyId %q", sr.keyID)
+		return "", notAuthenticated(msgRequiredInfo, "refresh must be signed with the session key, keyId ST$<current token>; got keyId %q", sr.keyID)
 	}
 	pub, tok, err := a.is.Verify(raw)
 	if err != nil {
-		return "", notAuthenticated(MsgRequiredInfo, "the keyId's token was not minted by the service's issuer, or names no jwk: %v", err)
+		return "", notAuthenticated(msgRequiredInfo, "the keyId's token was not minted by the service's issuer, or names no jwk: %v", err)
 	}
 	if !st.now.Before(tok.Expiry) {
-		return "", notAuthenticated(MsgRequiredInfo, "the keyId's token expired at %s (service clock %s)", tok.Expiry.UTC().Format(time.RFC3339), st.now.UTC().Format(time.RFC3339))
+		return "", notAuthenticated(msgRequiredInfo, "the keyId's token expired at %s (service clock %s)", tok.Expiry.UTC().Format(time.RFC3339), st.now.UTC().Format(time.RFC3339))
 	}
 	if rej := sr.verify(pub); rej != nil {
 		return "", rej
@@ -383,23 +383,23 @@ func (a *AuthService) refresh(sr *signedRequest, body []byte, st authSettings) (
 		return "", invalidParameter("currentToken must be a non-empty string; body %s", body)
 	}
 	if current != raw {
-		return "", notAuthenticated(MsgRequiredInfo, "currentToken in the body is not the token of the keyId")
+		return "", notAuthenticated(msgRequiredInfo, "currentToken in the body is not the token of the keyId")
 	}
 	if st.refuseRefresh {
-		return "", notAuthenticated(MsgRequiredInfo, "RefuseRefresh is on")
+		return "", notAuthenticated(msgRequiredInfo, "RefuseRefresh is on")
 	}
 	if tok.SessionEnd.IsZero() {
-		return "", notAuthenticated(MsgRequiredInfo, "the token has no sess_exp: it is not a refreshable session token")
+		return "", notAuthenticated(msgRequiredInfo, "the token has no sess_exp: it is not a refreshable session token")
 	}
 	if !st.now.Before(tok.SessionEnd) {
-		return "", notAuthenticated(MsgRequiredInfo, "the session ended at %s (service clock %s)", tok.SessionEnd.UTC().Format(time.RFC3339), st.now.UTC().Format(time.RFC3339))
+		return "", notAuthenticated(msgRequiredInfo, "the session ended at %s (service clock %s)", tok.SessionEnd.UTC().Format(time.RFC3339), st.now.UTC().Format(time.RFC3339))
 	}
 
 	// The successor is the same session: every claim is kept (jwk, sub,
 	// tenant, ptype, sess_exp, verbatim) but the times and the token id.
 	claims := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, claims); err != nil {
-		return "", notAuthenticated(MsgRequiredInfo, "reading the token's claims: %v", err)
+		return "", notAuthenticated(msgRequiredInfo, "reading the token's claims: %v", err)
 	}
 	exp := st.now.Add(st.sessionLifetime)
 	if exp.After(tok.SessionEnd) {
@@ -419,7 +419,7 @@ func (a *AuthService) refresh(sr *signedRequest, body []byte, st authSettings) (
 func (a *AuthService) federate(sr *signedRequest, body []byte, st authSettings) (string, *rejection) {
 	tenancy, fp, ok := strings.Cut(sr.keyID, "/fed-x509-sha256/")
 	if !ok || tenancy == "" || fp == "" || strings.Contains(fp, "/") {
-		return "", notAuthenticated(MsgRequiredInfo, "keyId %q is not <tenancy>/fed-x509-sha256/<leaf fingerprint>", sr.keyID)
+		return "", notAuthenticated(msgRequiredInfo, "keyId %q is not <tenancy>/fed-x509-sha256/<leaf fingerprint>", sr.keyID)
 	}
 	fields, rej := jsonObject(body, "certificate", "publicKey", "intermediateCertificates", "fingerprintAlgorithm")
 	if rej != nil {
@@ -451,7 +451,7 @@ func (a *AuthService) federate(sr *signedRequest, body []byte, st authSettings) 
 		return "", invalidParameter("certificate: %v", err)
 	}
 	if got := CertFingerprint(leaf); got != fp {
-		return "", notAuthenticated(MsgRequiredInfo, "keyId names fingerprint %s but the certificate in the body has %s", fp, got)
+		return "", notAuthenticated(msgRequiredInfo, "keyId names fingerprint %s but the certificate in the body has %s", fp, got)
 	}
 	inter := x509.NewCertPool()
 	interSeen := make(map[string]bool)
@@ -468,7 +468,7 @@ func (a *AuthService) federate(sr *signedRequest, body []byte, st authSettings) 
 		interSeen[string(c.Raw)] = true
 	}
 	if len(st.roots) == 0 {
-		return "", notAuthenticated(MsgRequiredInfo, "the service trusts no root (call TrustRoot)")
+		return "", notAuthenticated(msgRequiredInfo, "the service trusts no root (call TrustRoot)")
 	}
 	roots := x509.NewCertPool()
 	for _, c := range st.roots {
@@ -476,21 +476,21 @@ func (a *AuthService) federate(sr *signedRequest, body []byte, st authSettings) 
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: st.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return "", notAuthenticated(MsgRequiredInfo, "leaf certificate does not chain to a trusted root at %s: %v", st.now.UTC().Format(time.RFC3339), err)
+		return "", notAuthenticated(msgRequiredInfo, "leaf certificate does not chain to a trusted root at %s: %v", st.now.UTC().Format(time.RFC3339), err)
 	}
 	viaIntermediate := false
 	for _, ch := range chains {
 		viaIntermediate = viaIntermediate || len(ch) >= 3 && interSeen[string(ch[1].Raw)]
 	}
 	if !viaIntermediate {
-		return "", notAuthenticated(MsgRequiredInfo, "leaf certificate chains to a root but not through an intermediate sent with it")
+		return "", notAuthenticated(msgRequiredInfo, "leaf certificate chains to a root but not through an intermediate sent with it")
 	}
-	if got := CertTenancy(leaf); got != tenancy {
-		return "", notAuthenticated(MsgRequiredInfo, "keyId names tenancy %q but the leaf certificate is for %q", tenancy, got)
+	if got := certTenancy(leaf); got != tenancy {
+		return "", notAuthenticated(msgRequiredInfo, "keyId names tenancy %q but the leaf certificate is for %q", tenancy, got)
 	}
 	leafPub, ok := leaf.PublicKey.(*rsa.PublicKey)
 	if !ok {
-		return "", notAuthenticated(MsgRequiredInfo, "leaf certificate key is %T, not RSA", leaf.PublicKey)
+		return "", notAuthenticated(msgRequiredInfo, "leaf certificate key is %T, not RSA", leaf.PublicKey)
 	}
 	if rej := sr.verify(leafPub); rej != nil {
 		return "", rej
@@ -545,9 +545,9 @@ func CertFingerprint(c *x509.Certificate) string {
 	return strings.ReplaceAll(fmt.Sprintf("% x", sum[:]), " ", ":")
 }
 
-// CertTenancy is the tenancy OCID an instance certificate is for, from its
+// certTenancy is the tenancy OCID an instance certificate is for, from its
 // subject's opc-tenant:<ocid> value, as oci-go-sdk reads it; "" if none.
-func CertTenancy(c *x509.Certificate) string { return certOU(c, "opc-tenant:") }
+func certTenancy(c *x509.Certificate) string { return certOU(c, "opc-tenant:") }
 
 // certOU finds the subject attribute value starting with prefix (any
 // attribute type, as the SDK looks) and returns the rest of it.
@@ -599,7 +599,7 @@ func jsonObject(body []byte, allowed ...string) (map[string]json.RawMessage, *re
 }
 
 func invalidParameter(format string, args ...any) *rejection {
-	return &rejection{status: http.StatusBadRequest, code: CodeInvalidParameter,
+	return &rejection{status: http.StatusBadRequest, code: codeInvalidParameter,
 		message: "The request body is invalid.", reason: fmt.Sprintf(format, args...)}
 }
 
@@ -640,42 +640,42 @@ type signedRequest struct {
 func parseSignedRequest(r *http.Request, required []string, now time.Time) (*signedRequest, *rejection) {
 	auths := r.Header.Values("Authorization")
 	if len(auths) != 1 {
-		return nil, notAuthenticated(MsgRequiredInfo, "want one Authorization header, got %d", len(auths))
+		return nil, notAuthenticated(msgRequiredInfo, "want one Authorization header, got %d", len(auths))
 	}
 	params, err := ParseAuthorization(auths[0])
 	if err != nil {
-		return nil, notAuthenticated(MsgRequiredInfo, "Authorization header: %v", err)
+		return nil, notAuthenticated(msgRequiredInfo, "Authorization header: %v", err)
 	}
 	sr := &signedRequest{keyID: params["keyId"]}
 	for _, p := range []string{"headers", "keyId", "algorithm", "signature"} {
 		if params[p] == "" {
-			return sr, notAuthenticated(MsgRequiredInfo, "Authorization header has no %s parameter", p)
+			return sr, notAuthenticated(msgRequiredInfo, "Authorization header has no %s parameter", p)
 		}
 	}
 	if v, ok := params["version"]; ok && v != "1" {
-		return sr, notAuthenticated(MsgRequiredInfo, "signature version %q is not 1", v)
+		return sr, notAuthenticated(msgRequiredInfo, "signature version %q is not 1", v)
 	}
 	if a := params["algorithm"]; a != "rsa-sha256" {
-		return sr, notAuthenticated(MsgRequiredInfo, "algorithm %q is not rsa-sha256", a)
+		return sr, notAuthenticated(msgRequiredInfo, "algorithm %q is not rsa-sha256", a)
 	}
 	if sr.sig, err = base64.StdEncoding.DecodeString(params["signature"]); err != nil {
-		return sr, notAuthenticated(MsgRequiredInfo, "signature is not base64: %v", err)
+		return sr, notAuthenticated(msgRequiredInfo, "signature is not base64: %v", err)
 	}
 	sr.names = strings.Fields(strings.ToLower(params["headers"]))
 	signed := make(map[string]bool, len(sr.names))
 	for _, n := range sr.names {
 		if signed[n] {
-			return sr, notAuthenticated(MsgRequiredInfo, "header %q is listed twice in headers=", n)
+			return sr, notAuthenticated(msgRequiredInfo, "header %q is listed twice in headers=", n)
 		}
 		signed[n] = true
 	}
 	for _, n := range required {
 		if !signed[n] {
-			return sr, notAuthenticated(MsgRequiredInfo, "%s %s must sign %q; headers=%q", r.Method, r.RequestURI, n, params["headers"])
+			return sr, notAuthenticated(msgRequiredInfo, "%s %s must sign %q; headers=%q", r.Method, r.RequestURI, n, params["headers"])
 		}
 	}
 	if !signed["date"] && !signed["x-date"] {
-		return sr, notAuthenticated(MsgRequiredInfo, "neither date nor x-date is signed; headers=%q", params["headers"])
+		return sr, notAuthenticated(msgRequiredInfo, "neither date nor x-date is signed; headers=%q", params["headers"])
 	}
 	var rej *rejection
 	if sr.signingString, rej = buildSigningString(r, sr.names); rej != nil {
@@ -691,7 +691,7 @@ func parseSignedRequest(r *http.Request, required []string, now time.Time) (*sig
 func (sr *signedRequest) verify(pub *rsa.PublicKey) *rejection {
 	digest := sha256.Sum256([]byte(sr.signingString))
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sr.sig); err != nil {
-		return notAuthenticated(MsgFailedSignature, "signature does not verify with the key of keyId over signing string %q", sr.signingString)
+		return notAuthenticated(msgFailedSignature, "signature does not verify with the key of keyId over signing string %q", sr.signingString)
 	}
 	return nil
 }

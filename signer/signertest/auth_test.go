@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // The token stand-ins' tests build requests as the real clients do: with
@@ -24,7 +23,7 @@ import (
 
 // exchangeOf finds the stand-in's record of the answer r by its
 // opc-request-id.
-func exchangeOf(t *testing.T, log []signertest.Exchange, r response) signertest.Exchange {
+func exchangeOf(t *testing.T, log []Exchange, r response) Exchange {
 	t.Helper()
 	id := r.Header.Get("opc-request-id")
 	if id == "" {
@@ -36,7 +35,7 @@ func exchangeOf(t *testing.T, log []signertest.Exchange, r response) signertest.
 		}
 	}
 	t.Fatalf("no Exchange with RequestID %q", id)
-	return signertest.Exchange{}
+	return Exchange{}
 }
 
 // tokenAnswer reads the auth service's {"token": "..."}.
@@ -58,7 +57,7 @@ func tokenAnswer(t *testing.T, r response) string {
 }
 
 // wantOCIError checks an OCI error answer; message "" skips the message.
-func wantOCIError(t *testing.T, r response, e signertest.Exchange, status int, code, message string) {
+func wantOCIError(t *testing.T, r response, e Exchange, status int, code, message string) {
 	t.Helper()
 	if r.Status != status {
 		t.Fatalf("status = %d, want %d; body %s; reason: %s", r.Status, status, r.Body, e.Reason)
@@ -83,20 +82,20 @@ func samePublicKey(a, b *rsa.PublicKey) bool {
 // refreshFixture is an auth service on the fixed test clock and a session
 // whose token is ten minutes from expiry, its session five hours from its end.
 type refreshFixture struct {
-	auth  *signertest.AuthService
-	is    *signertest.Issuer
+	auth  *AuthService
+	is    *Issuer
 	key   *rsa.PrivateKey
-	opts  signertest.TokenOptions
+	opts  TokenOptions
 	token string
 	cred  *signer.Credentials
 }
 
 func newRefreshFixture(t *testing.T) *refreshFixture {
 	t.Helper()
-	f := &refreshFixture{is: signertest.NewIssuer(t), key: signertest.Key(t, 1)}
-	f.auth = signertest.NewAuthService(t, f.is)
+	f := &refreshFixture{is: NewIssuer(t), key: Key(t, 1)}
+	f.auth = NewAuthService(t, f.is)
 	f.auth.SetClock(func() time.Time { return testNow })
-	f.opts = signertest.TokenOptions{
+	f.opts = TokenOptions{
 		IssuedAt: testNow.Add(-50 * time.Minute), Lifetime: time.Hour, SessionEnd: testNow.Add(5 * time.Hour),
 		Subject: "ocid1.user.oc1..refresher", Tenant: "ocid1.tenancy.oc1..refresh", Ptype: "user",
 	}
@@ -105,7 +104,7 @@ func newRefreshFixture(t *testing.T) *refreshFixture {
 }
 
 // session mints a token with o for the fixture's key.
-func (f *refreshFixture) session(t *testing.T, o signertest.TokenOptions) (string, *signer.Credentials) {
+func (f *refreshFixture) session(t *testing.T, o TokenOptions) (string, *signer.Credentials) {
 	t.Helper()
 	tok := f.is.Mint(t, &f.key.PublicKey, o)
 	c, err := signer.NewSessionCredentials(tok, f.key)
@@ -123,7 +122,7 @@ func refreshBody(tok string) []byte {
 // refresh builds what `oci session refresh` sends for c, signed at date.
 func (f *refreshFixture) refresh(t *testing.T, c *signer.Credentials, date time.Time) *wire {
 	t.Helper()
-	return signed(t, c, "POST", f.auth.Addr, signertest.AuthRefreshPath, refreshBody(c.Token.Raw), date)
+	return signed(t, c, "POST", f.auth.Addr, AuthRefreshPath, refreshBody(c.Token.Raw), date)
 }
 
 func TestAuthServiceRefreshKeepsTheSession(t *testing.T) {
@@ -142,7 +141,7 @@ func TestAuthServiceRefreshKeepsTheSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newRefreshFixture(t)
-			f.auth.SetSessionLifetime(tc.lifetime)
+			f.auth.setSessionLifetime(tc.lifetime)
 			cred := f.cred
 			if tc.sessionEnd != 0 {
 				o := f.opts
@@ -173,7 +172,7 @@ func TestAuthServiceRefreshKeepsTheSession(t *testing.T) {
 				t.Errorf("iat, exp = %v, %v; want %v, %v", tok.IssuedAt, tok.Expiry, testNow, tc.wantExp)
 			}
 			e := exchangeOf(t, f.auth.Requests(), r)
-			if e.Token != raw || e.Status != http.StatusOK || e.KeyID != "ST$"+old.Raw || e.Path != signertest.AuthRefreshPath {
+			if e.Token != raw || e.Status != http.StatusOK || e.KeyID != "ST$"+old.Raw || e.Path != AuthRefreshPath {
 				t.Errorf("recorded %+v", e)
 			}
 
@@ -194,9 +193,9 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 	t.Parallel()
 	const (
 		unauthorized = http.StatusUnauthorized
-		notAuth      = signertest.CodeNotAuthenticated
-		required     = signertest.MsgRequiredInfo
-		failed       = signertest.MsgFailedSignature
+		notAuth      = CodeNotAuthenticated
+		required     = msgRequiredInfo
+		failed       = msgFailedSignature
 	)
 	cases := []struct {
 		name      string
@@ -208,7 +207,7 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 		{name: "signed with another key than the token's", status: unauthorized, code: notAuth, msg: failed,
 			req: func(t *testing.T, f *refreshFixture) *wire {
 				c := *f.cred
-				c.Key = signertest.Key(t, 2)
+				c.Key = Key(t, 2)
 				return f.refresh(t, &c, testNow)
 			}},
 		{name: "signed date changed after signing", status: unauthorized, code: notAuth, msg: failed,
@@ -217,7 +216,7 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 				w.set("date", signer.FormatDate(testNow.Add(time.Second)))
 				return w
 			}},
-		{name: "body altered after signing", status: unauthorized, code: notAuth, msg: signertest.MsgBodyHashMismatch,
+		{name: "body altered after signing", status: unauthorized, code: notAuth, msg: msgBodyHashMismatch,
 			req: func(t *testing.T, f *refreshFixture) *wire {
 				w := f.refresh(t, f.cred, testNow)
 				w.Body = bytes.Replace(w.Body, []byte(`"currentToken"`), []byte(`"currentTokeN"`), 1)
@@ -225,7 +224,7 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 			}},
 		{name: "token minted by an untrusted issuer", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *refreshFixture) *wire {
-				tok := signertest.NewIssuerWithKey(signertest.Key(t, 2)).Mint(t, &f.key.PublicKey, f.opts)
+				tok := newIssuerWithKey(Key(t, 2)).Mint(t, &f.key.PublicKey, f.opts)
 				c, err := signer.NewSessionCredentials(tok, f.key)
 				if err != nil {
 					t.Fatal(err)
@@ -242,16 +241,16 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 		{name: "currentToken is another token than the keyId's", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *refreshFixture) *wire {
 				other, _ := f.session(t, f.opts) // same key and claims, another jti
-				return signed(t, f.cred, "POST", f.auth.Addr, signertest.AuthRefreshPath, refreshBody(other), testNow)
+				return signed(t, f.cred, "POST", f.auth.Addr, AuthRefreshPath, refreshBody(other), testNow)
 			}},
-		{name: "currentToken missing", status: http.StatusBadRequest, code: signertest.CodeInvalidParameter,
+		{name: "currentToken missing", status: http.StatusBadRequest, code: codeInvalidParameter,
 			req: func(t *testing.T, f *refreshFixture) *wire {
-				return signed(t, f.cred, "POST", f.auth.Addr, signertest.AuthRefreshPath, []byte(`{}`), testNow)
+				return signed(t, f.cred, "POST", f.auth.Addr, AuthRefreshPath, []byte(`{}`), testNow)
 			}},
-		{name: "currentToken spelled in another case", status: http.StatusBadRequest, code: signertest.CodeInvalidParameter,
+		{name: "currentToken spelled in another case", status: http.StatusBadRequest, code: codeInvalidParameter,
 			req: func(t *testing.T, f *refreshFixture) *wire {
 				body := []byte(`{"CurrentToken":"` + f.token + `"}`)
-				return signed(t, f.cred, "POST", f.auth.Addr, signertest.AuthRefreshPath, body, testNow)
+				return signed(t, f.cred, "POST", f.auth.Addr, AuthRefreshPath, body, testNow)
 			}},
 		{name: "token expired", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *refreshFixture) *wire {
@@ -274,16 +273,16 @@ func TestAuthServiceRefreshRejects(t *testing.T) {
 			req: func(t *testing.T, f *refreshFixture) *wire { return f.refresh(t, f.cred, testNow.Add(-6*time.Minute)) }},
 		{name: "host not signed", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *refreshFixture) *wire {
-				return x509Wire(t, f.auth.Addr, signertest.AuthRefreshPath, "ST$"+f.token, f.key, refreshBody(f.token), testNow, false)
+				return x509Wire(t, f.auth.Addr, AuthRefreshPath, "ST$"+f.token, f.key, refreshBody(f.token), testNow, false)
 			}},
 		{name: "API-key keyId", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *refreshFixture) *wire {
-				c := &signer.Credentials{KeyID: signertest.APIKeyID("R", &f.key.PublicKey), Key: f.key, Kind: signer.KindAPIKey}
-				return signed(t, c, "POST", f.auth.Addr, signertest.AuthRefreshPath, refreshBody(f.token), testNow)
+				c := &signer.Credentials{KeyID: APIKeyID("R", &f.key.PublicKey), Key: f.key, Kind: signer.KindAPIKey}
+				return signed(t, c, "POST", f.auth.Addr, AuthRefreshPath, refreshBody(f.token), testNow)
 			}},
 		{name: "GET", status: http.StatusMethodNotAllowed, code: "MethodNotAllowed",
 			req: func(t *testing.T, f *refreshFixture) *wire {
-				return signed(t, f.cred, "GET", f.auth.Addr, signertest.AuthRefreshPath, nil, testNow)
+				return signed(t, f.cred, "GET", f.auth.Addr, AuthRefreshPath, nil, testNow)
 			}},
 		{name: "unknown path", status: http.StatusNotFound, code: "NotAuthorizedOrNotFound",
 			req: func(t *testing.T, f *refreshFixture) *wire {
@@ -344,18 +343,18 @@ func TestAuthServiceFailNextThenAnswers(t *testing.T) {
 // x509Fixture is an auth service trusting a metadata service's root, both
 // on the fixed test clock, and a session key to federate.
 type x509Fixture struct {
-	auth *signertest.AuthService
-	is   *signertest.Issuer
-	md   *signertest.MetadataService
+	auth *AuthService
+	is   *Issuer
+	md   *MetadataService
 	sess *rsa.PrivateKey
 }
 
 func newX509Fixture(t *testing.T) *x509Fixture {
 	t.Helper()
-	f := &x509Fixture{is: signertest.NewIssuer(t), md: signertest.NewMetadataService(t), sess: signertest.Key(t, 1)}
+	f := &x509Fixture{is: NewIssuer(t), md: NewMetadataService(t), sess: Key(t, 1)}
 	f.md.SetClock(func() time.Time { return testNow })
 	f.md.RotateLeaf() // dated by the test clock
-	f.auth = signertest.NewAuthService(t, f.is)
+	f.auth = NewAuthService(t, f.is)
 	f.auth.SetClock(func() time.Time { return testNow })
 	f.auth.TrustRoot(f.md.Root())
 	return f
@@ -386,10 +385,6 @@ func publicKeyPEM(t *testing.T, pub *rsa.PublicKey) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
-func certPEM(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-}
-
 // details builds the body the SDK sends for the metadata service's current leaf.
 func (f *x509Fixture) details(t *testing.T) x509Details {
 	t.Helper()
@@ -397,7 +392,7 @@ func (f *x509Fixture) details(t *testing.T) x509Details {
 	return x509Details{
 		Certificate:              sanitize(certPEM(leaf)),
 		PublicKey:                sanitize(publicKeyPEM(t, &f.sess.PublicKey)),
-		IntermediateCertificates: []string{sanitize(certPEM(f.md.Intermediate()))},
+		IntermediateCertificates: []string{sanitize(certPEM(f.md.intermediateCert()))},
 		FingerprintAlgorithm:     "SHA256",
 	}
 }
@@ -405,7 +400,7 @@ func (f *x509Fixture) details(t *testing.T) x509Details {
 // keyID is the SDK's keyId for the current leaf.
 func (f *x509Fixture) keyID() string {
 	leaf, _ := f.md.Leaf()
-	return f.md.Tenancy() + "/fed-x509-sha256/" + signertest.CertFingerprint(leaf)
+	return f.md.currentTenancy() + "/fed-x509-sha256/" + CertFingerprint(leaf)
 }
 
 // x509Wire signs a POST by hand as oci-go-sdk's auth client does: date,
@@ -454,7 +449,7 @@ func TestAuthServiceFederatesInstance(t *testing.T) {
 			f := newX509Fixture(t)
 			f.auth.SetInstanceLifetime(tc.lifetime)
 			_, leafKey := f.md.Leaf()
-			r := doClient(t, f.auth.Addr, x509Wire(t, f.auth.Addr, signertest.AuthX509Path, f.keyID(), leafKey, mustJSON(t, f.details(t)), testNow, tc.withHost))
+			r := doClient(t, f.auth.Addr, x509Wire(t, f.auth.Addr, AuthX509Path, f.keyID(), leafKey, mustJSON(t, f.details(t)), testNow, tc.withHost))
 			raw := tokenAnswer(t, r)
 			pub, tok, err := f.is.Verify(raw)
 			if err != nil {
@@ -463,7 +458,7 @@ func TestAuthServiceFederatesInstance(t *testing.T) {
 			if !samePublicKey(pub, &f.sess.PublicKey) {
 				t.Error("instance token's jwk is not the session key sent")
 			}
-			if tok.PrincipalType != "instance" || tok.Tenant != f.md.Tenancy() || tok.Subject != f.md.InstanceID() {
+			if tok.PrincipalType != "instance" || tok.Tenant != f.md.currentTenancy() || tok.Subject != f.md.currentInstanceID() {
 				t.Errorf("ptype, tenant, sub = %q %q %q", tok.PrincipalType, tok.Tenant, tok.Subject)
 			}
 			if !tok.IssuedAt.Equal(testNow) || !tok.Expiry.Equal(testNow.Add(tc.wantExp)) || !tok.SessionEnd.IsZero() {
@@ -481,16 +476,16 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 	t.Parallel()
 	const (
 		unauthorized = http.StatusUnauthorized
-		notAuth      = signertest.CodeNotAuthenticated
-		required     = signertest.MsgRequiredInfo
-		failed       = signertest.MsgFailedSignature
+		notAuth      = CodeNotAuthenticated
+		required     = msgRequiredInfo
+		failed       = msgFailedSignature
 		badRequest   = http.StatusBadRequest
-		invalid      = signertest.CodeInvalidParameter
+		invalid      = codeInvalidParameter
 	)
 	// send signs d with the leaf key for keyID at date, without host.
 	send := func(t *testing.T, f *x509Fixture, keyID string, d x509Details, date time.Time) *wire {
 		_, leafKey := f.md.Leaf()
-		return x509Wire(t, f.auth.Addr, signertest.AuthX509Path, keyID, leafKey, mustJSON(t, d), date, false)
+		return x509Wire(t, f.auth.Addr, AuthX509Path, keyID, leafKey, mustJSON(t, d), date, false)
 	}
 	cases := []struct {
 		name      string
@@ -500,15 +495,15 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 	}{
 		{name: "leaf of an instance whose root is not trusted", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
-				other := signertest.NewMetadataService(t)
+				other := NewMetadataService(t)
 				other.SetClock(func() time.Time { return testNow })
 				other.RotateLeaf() // valid now, so only its chain is wrong
 				leaf, key := other.Leaf()
 				d := f.details(t)
 				d.Certificate = sanitize(certPEM(leaf))
-				d.IntermediateCertificates = []string{sanitize(certPEM(other.Intermediate()))}
-				keyID := other.Tenancy() + "/fed-x509-sha256/" + signertest.CertFingerprint(leaf)
-				return x509Wire(t, f.auth.Addr, signertest.AuthX509Path, keyID, key, mustJSON(t, d), testNow, false)
+				d.IntermediateCertificates = []string{sanitize(certPEM(other.intermediateCert()))}
+				keyID := other.currentTenancy() + "/fed-x509-sha256/" + CertFingerprint(leaf)
+				return x509Wire(t, f.auth.Addr, AuthX509Path, keyID, key, mustJSON(t, d), testNow, false)
 			}},
 		{name: "no intermediate sent", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
@@ -519,11 +514,11 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 		{name: "keyId names another tenancy", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
 				leaf, _ := f.md.Leaf()
-				return send(t, f, "ocid1.tenancy.oc1..other/fed-x509-sha256/"+signertest.CertFingerprint(leaf), f.details(t), testNow)
+				return send(t, f, "ocid1.tenancy.oc1..other/fed-x509-sha256/"+CertFingerprint(leaf), f.details(t), testNow)
 			}},
 		{name: "keyId names another certificate's fingerprint", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
-				return send(t, f, f.md.Tenancy()+"/fed-x509-sha256/"+signertest.CertFingerprint(f.md.Intermediate()), f.details(t), testNow)
+				return send(t, f, f.md.currentTenancy()+"/fed-x509-sha256/"+CertFingerprint(f.md.intermediateCert()), f.details(t), testNow)
 			}},
 		{name: "keyId fingerprint in upper case", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
@@ -536,11 +531,11 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 			}},
 		{name: "signed with the session key instead of the leaf's", status: unauthorized, code: notAuth, msg: failed,
 			req: func(t *testing.T, f *x509Fixture) *wire {
-				return x509Wire(t, f.auth.Addr, signertest.AuthX509Path, f.keyID(), f.sess, mustJSON(t, f.details(t)), testNow, false)
+				return x509Wire(t, f.auth.Addr, AuthX509Path, f.keyID(), f.sess, mustJSON(t, f.details(t)), testNow, false)
 			}},
 		{name: "leaf expired", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *x509Fixture) *wire {
-				later := testNow.Add(signertest.LeafValidity + time.Minute)
+				later := testNow.Add(leafValidity + time.Minute)
 				f.auth.SetClock(func() time.Time { return later })
 				return send(t, f, f.keyID(), f.details(t), later)
 			}},
@@ -548,7 +543,7 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 			req: func(t *testing.T, f *x509Fixture) *wire {
 				body := mustJSON(t, f.details(t))
 				_, key := f.md.Leaf()
-				w := x509Wire(t, f.auth.Addr, signertest.AuthX509Path, f.keyID(), key, body, testNow, false)
+				w := x509Wire(t, f.auth.Addr, AuthX509Path, f.keyID(), key, body, testNow, false)
 				w.set("authorization", handSigned(t, key, f.keyID(),
 					field{"date", signer.FormatDate(testNow)}, field{"(request-target)", "post /v1/x509"},
 					field{"content-length", strconv.Itoa(len(body))}, field{"x-content-sha256", b64sha(body)}))
@@ -565,7 +560,7 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 			req: func(t *testing.T, f *x509Fixture) *wire {
 				body := bytes.Replace(mustJSON(t, f.details(t)), []byte(`"publicKey"`), []byte(`"publickey"`), 1)
 				_, key := f.md.Leaf()
-				return x509Wire(t, f.auth.Addr, signertest.AuthX509Path, f.keyID(), key, body, testNow, false)
+				return x509Wire(t, f.auth.Addr, AuthX509Path, f.keyID(), key, body, testNow, false)
 			}},
 		{name: "fingerprintAlgorithm missing", status: badRequest, code: invalid,
 			req: func(t *testing.T, f *x509Fixture) *wire {
@@ -587,9 +582,9 @@ func TestAuthServiceFederationRejects(t *testing.T) {
 func TestAuthServiceUntrustingRefusesFederation(t *testing.T) {
 	t.Parallel()
 	f := newX509Fixture(t)
-	auth := signertest.NewAuthService(t, f.is) // trusts no root
+	auth := NewAuthService(t, f.is) // trusts no root
 	auth.SetClock(func() time.Time { return testNow })
 	_, key := f.md.Leaf()
-	r := doClient(t, auth.Addr, x509Wire(t, auth.Addr, signertest.AuthX509Path, f.keyID(), key, mustJSON(t, f.details(t)), testNow, false))
-	wantOCIError(t, r, exchangeOf(t, auth.Requests(), r), http.StatusUnauthorized, signertest.CodeNotAuthenticated, signertest.MsgRequiredInfo)
+	r := doClient(t, auth.Addr, x509Wire(t, auth.Addr, AuthX509Path, f.keyID(), key, mustJSON(t, f.details(t)), testNow, false))
+	wantOCIError(t, r, exchangeOf(t, auth.Requests(), r), http.StatusUnauthorized, CodeNotAuthenticated, msgRequiredInfo)
 }

@@ -27,9 +27,9 @@ import (
 // (oci-genai-auth-python, examples/agenthub/openai/common.py,
 // AGENTHUB_OPENAI_CP_URL).
 const (
-	GenAIOpenAIBase  = "/openai/v1"
-	GenAIActionsBase = "/20231130/actions/v1"
-	GenAIControlBase = "/20231130/openai/v1"
+	genAIOpenAIBase  = "/openai/v1"
+	genAIActionsBase = "/20231130/actions/v1"
+	genAIControlBase = "/20231130/openai/v1"
 )
 
 // The headers that name the compartment a GenAI request is billed and
@@ -37,8 +37,8 @@ const (
 // sent only CompartmentId, and oci-genai-auth (Python _build_headers, Java
 // OciHeaderInterceptor) still sends both "for backward compatibility".
 const (
-	HeaderCompartmentID       = "opc-compartment-id"
-	HeaderCompartmentIDLegacy = "CompartmentId"
+	headerCompartmentID       = "opc-compartment-id"
+	headerCompartmentIDLegacy = "CompartmentId"
 )
 
 // Headers the stand-in reads besides the compartment: the project, as the
@@ -56,17 +56,17 @@ const (
 // (oci-genai-auth-python auth.py HttpxOciAuth._sign_request).
 var apiKeyHeaders = []string{"X-Api-Key", "Api-Key", "X-Goog-Api-Key"}
 
-// DefaultGenAIChunks is how many chat.completion.chunk events a streamed
+// defaultGenAIChunks is how many chat.completion.chunk events a streamed
 // answer has unless SetChunks says otherwise: enough that a proxy which
 // buffered the stream would hold several kilobytes back.
-const DefaultGenAIChunks = 64
+const defaultGenAIChunks = 64
 
 // DefaultGenAIReply is the assistant's answer to a plain chat completion or
 // Responses request.
 const DefaultGenAIReply = "Signed by ocisigner, verified by the signertest GenAI stand-in."
 
-// DefaultGenAIModels are the models GET .../models lists.
-var DefaultGenAIModels = []string{"meta.llama-3.3-70b-instruct", "openai.gpt-oss-120b", "xai.grok-4"}
+// defaultGenAIModels are the models GET .../models lists.
+var defaultGenAIModels = []string{"meta.llama-3.3-70b-instruct", "openai.gpt-oss-120b", "xai.grok-4"}
 
 // Error codes the GenAI stand-in answers with besides the Server's.
 const (
@@ -74,16 +74,16 @@ const (
 	codeNotFound         = "NotAuthorizedOrNotFound"
 )
 
-// GenAIStreamPiece is the text of delta i of a streamed answer: chunk i of a
+// genAIStreamPiece is the text of delta i of a streamed answer: chunk i of a
 // chat completion, or output_text.delta i of a Responses stream.
-func GenAIStreamPiece(i int) string { return fmt.Sprintf("tok%03d ", i) }
+func genAIStreamPiece(i int) string { return fmt.Sprintf("tok%03d ", i) }
 
 // GenAIStreamText is the whole text of a streamed answer of n chunks (the
 // last chat chunk carries no content but finish_reason "stop").
 func GenAIStreamText(n int) string {
 	var b strings.Builder
 	for i := 0; i < n-1; i++ {
-		b.WriteString(GenAIStreamPiece(i))
+		b.WriteString(genAIStreamPiece(i))
 	}
 	return b.String()
 }
@@ -99,8 +99,8 @@ type GenAICall struct {
 	KeyID     string // the verified signature's keyId
 
 	// Compartment is the compartment the request named, and
-	// CompartmentHeader the header it was read from (HeaderCompartmentID
-	// first, else HeaderCompartmentIDLegacy); CompartmentID and
+	// CompartmentHeader the header it was read from (headerCompartmentID
+	// first, else headerCompartmentIDLegacy); CompartmentID and
 	// CompartmentIDLegacy are what each spelling carried, "" when absent.
 	Compartment         string
 	CompartmentHeader   string
@@ -136,7 +136,7 @@ type GenAICall struct {
 	Chunks int
 	Done   bool
 	// Written holds when each event was flushed, for test logs; ordering
-	// proofs use a StreamGate, not these times.
+	// proofs use a streamGate, not these times.
 	Written []time.Time
 }
 
@@ -144,17 +144,17 @@ type GenAICall struct {
 // served by a Server: the Server verifies each request's signature and body
 // digest as OCI does, and only then does GenAI look at it. It answers
 //
-//   - POST .../chat/completions and GET .../models, under GenAIOpenAIBase
-//     and GenAIActionsBase: a chat.completion object, or with "stream": true
+//   - POST .../chat/completions and GET .../models, under genAIOpenAIBase
+//     and genAIActionsBase: a chat.completion object, or with "stream": true
 //     a text/event-stream of chat.completion.chunk events ended by
 //     "data: [DONE]"; a list of the models SetModels names;
-//   - POST GenAIOpenAIBase/responses: a Responses API response object, or
+//   - POST genAIOpenAIBase/responses: a Responses API response object, or
 //     with "stream": true its events (response.created … response.completed),
 //     each as "event: <type>" and "data: <json>", as OpenAI's wire has them;
-//   - POST GenAIOpenAIBase/files (multipart/form-data: purpose, file): a
+//   - POST genAIOpenAIBase/files (multipart/form-data: purpose, file): a
 //     file object;
-//   - POST GenAIOpenAIBase/conversations: a conversation object;
-//   - POST and GET GenAIControlBase/vector_stores: a vector store object; the
+//   - POST genAIOpenAIBase/conversations: a conversation object;
+//   - POST and GET genAIControlBase/vector_stores: a vector store object; the
 //     list of those created.
 //
 // Every stream event is flushed as written. It refuses, in OCI's error shape
@@ -193,7 +193,7 @@ type GenAI struct {
 	models    []string
 	forbidden []string
 	refuse401 int
-	gates     []*StreamGate
+	gates     []*streamGate
 	stores    []vectorStore
 	log       []GenAICall
 	seq       atomic.Int64
@@ -203,43 +203,43 @@ type GenAI struct {
 // patterns cannot be registered twice). Make srv accept the test's
 // credentials as usual (RegisterAPIKey, TrustIssuer).
 func NewGenAI(srv *Server) *GenAI {
-	g := &GenAI{srv: srv, chunks: DefaultGenAIChunks, reply: DefaultGenAIReply, models: append([]string(nil), DefaultGenAIModels...)}
+	g := &GenAI{srv: srv, chunks: defaultGenAIChunks, reply: DefaultGenAIReply, models: append([]string(nil), defaultGenAIModels...)}
 	chat := genaiEndpoint{plane: planeInference, compartment: true, legacyCompartment: true}
 	withProject := genaiEndpoint{plane: planeInference, legacyCompartment: true, project: true}
 	control := genaiEndpoint{plane: planeControl, compartment: true, project: true}
-	for _, base := range []string{GenAIOpenAIBase, GenAIActionsBase} {
+	for _, base := range []string{genAIOpenAIBase, genAIActionsBase} {
 		g.handle("POST "+base+"/chat/completions", chat, g.chat)
 		g.handle("GET "+base+"/models", chat, g.listModels)
 	}
-	g.handle("POST "+GenAIOpenAIBase+"/responses", withProject, g.responses)
-	g.handle("POST "+GenAIOpenAIBase+"/files", withProject, g.uploadFile)
-	g.handle("POST "+GenAIOpenAIBase+"/conversations", withProject, g.newConversation)
-	g.handle("POST "+GenAIControlBase+"/vector_stores", control, g.newVectorStore)
-	g.handle("GET "+GenAIControlBase+"/vector_stores", control, g.listVectorStores)
+	g.handle("POST "+genAIOpenAIBase+"/responses", withProject, g.responses)
+	g.handle("POST "+genAIOpenAIBase+"/files", withProject, g.uploadFile)
+	g.handle("POST "+genAIOpenAIBase+"/conversations", withProject, g.newConversation)
+	g.handle("POST "+genAIControlBase+"/vector_stores", control, g.newVectorStore)
+	g.handle("GET "+genAIControlBase+"/vector_stores", control, g.listVectorStores)
 	return g
 }
 
 // SetChunks sets how many chunks a streamed answer has (at least 2):
 // chat.completion.chunk events, or output_text deltas plus one. n < 2
-// restores DefaultGenAIChunks.
+// restores defaultGenAIChunks.
 func (g *GenAI) SetChunks(n int) {
 	if n < 2 {
-		n = DefaultGenAIChunks
+		n = defaultGenAIChunks
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.chunks = n
 }
 
-// SetReply sets the text of answers that are not streamed.
-func (g *GenAI) SetReply(s string) {
+// setReply sets the text of answers that are not streamed.
+func (g *GenAI) setReply(s string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.reply = s
 }
 
-// SetModels sets the models GET .../models lists.
-func (g *GenAI) SetModels(models ...string) {
+// setModels sets the models GET .../models lists.
+func (g *GenAI) setModels(models ...string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.models = append([]string(nil), models...)
@@ -278,11 +278,11 @@ func (g *GenAI) Calls() []GenAICall {
 	return out
 }
 
-// A StreamGate holds one streamed answer before its last event, so that a
+// A streamGate holds one streamed answer before its last event, so that a
 // test can prove the earlier events reached the client while the stand-in
 // had not yet written the last: whatever the client reads before Release
 // was flushed on its own, not buffered until the end.
-type StreamGate struct {
+type streamGate struct {
 	reached   chan struct{}
 	release   chan struct{}
 	reachOnce sync.Once
@@ -293,8 +293,8 @@ type StreamGate struct {
 // HoldNextStream returns a gate that the next streamed answer, chat or
 // Responses (in arrival order, after any gates already waiting), will stop
 // at before its last event: the finish_reason chunk, or response.completed.
-func (g *GenAI) HoldNextStream() *StreamGate {
-	gate := &StreamGate{reached: make(chan struct{}), release: make(chan struct{})}
+func (g *GenAI) HoldNextStream() *streamGate {
+	gate := &streamGate{reached: make(chan struct{}), release: make(chan struct{})}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.gates = append(g.gates, gate)
@@ -303,15 +303,15 @@ func (g *GenAI) HoldNextStream() *StreamGate {
 
 // Reached is closed once the stream has flushed every event but the last
 // and waits for Release.
-func (s *StreamGate) Reached() <-chan struct{} { return s.reached }
+func (s *streamGate) Reached() <-chan struct{} { return s.reached }
 
 // Release lets the stream write its last event (and [DONE]). It is safe to
 // call more than once. A stream never released ends when its client goes
 // away or the Server closes.
-func (s *StreamGate) Release() { s.relOnce.Do(func() { close(s.release) }) }
+func (s *streamGate) Release() { s.relOnce.Do(func() { close(s.release) }) }
 
 // Written is how many events the stream has written and flushed.
-func (s *StreamGate) Written() int { return int(s.written.Load()) }
+func (s *streamGate) Written() int { return int(s.written.Load()) }
 
 type genaiSettings struct {
 	chunks    int
@@ -332,7 +332,7 @@ func (g *GenAI) record(c *GenAICall) {
 	g.log = append(g.log, *c)
 }
 
-func (g *GenAI) takeGate() *StreamGate {
+func (g *GenAI) takeGate() *streamGate {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.gates) == 0 {
@@ -383,12 +383,12 @@ func (g *GenAI) handle(pattern string, ep genaiEndpoint, h genaiHandler) {
 		sum := sha256.Sum256(body)
 		c := &GenAICall{Seq: g.seq.Add(1), RequestID: w.Header().Get("opc-request-id"), Method: r.Method, Path: r.URL.Path,
 			Host: r.Host, BodySHA256: base64.StdEncoding.EncodeToString(sum[:])}
-		if caller, ok := CallerFrom(r.Context()); ok {
+		if caller, ok := callerFrom(r.Context()); ok {
 			c.KeyID = caller.KeyID
 		}
 		defer g.record(c)
 		if g.take401() {
-			g.refuse(w, c, notAuthenticated(MsgRequiredInfo, "refused by RefuseNext"))
+			g.refuse(w, c, notAuthenticated(msgRequiredInfo, "refused by RefuseNext"))
 			return
 		}
 		for _, check := range []func(*http.Request, *GenAICall, genaiSettings, []byte) *rejection{
@@ -408,24 +408,24 @@ func (g *GenAI) handle(pattern string, ep genaiEndpoint, h genaiHandler) {
 func checkCredentials(r *http.Request, _ *GenAICall, st genaiSettings, body []byte) *rejection {
 	for _, name := range apiKeyHeaders {
 		if _, ok := r.Header[http.CanonicalHeaderKey(name)]; ok {
-			return notAuthenticated(MsgRequiredInfo, "header %s is present: the client's API key must not reach OCI", name)
+			return notAuthenticated(msgRequiredInfo, "header %s is present: the client's API key must not reach OCI", name)
 		}
 	}
 	for name, values := range r.Header {
 		for _, v := range values {
 			if hasBearer(v) {
-				return notAuthenticated(MsgRequiredInfo, "header %s carries a Bearer credential: the client's API key must not reach OCI", name)
+				return notAuthenticated(msgRequiredInfo, "header %s carries a Bearer credential: the client's API key must not reach OCI", name)
 			}
 			for _, s := range st.forbidden {
 				if strings.Contains(v, s) {
-					return notAuthenticated(MsgRequiredInfo, "header %s carries a secret the test forbade (ForbidSecret)", name)
+					return notAuthenticated(msgRequiredInfo, "header %s carries a secret the test forbade (ForbidSecret)", name)
 				}
 			}
 		}
 	}
 	for _, s := range st.forbidden {
 		if bytes.Contains(body, []byte(s)) {
-			return notAuthenticated(MsgRequiredInfo, "the body carries a secret the test forbade (ForbidSecret)")
+			return notAuthenticated(msgRequiredInfo, "the body carries a secret the test forbade (ForbidSecret)")
 		}
 	}
 	return nil
@@ -463,8 +463,8 @@ func (ep genaiEndpoint) checkHeaders(r *http.Request, c *GenAICall, _ genaiSetti
 		name string
 		dst  *string
 	}{
-		{HeaderCompartmentID, &c.CompartmentID},
-		{HeaderCompartmentIDLegacy, &c.CompartmentIDLegacy},
+		{headerCompartmentID, &c.CompartmentID},
+		{headerCompartmentIDLegacy, &c.CompartmentIDLegacy},
 		{headerProject, &c.Project},
 		{headerConversationStore, &c.ConversationStore},
 	} {
@@ -477,21 +477,21 @@ func (ep genaiEndpoint) checkHeaders(r *http.Request, c *GenAICall, _ genaiSetti
 		}
 	}
 	if c.CompartmentID != "" && c.CompartmentIDLegacy != "" && c.CompartmentID != c.CompartmentIDLegacy {
-		return genaiInvalid("The compartment headers disagree.", "%s %q but %s %q", HeaderCompartmentID, c.CompartmentID, HeaderCompartmentIDLegacy, c.CompartmentIDLegacy)
+		return genaiInvalid("The compartment headers disagree.", "%s %q but %s %q", headerCompartmentID, c.CompartmentID, headerCompartmentIDLegacy, c.CompartmentIDLegacy)
 	}
 	switch {
 	case c.CompartmentID != "":
-		c.Compartment, c.CompartmentHeader = c.CompartmentID, HeaderCompartmentID
+		c.Compartment, c.CompartmentHeader = c.CompartmentID, headerCompartmentID
 	case c.CompartmentIDLegacy != "" && ep.legacyCompartment:
-		c.Compartment, c.CompartmentHeader = c.CompartmentIDLegacy, HeaderCompartmentIDLegacy
+		c.Compartment, c.CompartmentHeader = c.CompartmentIDLegacy, headerCompartmentIDLegacy
 	}
 	if ep.compartment && c.Compartment == "" {
-		reason := fmt.Sprintf("neither %s nor %s is set", HeaderCompartmentID, HeaderCompartmentIDLegacy)
+		reason := fmt.Sprintf("neither %s nor %s is set", headerCompartmentID, headerCompartmentIDLegacy)
 		if !ep.legacyCompartment {
-			reason = fmt.Sprintf("%s is not set (%s alone does not do on the %s)", HeaderCompartmentID, HeaderCompartmentIDLegacy, ep.plane)
+			reason = fmt.Sprintf("%s is not set (%s alone does not do on the %s)", headerCompartmentID, headerCompartmentIDLegacy, ep.plane)
 		}
 		return &rejection{status: http.StatusBadRequest, code: CodeMissingParameter,
-			message: "Missing required header: " + HeaderCompartmentID + ".", reason: reason}
+			message: "Missing required header: " + headerCompartmentID + ".", reason: reason}
 	}
 	if ep.project && c.Project == "" {
 		return &rejection{status: http.StatusBadRequest, code: CodeMissingParameter,
@@ -502,7 +502,7 @@ func (ep genaiEndpoint) checkHeaders(r *http.Request, c *GenAICall, _ genaiSetti
 }
 
 func genaiInvalid(message, format string, args ...any) *rejection {
-	return &rejection{status: http.StatusBadRequest, code: CodeInvalidParameter, message: message, reason: fmt.Sprintf(format, args...)}
+	return &rejection{status: http.StatusBadRequest, code: codeInvalidParameter, message: message, reason: fmt.Sprintf(format, args...)}
 }
 
 // hasBearer reports whether a header value holds a Bearer credential, alone
@@ -599,9 +599,9 @@ func (g *GenAI) chat(w http.ResponseWriter, r *http.Request, c *GenAICall, st ge
 			finish = "stop"
 		case i == 0:
 			delta["role"] = "assistant"
-			delta["content"] = GenAIStreamPiece(i)
+			delta["content"] = genAIStreamPiece(i)
 		default:
-			delta["content"] = GenAIStreamPiece(i)
+			delta["content"] = genAIStreamPiece(i)
 		}
 		if !s.event("", fmt.Sprintf("chunk %d", i), map[string]any{
 			"id": c.ObjectID, "object": "chat.completion.chunk", "created": created, "model": c.Model,
@@ -624,7 +624,7 @@ type sse struct {
 	r    *http.Request
 	rc   *http.ResponseController
 	c    *GenAICall
-	gate *StreamGate
+	gate *streamGate
 }
 
 // startStream answers 200 text/event-stream and takes the next gate.

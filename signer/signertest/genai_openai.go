@@ -126,7 +126,7 @@ func (g *GenAI) streamResponse(s *sse, rs responseState, n int) {
 	}
 	for i := 0; i < n-1; i++ {
 		steps = append(steps, func() bool {
-			return send("response.output_text.delta", at(map[string]any{"delta": GenAIStreamPiece(i), "logprobs": []any{}}))
+			return send("response.output_text.delta", at(map[string]any{"delta": genAIStreamPiece(i), "logprobs": []any{}}))
 		})
 	}
 	steps = append(steps,

@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bytes"
@@ -19,7 +19,6 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 const testProject = "ocid1.generativeaiproject.oc1.us-chicago-1.genaitest"
@@ -34,7 +33,7 @@ func responseParams(model string) responses.ResponseNewParams {
 }
 
 // recordFor is the Server's record of the request answered with requestID.
-func (f *genaiFixture) recordFor(t *testing.T, requestID string) signertest.Received {
+func (f *genaiFixture) recordFor(t *testing.T, requestID string) Received {
 	t.Helper()
 	for _, rec := range f.srv.Requests() {
 		if rec.RequestID == requestID {
@@ -42,12 +41,12 @@ func (f *genaiFixture) recordFor(t *testing.T, requestID string) signertest.Rece
 		}
 	}
 	t.Fatalf("the server has no request %q", requestID)
-	return signertest.Received{}
+	return Received{}
 }
 
 // waitCalls waits for n recorded calls: a stream is recorded once its
 // handler has returned, which may be just after the client read the end.
-func (f *genaiFixture) waitCalls(t *testing.T, n int) []signertest.GenAICall {
+func (f *genaiFixture) waitCalls(t *testing.T, n int) []GenAICall {
 	t.Helper()
 	ctx := bounded(t)
 	for ctx.Err() == nil {
@@ -62,8 +61,8 @@ func (f *genaiFixture) waitCalls(t *testing.T, n int) []signertest.GenAICall {
 
 func TestGenAIResponsesThroughOpenAIGoSDK(t *testing.T) {
 	f := newGenAIFixture(t)
-	f.genai.SetReply("hello from a project")
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withProject())
+	f.genai.setReply("hello from a project")
+	c := f.client(t, genAIOpenAIBase, true, nil, withProject())
 	var raw *http.Response
 	resp, err := c.Responses.New(bounded(t), responseParams("openai.gpt-oss-120b"), option.WithResponseInto(&raw))
 	if err != nil {
@@ -104,7 +103,7 @@ func TestGenAIResponsesStreamEventByEvent(t *testing.T) {
 	f.genai.SetChunks(n)
 	gate := f.genai.HoldNextStream()
 	t.Cleanup(gate.Release)
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withProject(), withCompartment())
+	c := f.client(t, genAIOpenAIBase, true, nil, withProject(), withCompartment())
 	ctx := bounded(t)
 	var raw *http.Response
 	stream := c.Responses.NewStreaming(ctx, responseParams("xai.grok-4"), option.WithResponseInto(&raw))
@@ -148,11 +147,11 @@ func TestGenAIResponsesStreamEventByEvent(t *testing.T) {
 			}
 			text.WriteString(e.Delta)
 		case responses.ResponseTextDoneEvent:
-			if e.Text != signertest.GenAIStreamText(n) {
+			if e.Text != GenAIStreamText(n) {
 				t.Errorf("done text %q", e.Text)
 			}
 		case responses.ResponseCompletedEvent:
-			if e.Response.Status != "completed" || e.Response.OutputText() != signertest.GenAIStreamText(n) {
+			if e.Response.Status != "completed" || e.Response.OutputText() != GenAIStreamText(n) {
 				t.Errorf("completed %+v", e.Response)
 			}
 		}
@@ -163,7 +162,7 @@ func TestGenAIResponsesStreamEventByEvent(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if text.String() != signertest.GenAIStreamText(n) {
+	if text.String() != GenAIStreamText(n) {
 		t.Errorf("deltas %q", text.String())
 	}
 	for typ, count := range map[string]int{
@@ -199,7 +198,7 @@ func uploadBytes() []byte {
 
 func TestGenAIFileUploadThroughOpenAIGoSDK(t *testing.T) {
 	f := newGenAIFixture(t)
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withProject())
+	c := f.client(t, genAIOpenAIBase, true, nil, withProject())
 	content := uploadBytes()
 	var raw *http.Response
 	file, err := c.Files.New(bounded(t), openai.FileNewParams{
@@ -238,11 +237,11 @@ func TestGenAIFileUploadChangedAfterSigningIsRefused(t *testing.T) {
 		out[len(out)/2] ^= 1
 		return out
 	}
-	c := openai.NewClient(option.WithBaseURL(f.srv.URL+signertest.GenAIOpenAIBase+"/"), option.WithAPIKey(openAIKey), option.WithMaxRetries(0),
+	c := openai.NewClient(option.WithBaseURL(f.srv.URL+genAIOpenAIBase+"/"), option.WithAPIKey(openAIKey), option.WithMaxRetries(0),
 		option.WithHTTPClient(&http.Client{Transport: &signingTransport{creds: f.api, now: testNow, tamper: flip, base: tr}}), withProject())
 	_, err := c.Files.New(bounded(t), openai.FileNewParams{File: openai.File(bytes.NewReader(uploadBytes()), "a.bin", "application/octet-stream"), Purpose: openai.FilePurposeAssistants})
 	status, body := sdkStatus(t, err)
-	if status != 401 || !strings.Contains(body, signertest.CodeNotAuthenticated) || len(f.genai.Calls()) != 0 {
+	if status != 401 || !strings.Contains(body, CodeNotAuthenticated) || len(f.genai.Calls()) != 0 {
 		t.Fatalf("answer %d %s; calls %+v", status, body, f.genai.Calls())
 	}
 	if reqs := f.srv.Requests(); len(reqs) != 1 || !strings.Contains(reqs[0].Reason, "x-content-sha256") {
@@ -252,7 +251,7 @@ func TestGenAIFileUploadChangedAfterSigningIsRefused(t *testing.T) {
 
 func TestGenAIVectorStoresOnTheControlPlane(t *testing.T) {
 	f := newGenAIFixture(t)
-	c := f.client(t, signertest.GenAIControlBase, true, nil, withProject(), withCompartment())
+	c := f.client(t, genAIControlBase, true, nil, withProject(), withCompartment())
 	ctx := bounded(t)
 	first, err := c.VectorStores.New(ctx, openai.VectorStoreNewParams{Name: openai.String("handbook"), FileIDs: []string{"file-1", "file-2"}})
 	if err != nil {
@@ -282,7 +281,7 @@ func TestGenAIVectorStoresOnTheControlPlane(t *testing.T) {
 func TestGenAIConversationsThroughOpenAIGoSDK(t *testing.T) {
 	f := newGenAIFixture(t)
 	const store = "ocid1.generativeaiconversationstore.oc1..test"
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withProject(), option.WithHeader("opc-conversation-store-id", store))
+	c := f.client(t, genAIOpenAIBase, true, nil, withProject(), option.WithHeader("opc-conversation-store-id", store))
 	var raw *http.Response
 	conv, err := c.Conversations.New(bounded(t), conversations.ConversationNewParams{Metadata: map[string]string{"topic": "demo"}}, option.WithResponseInto(&raw))
 	if err != nil {
@@ -300,7 +299,7 @@ func TestGenAIConversationsThroughOpenAIGoSDK(t *testing.T) {
 // as many times as told, then as usual: the Server verified every one.
 func TestGenAIRefuseNext(t *testing.T) {
 	f := newGenAIFixture(t)
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withCompartment(), withProject())
+	c := f.client(t, genAIOpenAIBase, true, nil, withCompartment(), withProject())
 	f.genai.RefuseNext(2)
 	for i, want := range []int{401, 401, 200} {
 		_, err := c.Responses.New(bounded(t), responseParams("m"))
@@ -334,15 +333,15 @@ func TestGenAIRefuseNext(t *testing.T) {
 // never reaches the stand-in's endpoints.
 func TestGenAIEndpointsNeedAValidSignature(t *testing.T) {
 	f := newGenAIFixture(t)
-	stranger := signertest.Key(t, 2)
-	unknown := &signer.Credentials{KeyID: signertest.APIKeyID("X", &stranger.PublicKey), Key: stranger, Kind: signer.KindAPIKey}
+	stranger := Key(t, 2)
+	unknown := &signer.Credentials{KeyID: APIKeyID("X", &stranger.PublicKey), Key: stranger, Kind: signer.KindAPIKey}
 	for _, target := range []string{"/openai/v1/responses", "/openai/v1/files", "/20231130/openai/v1/vector_stores"} {
 		for name, w := range map[string]*wire{
 			"unknown key": signed(t, unknown, "POST", f.srv.Addr, target, []byte(`{}`), testNow, field{"content-type", "application/json"}),
 			"no signature": {Method: "POST", Target: target, Host: f.srv.Addr, Body: []byte(`{}`),
 				Header: []field{{"content-type", "application/json"}, {"authorization", "Bearer " + openAIKey}}},
 		} {
-			if r := doClient(t, f.srv.Addr, w); r.Status != 401 || !bytes.Contains(r.Body, []byte(signertest.CodeNotAuthenticated)) {
+			if r := doClient(t, f.srv.Addr, w); r.Status != 401 || !bytes.Contains(r.Body, []byte(CodeNotAuthenticated)) {
 				t.Errorf("%s %s: %d %s", name, target, r.Status, r.Body)
 			}
 		}
@@ -387,8 +386,8 @@ func TestGenAIChecksHeadersAndPlanes(t *testing.T) {
 		control   = "generativeai.us-chicago-1.oci.oraclecloud.com"
 	)
 	ctJSON := field{"content-type", "application/json"}
-	comp := field{signertest.HeaderCompartmentID, testCompartment}
-	legacy := field{signertest.HeaderCompartmentIDLegacy, testCompartment}
+	comp := field{headerCompartmentID, testCompartment}
+	legacy := field{headerCompartmentIDLegacy, testCompartment}
 	proj := field{"openai-project", testProject}
 	upload, uploadType := multipartBody(t, "assistants", []byte("hello"))
 	noPurpose, noPurposeType := multipartBody(t, "", []byte("hello"))
@@ -399,39 +398,39 @@ func TestGenAIChecksHeadersAndPlanes(t *testing.T) {
 		headers                          []field
 		status                           int
 		code, reason                     string
-		check                            func(t *testing.T, c signertest.GenAICall)
+		check                            func(t *testing.T, c GenAICall)
 	}{
 		{name: "responses with a project only", method: "POST", target: "/openai/v1/responses", body: resp, headers: []field{ctJSON, proj}, status: 200},
 		{name: "responses without project", method: "POST", target: "/openai/v1/responses", body: resp, headers: []field{ctJSON, comp},
-			status: 400, code: signertest.CodeMissingParameter, reason: "no OpenAI-Project"},
+			status: 400, code: CodeMissingParameter, reason: "no OpenAI-Project"},
 		{name: "files without project", method: "POST", target: "/openai/v1/files", body: string(upload), headers: []field{{"content-type", uploadType}, comp},
-			status: 400, code: signertest.CodeMissingParameter, reason: "no OpenAI-Project"},
+			status: 400, code: CodeMissingParameter, reason: "no OpenAI-Project"},
 		{name: "conversations without project", method: "POST", target: "/openai/v1/conversations", body: `{}`, headers: []field{ctJSON, comp},
-			status: 400, code: signertest.CodeMissingParameter, reason: "no OpenAI-Project"},
+			status: 400, code: CodeMissingParameter, reason: "no OpenAI-Project"},
 		{name: "vector stores without project", method: "GET", target: "/20231130/openai/v1/vector_stores", headers: []field{comp},
-			status: 400, code: signertest.CodeMissingParameter, reason: "no OpenAI-Project"},
+			status: 400, code: CodeMissingParameter, reason: "no OpenAI-Project"},
 		{name: "vector stores without compartment", method: "GET", target: "/20231130/openai/v1/vector_stores", headers: []field{proj},
-			status: 400, code: signertest.CodeMissingParameter, reason: "opc-compartment-id is not set"},
+			status: 400, code: CodeMissingParameter, reason: "opc-compartment-id is not set"},
 		{name: "vector stores with the legacy spelling alone", method: "GET", target: "/20231130/openai/v1/vector_stores", headers: []field{proj, legacy},
-			status: 400, code: signertest.CodeMissingParameter, reason: "CompartmentId alone does not do"},
+			status: 400, code: CodeMissingParameter, reason: "CompartmentId alone does not do"},
 		{name: "chat with both spellings", method: "POST", target: "/openai/v1/chat/completions", body: `{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
-			headers: []field{ctJSON, comp, legacy}, status: 200, check: func(t *testing.T, c signertest.GenAICall) {
-				if c.CompartmentID != testCompartment || c.CompartmentIDLegacy != testCompartment || c.CompartmentHeader != signertest.HeaderCompartmentID {
+			headers: []field{ctJSON, comp, legacy}, status: 200, check: func(t *testing.T, c GenAICall) {
+				if c.CompartmentID != testCompartment || c.CompartmentIDLegacy != testCompartment || c.CompartmentHeader != headerCompartmentID {
 					t.Errorf("recorded %+v", c)
 				}
 			}},
 		{name: "spellings that disagree", method: "POST", target: "/openai/v1/responses", body: resp,
-			headers: []field{ctJSON, proj, comp, {signertest.HeaderCompartmentIDLegacy, "ocid1.compartment.oc1..other"}},
-			status:  400, code: signertest.CodeInvalidParameter, reason: "but CompartmentId"},
+			headers: []field{ctJSON, proj, comp, {headerCompartmentIDLegacy, "ocid1.compartment.oc1..other"}},
+			status:  400, code: codeInvalidParameter, reason: "but CompartmentId"},
 		{name: "project twice", method: "POST", target: "/openai/v1/responses", body: resp, headers: []field{ctJSON, proj, {"OpenAI-Project", "ocid1.generativeaiproject.oc1..two"}},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "OpenAI-Project arrived 2 times"},
+			status: 400, code: codeInvalidParameter, reason: "OpenAI-Project arrived 2 times"},
 		{name: "compartment twice", method: "GET", target: "/openai/v1/models", headers: []field{comp, comp},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "opc-compartment-id arrived 2 times"},
+			status: 400, code: codeInvalidParameter, reason: "opc-compartment-id arrived 2 times"},
 		{name: "conversation store twice", method: "POST", target: "/openai/v1/conversations", body: `{}`,
 			headers: []field{ctJSON, proj, {"opc-conversation-store-id", "a"}, {"opc-conversation-store-id", "b"}},
-			status:  400, code: signertest.CodeInvalidParameter, reason: "arrived 2 times"},
+			status:  400, code: codeInvalidParameter, reason: "arrived 2 times"},
 		{name: "responses on the inference host", method: "POST", host: inference, target: "/openai/v1/responses", body: resp, headers: []field{ctJSON, proj}, status: 200,
-			check: func(t *testing.T, c signertest.GenAICall) {
+			check: func(t *testing.T, c GenAICall) {
 				if c.Host != inference {
 					t.Errorf("host %q", c.Host)
 				}
@@ -442,27 +441,27 @@ func TestGenAIChecksHeadersAndPlanes(t *testing.T) {
 		{name: "vector stores on the inference host", method: "GET", host: inference, target: "/20231130/openai/v1/vector_stores", headers: []field{comp, proj},
 			status: 404, code: "NotAuthorizedOrNotFound", reason: "is a inference host"},
 		{name: "responses without input", method: "POST", target: "/openai/v1/responses", body: `{"model":"m"}`, headers: []field{ctJSON, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "no input"},
+			status: 400, code: codeInvalidParameter, reason: "no input"},
 		{name: "responses with an empty input list", method: "POST", target: "/openai/v1/responses", body: `{"model":"m","input":[]}`, headers: []field{ctJSON, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "no input"},
+			status: 400, code: codeInvalidParameter, reason: "no input"},
 		{name: "responses without model", method: "POST", target: "/openai/v1/responses", body: `{"input":"hi"}`, headers: []field{ctJSON, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "names no model"},
+			status: 400, code: codeInvalidParameter, reason: "names no model"},
 		{name: "responses not JSON", method: "POST", target: "/openai/v1/responses", body: `model=m`, headers: []field{ctJSON, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "decoding"},
+			status: 400, code: codeInvalidParameter, reason: "decoding"},
 		{name: "a file", method: "POST", target: "/openai/v1/files", body: string(upload), headers: []field{{"content-type", uploadType}, proj}, status: 200,
-			check: func(t *testing.T, c signertest.GenAICall) {
+			check: func(t *testing.T, c GenAICall) {
 				if c.Filename != "a.txt" || c.FileSize != 5 || c.Purpose != "assistants" {
 					t.Errorf("recorded %+v", c)
 				}
 			}},
 		{name: "a file that is not multipart", method: "POST", target: "/openai/v1/files", body: `{"file":"x"}`, headers: []field{ctJSON, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "content-type"},
+			status: 400, code: codeInvalidParameter, reason: "content-type"},
 		{name: "a file without purpose", method: "POST", target: "/openai/v1/files", body: string(noPurpose), headers: []field{{"content-type", noPurposeType}, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "purpose \"\""},
+			status: 400, code: codeInvalidParameter, reason: "purpose \"\""},
 		{name: "an upload without file", method: "POST", target: "/openai/v1/files", body: string(noFile), headers: []field{{"content-type", noFileType}, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "file false"},
+			status: 400, code: codeInvalidParameter, reason: "file false"},
 		{name: "a vector store without name", method: "POST", target: "/20231130/openai/v1/vector_stores", body: `{"file_ids":[]}`, headers: []field{ctJSON, comp, proj},
-			status: 400, code: signertest.CodeInvalidParameter, reason: "names none"},
+			status: 400, code: codeInvalidParameter, reason: "names none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newGenAIFixture(t)

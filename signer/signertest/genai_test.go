@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 const (
@@ -76,13 +75,13 @@ func (s *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 type genaiFixture struct {
 	*fixture
-	genai *signertest.GenAI
+	genai *GenAI
 }
 
 func newGenAIFixture(t *testing.T) *genaiFixture {
 	t.Helper()
 	f := &genaiFixture{fixture: newFixture(t)}
-	f.genai = signertest.NewGenAI(f.srv)
+	f.genai = NewGenAI(f.srv)
 	return f
 }
 
@@ -106,7 +105,7 @@ func (f *genaiFixture) client(t *testing.T, base string, signed bool, extra http
 }
 
 func withCompartment() option.RequestOption {
-	return option.WithHeader(signertest.HeaderCompartmentID, testCompartment)
+	return option.WithHeader(headerCompartmentID, testCompartment)
 }
 
 // bounded is a guard against a hang (a stand-in or proxy that buffers a
@@ -125,7 +124,7 @@ func chatParams(model string) openai.ChatCompletionNewParams {
 }
 
 // lastCall is the GenAI record of the request answered with requestID.
-func (f *genaiFixture) call(t *testing.T, requestID string) signertest.GenAICall {
+func (f *genaiFixture) call(t *testing.T, requestID string) GenAICall {
 	t.Helper()
 	for _, c := range f.genai.Calls() {
 		if c.RequestID == requestID {
@@ -133,7 +132,7 @@ func (f *genaiFixture) call(t *testing.T, requestID string) signertest.GenAICall
 		}
 	}
 	t.Fatalf("no GenAI call with request id %q; calls: %+v", requestID, f.genai.Calls())
-	return signertest.GenAICall{}
+	return GenAICall{}
 }
 
 // wantNoBearerArrived checks what the Server received for requestID: signed,
@@ -161,12 +160,12 @@ func (f *genaiFixture) wantNoBearerArrived(t *testing.T, requestID string) {
 
 func TestGenAIChatCompletionThroughOpenAIGoSDK(t *testing.T) {
 	for _, tc := range []struct{ name, base string }{
-		{"openai base", signertest.GenAIOpenAIBase},
-		{"actions base", signertest.GenAIActionsBase},
+		{"openai base", genAIOpenAIBase},
+		{"actions base", genAIActionsBase},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newGenAIFixture(t)
-			f.genai.SetReply("hello from OCI")
+			f.genai.setReply("hello from OCI")
 			c := f.client(t, tc.base, true, nil, withCompartment())
 			var raw *http.Response
 			resp, err := c.Chat.Completions.New(bounded(t), chatParams("meta.llama-3.3-70b-instruct"), option.WithResponseInto(&raw))
@@ -179,7 +178,7 @@ func TestGenAIChatCompletionThroughOpenAIGoSDK(t *testing.T) {
 			}
 			rid := raw.Header.Get("opc-request-id")
 			got := f.call(t, rid)
-			if got.Status != http.StatusOK || got.Compartment != testCompartment || got.CompartmentHeader != signertest.HeaderCompartmentID ||
+			if got.Status != http.StatusOK || got.Compartment != testCompartment || got.CompartmentHeader != headerCompartmentID ||
 				got.Model != "meta.llama-3.3-70b-instruct" || got.Stream || got.Messages != 2 || got.KeyID != f.api.KeyID ||
 				got.Path != tc.base+"/chat/completions" {
 				t.Errorf("recorded %+v", got)
@@ -198,7 +197,7 @@ func TestGenAIStreamReachesClientBeforeItEnds(t *testing.T) {
 	f.genai.SetChunks(n)
 	gate := f.genai.HoldNextStream()
 	t.Cleanup(gate.Release)
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withCompartment())
+	c := f.client(t, genAIOpenAIBase, true, nil, withCompartment())
 	ctx := bounded(t)
 	var raw *http.Response
 	stream := c.Chat.Completions.NewStreaming(ctx, chatParams("openai.gpt-oss-120b"), option.WithResponseInto(&raw))
@@ -239,14 +238,14 @@ func TestGenAIStreamReachesClientBeforeItEnds(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatalf("stream: %v", err)
 	}
-	if got, want := text.String(), signertest.GenAIStreamText(n); got != want {
+	if got, want := text.String(), GenAIStreamText(n); got != want {
 		t.Errorf("streamed text %q, want %q", got, want)
 	}
 	if ct := raw.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("content-type %q", ct)
 	}
 	// The record is written once the handler returns, after [DONE].
-	var got signertest.GenAICall
+	var got GenAICall
 	for ctx.Err() == nil {
 		if calls := f.genai.Calls(); len(calls) == 1 {
 			got = calls[0]
@@ -262,7 +261,7 @@ func TestGenAIStreamReachesClientBeforeItEnds(t *testing.T) {
 
 func TestGenAIStreamWithoutGateRunsToDone(t *testing.T) {
 	f := newGenAIFixture(t)
-	c := f.client(t, signertest.GenAIActionsBase, true, nil, withCompartment())
+	c := f.client(t, genAIActionsBase, true, nil, withCompartment())
 	stream := c.Chat.Completions.NewStreaming(bounded(t), chatParams("xai.grok-4"))
 	defer stream.Close()
 	var acc openai.ChatCompletionAccumulator
@@ -274,15 +273,15 @@ func TestGenAIStreamWithoutGateRunsToDone(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if chunks != signertest.DefaultGenAIChunks || len(acc.Choices) != 1 || acc.Choices[0].Message.Content != signertest.GenAIStreamText(signertest.DefaultGenAIChunks) {
+	if chunks != defaultGenAIChunks || len(acc.Choices) != 1 || acc.Choices[0].Message.Content != GenAIStreamText(defaultGenAIChunks) {
 		t.Errorf("%d chunks, accumulated %+v", chunks, acc.ChatCompletion)
 	}
 }
 
 func TestGenAIListsModelsThroughOpenAIGoSDK(t *testing.T) {
 	f := newGenAIFixture(t)
-	f.genai.SetModels("cohere.command-a-03-2025", "meta.llama-4-scout-17b-16e-instruct")
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withCompartment())
+	f.genai.setModels("cohere.command-a-03-2025", "meta.llama-4-scout-17b-16e-instruct")
+	c := f.client(t, genAIOpenAIBase, true, nil, withCompartment())
 	page, err := c.Models.List(bounded(t))
 	if err != nil {
 		t.Fatal(err)
@@ -325,32 +324,32 @@ func TestGenAIRefusesThroughOpenAIGoSDK(t *testing.T) {
 		wantReason string // in GenAICall.Reason or Received.Reason
 	}{
 		{name: "unsigned, the OpenAI key as Bearer", signed: false, opts: []option.RequestOption{withCompartment()},
-			status: 401, code: signertest.CodeNotAuthenticated, wantReason: "is not Signature"},
+			status: 401, code: CodeNotAuthenticated, wantReason: "is not Signature"},
 		{name: "missing compartment", signed: true,
-			status: 400, code: signertest.CodeMissingParameter, byStandIn: true, wantReason: "neither opc-compartment-id nor CompartmentId"},
+			status: 400, code: CodeMissingParameter, byStandIn: true, wantReason: "neither opc-compartment-id nor CompartmentId"},
 		{name: "a Bearer in another header", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra:  http.Header{"X-Original-Authorization": {"Bearer " + openAIKey}},
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Original-Authorization carries a Bearer"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "X-Original-Authorization carries a Bearer"},
 		{name: "a Bearer among other values", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra:  http.Header{"X-Forwarded-Credentials": {"Basic abc, bearer " + openAIKey}},
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "carries a Bearer"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "carries a Bearer"},
 		{name: "the forbidden key without a scheme", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra: http.Header{"X-Custom-Token": {openAIKey}}, forbid: openAIKey,
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Custom-Token carries a secret the test forbade"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "X-Custom-Token carries a secret the test forbade"},
 		{name: "an X-Api-Key", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra:  http.Header{"X-Api-Key": {"anything"}},
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Api-Key is present"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "X-Api-Key is present"},
 		{name: "an api-key in lower case", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra:  http.Header{"api-key": {"anything"}},
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "Api-Key is present"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "Api-Key is present"},
 		{name: "an empty X-Goog-Api-Key", signed: true, opts: []option.RequestOption{withCompartment()},
 			extra:  http.Header{"X-Goog-Api-Key": {""}},
-			status: 401, code: signertest.CodeNotAuthenticated, byStandIn: true, wantReason: "X-Goog-Api-Key is present"},
+			status: 401, code: CodeNotAuthenticated, byStandIn: true, wantReason: "X-Goog-Api-Key is present"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newGenAIFixture(t)
 			f.genai.ForbidSecret(tc.forbid)
-			c := f.client(t, signertest.GenAIOpenAIBase, tc.signed, tc.extra, tc.opts...)
+			c := f.client(t, genAIOpenAIBase, tc.signed, tc.extra, tc.opts...)
 			_, err := c.Chat.Completions.New(bounded(t), chatParams("meta.llama-3.3-70b-instruct"))
 			status, body := sdkStatus(t, err)
 			var e struct{ Code, Message string }
@@ -379,7 +378,7 @@ func TestGenAIRefusesThroughOpenAIGoSDK(t *testing.T) {
 // TestGenAIChecksTheRequest drives the stand-in with hand-built signed
 // requests, for the cases an SDK would not produce.
 func TestGenAIChecksTheRequest(t *testing.T) {
-	compartment := field{signertest.HeaderCompartmentID, testCompartment}
+	compartment := field{headerCompartmentID, testCompartment}
 	ctype := field{"content-type", "application/json"}
 	for _, tc := range []struct {
 		name    string
@@ -389,30 +388,30 @@ func TestGenAIChecksTheRequest(t *testing.T) {
 		headers []field
 		status  int
 		code    string
-		check   func(t *testing.T, c signertest.GenAICall, body []byte)
+		check   func(t *testing.T, c GenAICall, body []byte)
 	}{
-		{name: "legacy CompartmentId header", method: "POST", target: signertest.GenAIActionsBase + "/chat/completions",
+		{name: "legacy CompartmentId header", method: "POST", target: genAIActionsBase + "/chat/completions",
 			body: `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, headers: []field{ctype, {"CompartmentId", testCompartment}}, status: 200,
-			check: func(t *testing.T, c signertest.GenAICall, _ []byte) {
-				if c.Compartment != testCompartment || c.CompartmentHeader != signertest.HeaderCompartmentIDLegacy {
+			check: func(t *testing.T, c GenAICall, _ []byte) {
+				if c.Compartment != testCompartment || c.CompartmentHeader != headerCompartmentIDLegacy {
 					t.Errorf("recorded %+v", c)
 				}
 			}},
-		{name: "no model", method: "POST", target: signertest.GenAIOpenAIBase + "/chat/completions",
-			body: `{"messages":[{"role":"user","content":"hi"}]}`, headers: []field{ctype, compartment}, status: 400, code: signertest.CodeInvalidParameter},
-		{name: "no messages", method: "POST", target: signertest.GenAIOpenAIBase + "/chat/completions",
-			body: `{"model":"m","messages":[]}`, headers: []field{ctype, compartment}, status: 400, code: signertest.CodeInvalidParameter},
-		{name: "not JSON", method: "POST", target: signertest.GenAIOpenAIBase + "/chat/completions",
-			body: `model=m`, headers: []field{ctype, compartment}, status: 400, code: signertest.CodeInvalidParameter},
-		{name: "models without compartment", method: "GET", target: signertest.GenAIOpenAIBase + "/models",
-			status: 400, code: signertest.CodeMissingParameter},
-		{name: "models", method: "GET", target: signertest.GenAIActionsBase + "/models", headers: []field{compartment}, status: 200,
-			check: func(t *testing.T, _ signertest.GenAICall, body []byte) {
+		{name: "no model", method: "POST", target: genAIOpenAIBase + "/chat/completions",
+			body: `{"messages":[{"role":"user","content":"hi"}]}`, headers: []field{ctype, compartment}, status: 400, code: codeInvalidParameter},
+		{name: "no messages", method: "POST", target: genAIOpenAIBase + "/chat/completions",
+			body: `{"model":"m","messages":[]}`, headers: []field{ctype, compartment}, status: 400, code: codeInvalidParameter},
+		{name: "not JSON", method: "POST", target: genAIOpenAIBase + "/chat/completions",
+			body: `model=m`, headers: []field{ctype, compartment}, status: 400, code: codeInvalidParameter},
+		{name: "models without compartment", method: "GET", target: genAIOpenAIBase + "/models",
+			status: 400, code: CodeMissingParameter},
+		{name: "models", method: "GET", target: genAIActionsBase + "/models", headers: []field{compartment}, status: 200,
+			check: func(t *testing.T, _ GenAICall, body []byte) {
 				var l struct {
 					Object string
 					Data   []struct{ ID, Object string }
 				}
-				if err := json.Unmarshal(body, &l); err != nil || l.Object != "list" || len(l.Data) != len(signertest.DefaultGenAIModels) || l.Data[0].Object != "model" {
+				if err := json.Unmarshal(body, &l); err != nil || l.Object != "list" || len(l.Data) != len(defaultGenAIModels) || l.Data[0].Object != "model" {
 					t.Errorf("models %s", body)
 				}
 			}},
@@ -450,7 +449,7 @@ func TestGenAIHeldStreamEndsWhenClientLeaves(t *testing.T) {
 	f := newGenAIFixture(t)
 	f.genai.SetChunks(3)
 	gate := f.genai.HoldNextStream()
-	c := f.client(t, signertest.GenAIOpenAIBase, true, nil, withCompartment())
+	c := f.client(t, genAIOpenAIBase, true, nil, withCompartment())
 	ctx, cancel := context.WithCancel(bounded(t))
 	stream := c.Chat.Completions.NewStreaming(ctx, chatParams("m"))
 	for i := 0; i < 2; i++ {

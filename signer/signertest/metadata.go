@@ -20,10 +20,10 @@ import (
 // Paths the instance metadata service answers, relative to BaseURL, as
 // oci-go-sdk's instance principal provider reads them.
 const (
-	IMDSRegionPath       = "/instance/region"
-	IMDSCertPath         = "/identity/cert.pem"
-	IMDSKeyPath          = "/identity/key.pem"
-	IMDSIntermediatePath = "/identity/intermediate.pem"
+	imdsRegionPath       = "/instance/region"
+	imdsCertPath         = "/identity/cert.pem"
+	imdsKeyPath          = "/identity/key.pem"
+	imdsIntermediatePath = "/identity/intermediate.pem"
 )
 
 // imdsV2 is the prefix of IMDS v2 paths; v1 (/opc/v1), which needs no
@@ -32,15 +32,15 @@ const imdsV2 = "/opc/v2"
 
 // Defaults of a new MetadataService.
 const (
-	DefaultRegion          = "phx"
+	defaultRegion          = "phx"
 	DefaultInstanceTenancy = "ocid1.tenancy.oc1..instancetest"
-	DefaultInstanceID      = "ocid1.instance.oc1.phx.instancetest"
+	defaultInstanceID      = "ocid1.instance.oc1.phx.instancetest"
 )
 
-// LeafValidity is how long an instance leaf certificate is valid from its
+// leafValidity is how long an instance leaf certificate is valid from its
 // issue (it is also valid from an hour before, for clocks slightly behind).
 // IMDS rotates leaves well before they expire.
-const LeafValidity = 24 * time.Hour
+const leafValidity = 24 * time.Hour
 
 // MetadataService is a stand-in for an instance's metadata service (IMDS
 // v2, http://169.254.169.254/opc/v2): it serves the region and the
@@ -73,12 +73,12 @@ type MetadataService struct {
 }
 
 // NewMetadataService starts a metadata service with a fresh root and
-// intermediate CA and a leaf for DefaultInstanceID in DefaultInstanceTenancy;
+// intermediate CA and a leaf for defaultInstanceID in DefaultInstanceTenancy;
 // t.Cleanup closes it.
 func NewMetadataService(t testing.TB) *MetadataService {
 	t.Helper()
-	m := &MetadataService{t: t, clock: time.Now, region: DefaultRegion, tenancy: DefaultInstanceTenancy,
-		instanceID: DefaultInstanceID, fetches: make(map[string]int)}
+	m := &MetadataService{t: t, clock: time.Now, region: defaultRegion, tenancy: DefaultInstanceTenancy,
+		instanceID: defaultInstanceID, fetches: make(map[string]int)}
 	var err error
 	if m.root, err = newCA("signertest IMDS root CA", nil); err != nil {
 		t.Fatalf("signertest: %v", err)
@@ -123,10 +123,10 @@ func (m *MetadataService) Region() string {
 	return m.region
 }
 
-// SetTenancy moves the instance to another tenancy. The tenancy is part of
+// setTenancy moves the instance to another tenancy. The tenancy is part of
 // the leaf certificate, so this issues a new leaf (with a new key), as
 // RotateLeaf does.
-func (m *MetadataService) SetTenancy(ocid string) {
+func (m *MetadataService) setTenancy(ocid string) {
 	m.t.Helper()
 	m.mu.Lock()
 	m.tenancy = ocid
@@ -134,15 +134,15 @@ func (m *MetadataService) SetTenancy(ocid string) {
 	m.RotateLeaf()
 }
 
-// Tenancy is the tenancy OCID the leaf certificate names (opc-tenant:).
-func (m *MetadataService) Tenancy() string {
+// currentTenancy is the tenancy OCID the leaf certificate names (opc-tenant:).
+func (m *MetadataService) currentTenancy() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.tenancy
 }
 
-// InstanceID is the instance OCID the leaf certificate names (opc-instance:).
-func (m *MetadataService) InstanceID() string {
+// currentInstanceID is the instance OCID the leaf certificate names (opc-instance:).
+func (m *MetadataService) currentInstanceID() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.instanceID
@@ -151,12 +151,12 @@ func (m *MetadataService) InstanceID() string {
 // Root is the root CA certificate, for AuthService.TrustRoot.
 func (m *MetadataService) Root() *x509.Certificate { return m.root.cert }
 
-// Intermediate is the CA certificate that issues the leaves, which
+// intermediateCert is the CA certificate that issues the leaves, which
 // /identity/intermediate.pem serves.
-func (m *MetadataService) Intermediate() *x509.Certificate { return m.inter.cert }
+func (m *MetadataService) intermediateCert() *x509.Certificate { return m.inter.cert }
 
-// IntermediatePEM is what /identity/intermediate.pem serves.
-func (m *MetadataService) IntermediatePEM() []byte { return certPEM(m.inter.cert) }
+// intermediatePEM is what /identity/intermediate.pem serves.
+func (m *MetadataService) intermediatePEM() []byte { return certPEM(m.inter.cert) }
 
 // Leaf returns the current leaf certificate and its private key.
 func (m *MetadataService) Leaf() (*x509.Certificate, *rsa.PrivateKey) {
@@ -165,8 +165,8 @@ func (m *MetadataService) Leaf() (*x509.Certificate, *rsa.PrivateKey) {
 	return m.leaf, m.leafKey
 }
 
-// LeafPEM returns what /identity/cert.pem and /identity/key.pem serve now.
-func (m *MetadataService) LeafPEM() (cert, key []byte) {
+// leafPEMs returns what /identity/cert.pem and /identity/key.pem serve now.
+func (m *MetadataService) leafPEMs() (cert, key []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]byte(nil), m.leafPEM...), append([]byte(nil), m.leafKeyPEM...)
@@ -203,7 +203,7 @@ func (m *MetadataService) RotateLeaf() {
 			},
 		},
 		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.Add(LeafValidity),
+		NotAfter:    now.Add(leafValidity),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -223,9 +223,9 @@ func (m *MetadataService) RotateLeaf() {
 // <= 0 stops failing.
 func (m *MetadataService) FailNext(n, status int) { m.fail.set(n, status) }
 
-// Fetches counts the successful (200) answers for path, given relative to
-// BaseURL (IMDSCertPath) or in full (/opc/v2/identity/cert.pem).
-func (m *MetadataService) Fetches(path string) int {
+// fetchCount counts the successful (200) answers for path, given relative to
+// BaseURL (imdsCertPath) or in full (/opc/v2/identity/cert.pem).
+func (m *MetadataService) fetchCount(path string) int {
 	if p, ok := strings.CutPrefix(path, imdsV2); ok {
 		path = p
 	}
@@ -267,13 +267,13 @@ func (m *MetadataService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	var body []byte
 	switch rel {
-	case IMDSRegionPath:
+	case imdsRegionPath:
 		body = []byte(m.region)
-	case IMDSCertPath:
+	case imdsCertPath:
 		body = m.leafPEM
-	case IMDSKeyPath:
+	case imdsKeyPath:
 		body = m.leafKeyPEM
-	case IMDSIntermediatePath:
+	case imdsIntermediatePath:
 		body = certPEM(m.inter.cert)
 	}
 	if body != nil {

@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bytes"
@@ -17,7 +17,6 @@ import (
 	sdkauth "github.com/oracle/oci-go-sdk/v65/common/auth"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // imdsGet GETs url with the given Authorization header values, as the
@@ -36,7 +35,7 @@ func imdsGet(t *testing.T, method, url string, auth ...string) response {
 }
 
 // fetch GETs path under the service's base URL as the SDK does and wants a 200.
-func fetch(t *testing.T, md *signertest.MetadataService, path string) []byte {
+func fetch(t *testing.T, md *MetadataService, path string) []byte {
 	t.Helper()
 	r := imdsGet(t, "GET", md.BaseURL()+path, "Bearer Oracle")
 	if r.Status != http.StatusOK {
@@ -59,7 +58,7 @@ func parseCertPEM(t *testing.T, b []byte) *x509.Certificate {
 }
 
 // chainsToRoot verifies leaf through intermediate to md's root at when.
-func chainsToRoot(t *testing.T, md *signertest.MetadataService, leaf, intermediate *x509.Certificate, when time.Time) {
+func chainsToRoot(t *testing.T, md *MetadataService, leaf, intermediate *x509.Certificate, when time.Time) {
 	t.Helper()
 	roots, inters := x509.NewCertPool(), x509.NewCertPool()
 	roots.AddCert(md.Root())
@@ -71,16 +70,16 @@ func chainsToRoot(t *testing.T, md *signertest.MetadataService, leaf, intermedia
 
 func TestMetadataServesInstanceIdentity(t *testing.T) {
 	t.Parallel()
-	md := signertest.NewMetadataService(t)
-	if got := string(fetch(t, md, signertest.IMDSRegionPath)); got != "phx" {
+	md := NewMetadataService(t)
+	if got := string(fetch(t, md, imdsRegionPath)); got != "phx" {
 		t.Errorf("region = %q, want phx", got)
 	}
-	leaf := parseCertPEM(t, fetch(t, md, signertest.IMDSCertPath))
-	inter := parseCertPEM(t, fetch(t, md, signertest.IMDSIntermediatePath))
-	keyPEM := fetch(t, md, signertest.IMDSKeyPath)
+	leaf := parseCertPEM(t, fetch(t, md, imdsCertPath))
+	inter := parseCertPEM(t, fetch(t, md, imdsIntermediatePath))
+	keyPEM := fetch(t, md, imdsKeyPath)
 
 	wantLeaf, wantKey := md.Leaf()
-	if !leaf.Equal(wantLeaf) || !inter.Equal(md.Intermediate()) {
+	if !leaf.Equal(wantLeaf) || !inter.Equal(md.intermediateCert()) {
 		t.Error("served certificates are not Leaf() and Intermediate()")
 	}
 	block, _ := pem.Decode(keyPEM)
@@ -94,15 +93,15 @@ func TestMetadataServesInstanceIdentity(t *testing.T) {
 	if !key.Equal(wantKey) || !samePublicKey(&key.PublicKey, leaf.PublicKey.(*rsa.PublicKey)) {
 		t.Error("key.pem is not the leaf's key")
 	}
-	if got := signertest.CertTenancy(leaf); got != signertest.DefaultInstanceTenancy {
+	if got := certTenancy(leaf); got != DefaultInstanceTenancy {
 		t.Errorf("leaf tenancy = %q", got)
 	}
-	if !slices.Contains(leaf.Subject.OrganizationalUnit, "opc-instance:"+signertest.DefaultInstanceID) {
-		t.Errorf("leaf OUs = %q, want opc-instance:%s", leaf.Subject.OrganizationalUnit, signertest.DefaultInstanceID)
+	if !slices.Contains(leaf.Subject.OrganizationalUnit, "opc-instance:"+defaultInstanceID) {
+		t.Errorf("leaf OUs = %q, want opc-instance:%s", leaf.Subject.OrganizationalUnit, defaultInstanceID)
 	}
 	chainsToRoot(t, md, leaf, inter, time.Now())
-	for _, p := range []string{signertest.IMDSRegionPath, signertest.IMDSCertPath, signertest.IMDSKeyPath, "/opc/v2" + signertest.IMDSIntermediatePath} {
-		if n := md.Fetches(p); n != 1 {
+	for _, p := range []string{imdsRegionPath, imdsCertPath, imdsKeyPath, "/opc/v2" + imdsIntermediatePath} {
+		if n := md.fetchCount(p); n != 1 {
 			t.Errorf("Fetches(%s) = %d, want 1", p, n)
 		}
 	}
@@ -128,7 +127,7 @@ func TestMetadataRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			md := signertest.NewMetadataService(t)
+			md := NewMetadataService(t)
 			r := imdsGet(t, tc.method, md.URL+tc.path, tc.auth...)
 			if r.Status != tc.status {
 				t.Fatalf("status = %d, want %d; body %s", r.Status, tc.status, r.Body)
@@ -136,7 +135,7 @@ func TestMetadataRejects(t *testing.T) {
 			if bytes.Contains(r.Body, []byte("BEGIN")) {
 				t.Errorf("rejection served a PEM: %s", r.Body)
 			}
-			if n := md.Fetches(tc.path); n != 0 {
+			if n := md.fetchCount(tc.path); n != 0 {
 				t.Errorf("Fetches = %d after a rejection", n)
 			}
 			reqs := md.Requests()
@@ -150,12 +149,12 @@ func TestMetadataRejects(t *testing.T) {
 
 func TestMetadataRotateLeafServesNewPair(t *testing.T) {
 	t.Parallel()
-	md := signertest.NewMetadataService(t)
+	md := NewMetadataService(t)
 	md.SetClock(func() time.Time { return testNow })
-	oldCert, oldKey := fetch(t, md, signertest.IMDSCertPath), fetch(t, md, signertest.IMDSKeyPath)
+	oldCert, oldKey := fetch(t, md, imdsCertPath), fetch(t, md, imdsKeyPath)
 
 	md.RotateLeaf()
-	newCert, newKey := fetch(t, md, signertest.IMDSCertPath), fetch(t, md, signertest.IMDSKeyPath)
+	newCert, newKey := fetch(t, md, imdsCertPath), fetch(t, md, imdsKeyPath)
 	if bytes.Equal(oldCert, newCert) || bytes.Equal(oldKey, newKey) {
 		t.Fatal("cert.pem or key.pem unchanged by RotateLeaf")
 	}
@@ -178,11 +177,11 @@ func TestMetadataRotateLeafServesNewPair(t *testing.T) {
 		t.Error("rotation kept the key")
 	}
 	// The new leaf is dated by the service clock.
-	if !leaf.NotBefore.Equal(testNow.Add(-time.Hour)) || !leaf.NotAfter.Equal(testNow.Add(signertest.LeafValidity)) {
+	if !leaf.NotBefore.Equal(testNow.Add(-time.Hour)) || !leaf.NotAfter.Equal(testNow.Add(leafValidity)) {
 		t.Errorf("validity %v..%v, want around %v", leaf.NotBefore, leaf.NotAfter, testNow)
 	}
-	chainsToRoot(t, md, leaf, md.Intermediate(), testNow)
-	if a, b := md.Fetches(signertest.IMDSCertPath), md.Fetches(signertest.IMDSKeyPath); a != 2 || b != 2 {
+	chainsToRoot(t, md, leaf, md.intermediateCert(), testNow)
+	if a, b := md.fetchCount(imdsCertPath), md.fetchCount(imdsKeyPath); a != 2 || b != 2 {
 		t.Errorf("Fetches = %d, %d; want 2, 2", a, b)
 	}
 }
@@ -191,31 +190,31 @@ func TestMetadataSettings(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name  string
-		set   func(md *signertest.MetadataService)
-		check func(t *testing.T, md *signertest.MetadataService)
+		set   func(md *MetadataService)
+		check func(t *testing.T, md *MetadataService)
 	}{
 		{name: "region by its long name",
-			set: func(md *signertest.MetadataService) { md.SetRegion("us-ashburn-1") },
-			check: func(t *testing.T, md *signertest.MetadataService) {
-				if got := string(fetch(t, md, signertest.IMDSRegionPath)); got != "us-ashburn-1" {
+			set: func(md *MetadataService) { md.SetRegion("us-ashburn-1") },
+			check: func(t *testing.T, md *MetadataService) {
+				if got := string(fetch(t, md, imdsRegionPath)); got != "us-ashburn-1" {
 					t.Errorf("region = %q", got)
 				}
 			}},
 		{name: "tenancy reissues the leaf",
-			set: func(md *signertest.MetadataService) { md.SetTenancy("ocid1.tenancy.oc1..moved") },
-			check: func(t *testing.T, md *signertest.MetadataService) {
-				leaf := parseCertPEM(t, fetch(t, md, signertest.IMDSCertPath))
-				if got := signertest.CertTenancy(leaf); got != "ocid1.tenancy.oc1..moved" || md.Tenancy() != got {
-					t.Errorf("leaf tenancy = %q, Tenancy() = %q", got, md.Tenancy())
+			set: func(md *MetadataService) { md.setTenancy("ocid1.tenancy.oc1..moved") },
+			check: func(t *testing.T, md *MetadataService) {
+				leaf := parseCertPEM(t, fetch(t, md, imdsCertPath))
+				if got := certTenancy(leaf); got != "ocid1.tenancy.oc1..moved" || md.currentTenancy() != got {
+					t.Errorf("leaf tenancy = %q, currentTenancy() = %q", got, md.currentTenancy())
 				}
 			}},
 		{name: "FailNext then serves",
-			set: func(md *signertest.MetadataService) { md.FailNext(1, http.StatusInternalServerError) },
-			check: func(t *testing.T, md *signertest.MetadataService) {
-				if r := imdsGet(t, "GET", md.BaseURL()+signertest.IMDSRegionPath, "Bearer Oracle"); r.Status != http.StatusInternalServerError {
+			set: func(md *MetadataService) { md.FailNext(1, http.StatusInternalServerError) },
+			check: func(t *testing.T, md *MetadataService) {
+				if r := imdsGet(t, "GET", md.BaseURL()+imdsRegionPath, "Bearer Oracle"); r.Status != http.StatusInternalServerError {
 					t.Errorf("first status = %d", r.Status)
 				}
-				fetch(t, md, signertest.IMDSRegionPath)
+				fetch(t, md, imdsRegionPath)
 				if reqs := md.Requests(); len(reqs) != 2 || !reqs[0].Failed || reqs[1].Failed {
 					t.Errorf("recorded %+v", reqs)
 				}
@@ -224,7 +223,7 @@ func TestMetadataSettings(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			md := signertest.NewMetadataService(t)
+			md := NewMetadataService(t)
 			tc.set(md)
 			tc.check(t, md)
 		})
@@ -235,7 +234,7 @@ func TestMetadataSettings(t *testing.T) {
 // certificate of the service (-race checks the rest).
 func TestMetadataRotationUnderConcurrentReads(t *testing.T) {
 	t.Parallel()
-	md := signertest.NewMetadataService(t)
+	md := NewMetadataService(t)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	t.Cleanup(client.CloseIdleConnections)
 	var wg sync.WaitGroup
@@ -245,7 +244,7 @@ func TestMetadataRotationUnderConcurrentReads(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 20 {
-				req, _ := http.NewRequest("GET", md.BaseURL()+signertest.IMDSCertPath, nil)
+				req, _ := http.NewRequest("GET", md.BaseURL()+imdsCertPath, nil)
 				req.Header.Set("Authorization", "Bearer Oracle")
 				resp, err := client.Do(req)
 				if err != nil {
@@ -273,7 +272,7 @@ func TestMetadataRotationUnderConcurrentReads(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := md.Fetches(signertest.IMDSCertPath); n != 160 {
+	if n := md.fetchCount(imdsCertPath); n != 160 {
 		t.Errorf("Fetches = %d, want 160", n)
 	}
 }
@@ -283,9 +282,9 @@ func TestMetadataRotationUnderConcurrentReads(t *testing.T) {
 // the stand-ins must accept exactly what the SDK sends, and answer what it
 // parses. It sets environment variables, so it does not run in parallel.
 func TestInstancePrincipalThroughOCIGoSDK(t *testing.T) {
-	is := signertest.NewIssuer(t)
-	md := signertest.NewMetadataService(t)
-	auth := signertest.NewAuthService(t, is)
+	is := NewIssuer(t)
+	md := NewMetadataService(t)
+	auth := NewAuthService(t, is)
 	auth.TrustRoot(md.Root())
 	t.Setenv("OCI_METADATA_BASE_URL", md.BaseURL())
 	t.Setenv("OCI_SDK_AUTH_CLIENT_REGION_URL", auth.URL)
@@ -316,12 +315,12 @@ func TestInstancePrincipalThroughOCIGoSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !samePublicKey(pub, &sessKey.PublicKey) || tok.PrincipalType != "instance" || tok.Tenant != md.Tenancy() {
+	if !samePublicKey(pub, &sessKey.PublicKey) || tok.PrincipalType != "instance" || tok.Tenant != md.currentTenancy() {
 		t.Errorf("token: ptype %q tenant %q, jwk matches SDK key: %v", tok.PrincipalType, tok.Tenant, samePublicKey(pub, &sessKey.PublicKey))
 	}
 
-	for _, path := range []string{signertest.IMDSRegionPath, signertest.IMDSCertPath, signertest.IMDSKeyPath, signertest.IMDSIntermediatePath} {
-		if md.Fetches(path) == 0 {
+	for _, path := range []string{imdsRegionPath, imdsCertPath, imdsKeyPath, imdsIntermediatePath} {
+		if md.fetchCount(path) == 0 {
 			t.Errorf("SDK did not fetch %s", path)
 		}
 	}

@@ -28,14 +28,14 @@ import (
 	"github.com/ocisigner/ocisigner/signer"
 )
 
-// ProxymuxPath is the path of the OKE proxymux's token endpoint (port 12250
+// proxymuxPath is the path of the OKE proxymux's token endpoint (port 12250
 // of the Kubernetes service host in a cluster).
-const ProxymuxPath = "/resourcePrincipalSessionTokens"
+const proxymuxPath = "/resourcePrincipalSessionTokens"
 
 // Defaults of a new Proxymux.
 const (
-	DefaultWorkloadSubject = "ocid1.workload.oc1..proxymuxtest"
-	DefaultWorkloadTenancy = "ocid1.tenancy.oc1..workloadtest"
+	defaultWorkloadSubject = "ocid1.workload.oc1..proxymuxtest"
+	defaultWorkloadTenancy = "ocid1.tenancy.oc1..workloadtest"
 )
 
 // NewServiceAccountToken makes a Kubernetes service account token for
@@ -124,7 +124,7 @@ func NewProxymux(t testing.TB, is *Issuer) *Proxymux {
 	}
 	p := &Proxymux{is: is, ca: ca.cert, caPEM: certPEM(ca.cert), clock: time.Now,
 		saToken:  NewServiceAccountToken(t, "default", "default", now.Add(24*time.Hour)),
-		lifetime: DefaultWorkloadLifetime, subject: DefaultWorkloadSubject, tenancy: DefaultWorkloadTenancy}
+		lifetime: defaultWorkloadLifetime, subject: defaultWorkloadSubject, tenancy: defaultWorkloadTenancy}
 	hs := startLoopback(t, p, func(hs *httptest.Server) {
 		hs.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}
 		// A client that does not trust the CA fails its handshake; that is
@@ -137,14 +137,14 @@ func NewProxymux(t testing.TB, is *Issuer) *Proxymux {
 }
 
 // URL is the token endpoint, https://127.0.0.1:port/resourcePrincipalSessionTokens.
-func (p *Proxymux) URL() string { return "https://" + p.Addr + ProxymuxPath }
+func (p *Proxymux) URL() string { return "https://" + p.Addr + proxymuxPath }
 
 // CAPEM is the PEM of the CA that issued the server's certificate, as a pod
 // finds the cluster CA in its service account's ca.crt.
 func (p *Proxymux) CAPEM() []byte { return append([]byte(nil), p.caPEM...) }
 
-// CA is the certificate CAPEM holds.
-func (p *Proxymux) CA() *x509.Certificate { return p.ca }
+// caCert is the certificate CAPEM holds.
+func (p *Proxymux) caCert() *x509.Certificate { return p.ca }
 
 // SetServiceAccountToken sets the one bearer token accepted from now on, as
 // when the kubelet rotates a projected service account token (make one
@@ -165,16 +165,16 @@ func (p *Proxymux) ServiceAccountToken() string {
 // SetLifetime sets the lifetime of the tokens issued; zero restores the default.
 func (p *Proxymux) SetLifetime(d time.Duration) {
 	if d <= 0 {
-		d = DefaultWorkloadLifetime
+		d = defaultWorkloadLifetime
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lifetime = d
 }
 
-// SetIdentity sets the sub and tenancy claims of the tokens issued; an
+// setIdentity sets the sub and tenancy claims of the tokens issued; an
 // empty value keeps the current one.
-func (p *Proxymux) SetIdentity(subject, tenancy string) {
+func (p *Proxymux) setIdentity(subject, tenancy string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if subject != "" {
@@ -204,9 +204,9 @@ func (p *Proxymux) tenancyClaims(tenancy string) (string, string) {
 	return tenancy, tenancy
 }
 
-// SetForbidden makes authenticated requests get a 403, as a basic (not
+// setForbidden makes authenticated requests get a 403, as a basic (not
 // enhanced) cluster answers: workload identity needs an enhanced cluster.
-func (p *Proxymux) SetForbidden(forbidden bool) {
+func (p *Proxymux) setForbidden(forbidden bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forbidden = forbidden
@@ -265,7 +265,7 @@ func (p *Proxymux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // issue checks a token request as oci-go-sdk's
 // x509FederationClientForOkeWorkloadIdentity sends it and mints the token.
 func (p *Proxymux) issue(r *http.Request, e *Exchange) (string, *rejection) {
-	if r.URL.Path != ProxymuxPath {
+	if r.URL.Path != proxymuxPath {
 		return "", &rejection{status: http.StatusNotFound, code: "NotFound", message: "Not found.", reason: fmt.Sprintf("no endpoint %s", r.URL.Path)}
 	}
 	if r.Method != http.MethodPost {
@@ -278,14 +278,14 @@ func (p *Proxymux) issue(r *http.Request, e *Exchange) (string, *rejection) {
 
 	auth := r.Header.Values("Authorization")
 	if len(auth) != 1 {
-		return "", notAuthenticated(MsgRequiredInfo, "want one Authorization header, got %d", len(auth))
+		return "", notAuthenticated(msgRequiredInfo, "want one Authorization header, got %d", len(auth))
 	}
 	bearer, ok := strings.CutPrefix(auth[0], "Bearer ")
 	if !ok {
-		return "", notAuthenticated(MsgRequiredInfo, "Authorization is not Bearer <service account token>")
+		return "", notAuthenticated(msgRequiredInfo, "Authorization is not Bearer <service account token>")
 	}
 	if bearer != saToken {
-		return "", notAuthenticated(MsgRequiredInfo, "the bearer is not the current service account token (%s)", signer.MaskSecret(bearer))
+		return "", notAuthenticated(msgRequiredInfo, "the bearer is not the current service account token (%s)", signer.MaskSecret(bearer))
 	}
 	if forbidden {
 		return "", &rejection{status: http.StatusForbidden, code: "NotAuthorized",

@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bytes"
@@ -18,12 +18,10 @@ import (
 	"time"
 
 	sdkauth "github.com/oracle/oci-go-sdk/v65/common/auth"
-
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // pmClient trusts the proxymux's CA, as a pod trusts its ca.crt.
-func pmClient(t *testing.T, p *signertest.Proxymux) *http.Client {
+func pmClient(t *testing.T, p *Proxymux) *http.Client {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(p.CAPEM()) {
@@ -41,7 +39,7 @@ func podKeyBody(t *testing.T, pub *rsa.PublicKey) []byte {
 }
 
 // pmRequest is a token request as oci-go-sdk makes it; edit changes it.
-func pmRequest(t *testing.T, p *signertest.Proxymux, body []byte, edit func(*http.Request)) response {
+func pmRequest(t *testing.T, p *Proxymux, body []byte, edit func(*http.Request)) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, p.URL(), bytes.NewBuffer(body))
 	if err != nil {
@@ -87,32 +85,32 @@ func TestProxymuxIssuesWorkloadToken(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name        string
-		set         func(t *testing.T, p *signertest.Proxymux)
+		set         func(t *testing.T, p *Proxymux)
 		lifetime    time.Duration
 		sub, tenant string
 	}{
-		{name: "defaults", lifetime: time.Hour, sub: signertest.DefaultWorkloadSubject, tenant: signertest.DefaultWorkloadTenancy},
-		{name: "configured lifetime", set: func(_ *testing.T, p *signertest.Proxymux) { p.SetLifetime(10 * time.Minute) },
-			lifetime: 10 * time.Minute, sub: signertest.DefaultWorkloadSubject, tenant: signertest.DefaultWorkloadTenancy},
-		{name: "configured identity", set: func(_ *testing.T, p *signertest.Proxymux) {
-			p.SetIdentity("ocid1.workload.oc1..w", "ocid1.tenancy.oc1..t")
+		{name: "defaults", lifetime: time.Hour, sub: defaultWorkloadSubject, tenant: defaultWorkloadTenancy},
+		{name: "configured lifetime", set: func(_ *testing.T, p *Proxymux) { p.SetLifetime(10 * time.Minute) },
+			lifetime: 10 * time.Minute, sub: defaultWorkloadSubject, tenant: defaultWorkloadTenancy},
+		{name: "configured identity", set: func(_ *testing.T, p *Proxymux) {
+			p.setIdentity("ocid1.workload.oc1..w", "ocid1.tenancy.oc1..t")
 		},
 			lifetime: time.Hour, sub: "ocid1.workload.oc1..w", tenant: "ocid1.tenancy.oc1..t"},
-		{name: "rotated service account token", set: func(t *testing.T, p *signertest.Proxymux) {
-			p.SetServiceAccountToken(signertest.NewServiceAccountToken(t, "apps", "reader", time.Now().Add(time.Hour)))
+		{name: "rotated service account token", set: func(t *testing.T, p *Proxymux) {
+			p.SetServiceAccountToken(NewServiceAccountToken(t, "apps", "reader", time.Now().Add(time.Hour)))
 		},
-			lifetime: time.Hour, sub: signertest.DefaultWorkloadSubject, tenant: signertest.DefaultWorkloadTenancy},
+			lifetime: time.Hour, sub: defaultWorkloadSubject, tenant: defaultWorkloadTenancy},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			is := signertest.NewIssuer(t)
-			p := signertest.NewProxymux(t, is)
+			is := NewIssuer(t)
+			p := NewProxymux(t, is)
 			p.SetClock(func() time.Time { return testNow })
 			if tc.set != nil {
 				tc.set(t, p)
 			}
-			key := signertest.Key(t, 1)
+			key := Key(t, 1)
 			r := pmRequest(t, p, podKeyBody(t, &key.PublicKey), nil)
 			raw := workloadToken(t, r)
 			pub, tok, err := is.Verify(raw)
@@ -138,55 +136,55 @@ func TestProxymuxIssuesWorkloadToken(t *testing.T) {
 
 func TestProxymuxRejects(t *testing.T) {
 	t.Parallel()
-	const invalid = signertest.CodeInvalidParameter
+	const invalid = codeInvalidParameter
 	// editing returns a prep that only changes the request.
-	editing := func(edit func(r *http.Request)) func(*testing.T, *signertest.Proxymux) func(*http.Request) {
-		return func(*testing.T, *signertest.Proxymux) func(*http.Request) { return edit }
+	editing := func(edit func(r *http.Request)) func(*testing.T, *Proxymux) func(*http.Request) {
+		return func(*testing.T, *Proxymux) func(*http.Request) { return edit }
 	}
 	cases := []struct {
 		name string
 		// prep sets the proxymux up and returns how to change the SDK's request.
-		prep   func(t *testing.T, p *signertest.Proxymux) func(*http.Request)
+		prep   func(t *testing.T, p *Proxymux) func(*http.Request)
 		body   func(t *testing.T) []byte // nil: the SDK's body
 		status int
 		code   string
 	}{
-		{name: "wrong service account token", status: http.StatusUnauthorized, code: signertest.CodeNotAuthenticated,
-			prep: func(t *testing.T, p *signertest.Proxymux) func(*http.Request) {
-				other := signertest.NewServiceAccountToken(t, "default", "default", time.Now().Add(time.Hour))
+		{name: "wrong service account token", status: http.StatusUnauthorized, code: CodeNotAuthenticated,
+			prep: func(t *testing.T, p *Proxymux) func(*http.Request) {
+				other := NewServiceAccountToken(t, "default", "default", time.Now().Add(time.Hour))
 				return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+other) }
 			}},
-		{name: "token rotated away", status: http.StatusUnauthorized, code: signertest.CodeNotAuthenticated,
-			prep: func(t *testing.T, p *signertest.Proxymux) func(*http.Request) {
+		{name: "token rotated away", status: http.StatusUnauthorized, code: CodeNotAuthenticated,
+			prep: func(t *testing.T, p *Proxymux) func(*http.Request) {
 				old := p.ServiceAccountToken()
-				p.SetServiceAccountToken(signertest.NewServiceAccountToken(t, "default", "default", time.Now().Add(time.Hour)))
+				p.SetServiceAccountToken(NewServiceAccountToken(t, "default", "default", time.Now().Add(time.Hour)))
 				return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+old) }
 			}},
-		{name: "token without Bearer", status: http.StatusUnauthorized, code: signertest.CodeNotAuthenticated,
-			prep: func(t *testing.T, p *signertest.Proxymux) func(*http.Request) {
+		{name: "token without Bearer", status: http.StatusUnauthorized, code: CodeNotAuthenticated,
+			prep: func(t *testing.T, p *Proxymux) func(*http.Request) {
 				tok := p.ServiceAccountToken()
 				return func(r *http.Request) { r.Header.Set("Authorization", tok) }
 			}},
-		{name: "no Authorization", status: http.StatusUnauthorized, code: signertest.CodeNotAuthenticated,
+		{name: "no Authorization", status: http.StatusUnauthorized, code: CodeNotAuthenticated,
 			prep: editing(func(r *http.Request) { r.Header.Del("Authorization") })},
 		{name: "basic cluster", status: http.StatusForbidden, code: "NotAuthorized",
-			prep: func(t *testing.T, p *signertest.Proxymux) func(*http.Request) { p.SetForbidden(true); return nil }},
+			prep: func(t *testing.T, p *Proxymux) func(*http.Request) { p.setForbidden(true); return nil }},
 		{name: "content type not JSON", status: http.StatusBadRequest, code: invalid,
 			prep: editing(func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") })},
 		{name: "no opc-request-id", status: http.StatusBadRequest, code: invalid,
 			prep: editing(func(r *http.Request) { r.Header.Del("opc-request-id") })},
 		{name: "podKey sanitised as for /v1/x509", status: http.StatusBadRequest, code: invalid,
 			body: func(t *testing.T) []byte {
-				return mustJSON(t, map[string]string{"podKey": sanitize(publicKeyPEM(t, &signertest.Key(t, 1).PublicKey))})
+				return mustJSON(t, map[string]string{"podKey": sanitize(publicKeyPEM(t, &Key(t, 1).PublicKey))})
 			}},
 		{name: "podKey in PKCS#1", status: http.StatusBadRequest, code: invalid,
 			body: func(t *testing.T) []byte {
-				b := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&signertest.Key(t, 1).PublicKey)})
+				b := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&Key(t, 1).PublicKey)})
 				return mustJSON(t, map[string]string{"podKey": string(b)})
 			}},
 		{name: "field spelled podkey", status: http.StatusBadRequest, code: invalid,
 			body: func(t *testing.T) []byte {
-				return mustJSON(t, map[string]string{"podkey": string(publicKeyPEM(t, &signertest.Key(t, 1).PublicKey))})
+				return mustJSON(t, map[string]string{"podkey": string(publicKeyPEM(t, &Key(t, 1).PublicKey))})
 			}},
 		{name: "GET", status: http.StatusMethodNotAllowed, code: "MethodNotAllowed",
 			prep: editing(func(r *http.Request) { r.Method = http.MethodGet })},
@@ -196,8 +194,8 @@ func TestProxymuxRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := signertest.NewProxymux(t, signertest.NewIssuer(t))
-			body := podKeyBody(t, &signertest.Key(t, 1).PublicKey)
+			p := NewProxymux(t, NewIssuer(t))
+			body := podKeyBody(t, &Key(t, 1).PublicKey)
 			if tc.body != nil {
 				body = tc.body(t)
 			}
@@ -215,7 +213,7 @@ func TestProxymuxRejects(t *testing.T) {
 	}
 }
 
-func wantProxymuxError(t *testing.T, r response, e signertest.Exchange, status int, code string) {
+func wantProxymuxError(t *testing.T, r response, e Exchange, status int, code string) {
 	t.Helper()
 	if r.Status != status {
 		t.Fatalf("status = %d, want %d; body %s; reason: %s", r.Status, status, r.Body, e.Reason)
@@ -232,9 +230,9 @@ func wantProxymuxError(t *testing.T, r response, e signertest.Exchange, status i
 
 func TestProxymuxFailNextThenAnswers(t *testing.T) {
 	t.Parallel()
-	p := signertest.NewProxymux(t, signertest.NewIssuer(t))
+	p := NewProxymux(t, NewIssuer(t))
 	p.FailNext(2, http.StatusBadGateway)
-	body := podKeyBody(t, &signertest.Key(t, 1).PublicKey)
+	body := podKeyBody(t, &Key(t, 1).PublicKey)
 	for i := range 2 {
 		r := pmRequest(t, p, body, nil)
 		wantProxymuxError(t, r, p.Requests()[i], http.StatusBadGateway, "BadGateway")
@@ -248,8 +246,8 @@ func TestProxymuxFailNextThenAnswers(t *testing.T) {
 
 func TestProxymuxServesTLSForLoopbackIP(t *testing.T) {
 	t.Parallel()
-	p := signertest.NewProxymux(t, signertest.NewIssuer(t))
-	if !strings.HasPrefix(p.URL(), "https://127.0.0.1:") || !strings.HasSuffix(p.URL(), signertest.ProxymuxPath) {
+	p := NewProxymux(t, NewIssuer(t))
+	if !strings.HasPrefix(p.URL(), "https://127.0.0.1:") || !strings.HasSuffix(p.URL(), proxymuxPath) {
 		t.Errorf("URL() = %q", p.URL())
 	}
 	cases := []struct {
@@ -264,7 +262,7 @@ func TestProxymuxServesTLSForLoopbackIP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &tls.Config{RootCAs: x509.NewCertPool()}
 			if tc.trustCA {
-				cfg.RootCAs.AddCert(p.CA())
+				cfg.RootCAs.AddCert(p.caCert())
 			}
 			conn, err := tls.Dial("tcp", p.Addr, cfg)
 			if tc.wantErr {
@@ -292,9 +290,9 @@ func TestProxymuxServesTLSForLoopbackIP(t *testing.T) {
 // ":12250/..." it appends becomes a URL fragment, which is not sent. It sets
 // environment variables, so it does not run in parallel.
 func TestWorkloadIdentityThroughOCIGoSDK(t *testing.T) {
-	is := signertest.NewIssuer(t)
-	p := signertest.NewProxymux(t, is)
-	sa := signertest.NewServiceAccountToken(t, "apps", "reader", time.Now().Add(time.Hour))
+	is := NewIssuer(t)
+	p := NewProxymux(t, is)
+	sa := NewServiceAccountToken(t, "apps", "reader", time.Now().Add(time.Hour))
 	p.SetServiceAccountToken(sa)
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(caFile, p.CAPEM(), 0o600); err != nil {
@@ -303,7 +301,7 @@ func TestWorkloadIdentityThroughOCIGoSDK(t *testing.T) {
 	t.Setenv("OCI_KUBERNETES_SERVICE_ACCOUNT_CERT_PATH", caFile)
 	t.Setenv("OCI_RESOURCE_PRINCIPAL_REGION", "us-phoenix-1")
 
-	host := p.Addr + signertest.ProxymuxPath + "#"
+	host := p.Addr + proxymuxPath + "#"
 	prov, err := sdkauth.OkeWorkloadIdentityConfigurationProviderWithServiceAccountTokenProviderK8sService(
 		&host, sdkauth.NewSuppliedServiceAccountTokenProvider(sa), p.CAPEM())
 	if err != nil {
@@ -331,7 +329,7 @@ func TestWorkloadIdentityThroughOCIGoSDK(t *testing.T) {
 	if !samePublicKey(pub, &sessKey.PublicKey) || tok.PrincipalType != "resource" {
 		t.Errorf("token: ptype %q, jwk matches SDK key: %v", tok.PrincipalType, samePublicKey(pub, &sessKey.PublicKey))
 	}
-	if tenancy, err := prov.TenancyOCID(); err != nil || tenancy != signertest.DefaultWorkloadTenancy {
+	if tenancy, err := prov.TenancyOCID(); err != nil || tenancy != defaultWorkloadTenancy {
 		t.Errorf("SDK tenancy (res_tenant) = %q, %v", tenancy, err)
 	}
 	reqs := p.Requests()

@@ -33,31 +33,31 @@ import (
 // signing path: a bug there must not be mirrored here and cancel out. It
 // rebuilds everything from the request as it arrived on the wire.
 
-// DefaultNamespace is the Object Storage namespace a new Server answers with.
-const DefaultNamespace = "axaxnpcrorw5"
+// defaultNamespace is the Object Storage namespace a new Server answers with.
+const defaultNamespace = "axaxnpcrorw5"
 
-// DefaultHandlerBodyLimit caps the bodies buffered for Handle()d handlers.
+// defaultHandlerBodyLimit caps the bodies buffered for Handle()d handlers.
 // Default answers never buffer, whatever the size.
-const DefaultHandlerBodyLimit = 64 << 20
+const defaultHandlerBodyLimit = 64 << 20
 
-// MaxClockSkew is how far the signed date may be from the server clock, as
+// maxClockSkew is how far the signed date may be from the server clock, as
 // OCI allows.
-const MaxClockSkew = 5 * time.Minute
+const maxClockSkew = 5 * time.Minute
 
 // The messages OCI answers 401 NotAuthenticated with.
 const (
-	MsgRequiredInfo    = "The required information to complete authentication was not provided or was incorrect."
-	MsgFailedSignature = "Failed to verify the HTTP(S) Signature"
-	// MsgBodyHashMismatch is not OCI's documented text (none is published);
+	msgRequiredInfo    = "The required information to complete authentication was not provided or was incorrect."
+	msgFailedSignature = "Failed to verify the HTTP(S) Signature"
+	// msgBodyHashMismatch is not OCI's documented text (none is published);
 	// tests should match on Code and on Received.Reason instead.
-	MsgBodyHashMismatch = "The x-content-sha256 header does not match the SHA-256 of the request body."
+	msgBodyHashMismatch = "The x-content-sha256 header does not match the SHA-256 of the request body."
 )
 
 // Error codes this server answers with.
 const (
 	CodeNotAuthenticated      = "NotAuthenticated"
-	CodeInvalidParameter      = "InvalidParameter"
-	CodeRequestEntityTooLarge = "RequestEntityTooLarge"
+	codeInvalidParameter      = "InvalidParameter"
+	codeRequestEntityTooLarge = "RequestEntityTooLarge"
 )
 
 // KeyIDKind tells the two keyId forms OCI accepts apart.
@@ -105,8 +105,8 @@ type Received struct {
 	Reason string
 }
 
-// Caller is the verified identity of a request, handed to Handle()d handlers.
-type Caller struct {
+// verifiedCaller is the verified identity of a request, handed to Handle()d handlers.
+type verifiedCaller struct {
 	KeyID         string
 	Kind          KeyIDKind
 	PublicKey     *rsa.PublicKey // the key the signature was verified with
@@ -117,10 +117,10 @@ type Caller struct {
 
 type callerKey struct{}
 
-// CallerFrom returns the verified caller of a request served by a Handle()d
+// callerFrom returns the verified caller of a request served by a Handle()d
 // handler.
-func CallerFrom(ctx context.Context) (*Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(*Caller)
+func callerFrom(ctx context.Context) (*verifiedCaller, bool) {
+	c, ok := ctx.Value(callerKey{}).(*verifiedCaller)
 	return c, ok
 }
 
@@ -166,8 +166,8 @@ func newServer(t testing.TB, tlsConfig *tls.Config) *Server {
 		mux:       http.NewServeMux(),
 		apiKeys:   make(map[string]*rsa.PublicKey),
 		clock:     time.Now,
-		namespace: DefaultNamespace,
-		bodyLimit: DefaultHandlerBodyLimit,
+		namespace: defaultNamespace,
+		bodyLimit: defaultHandlerBodyLimit,
 	}
 	// Built by hand rather than with httptest.NewServer so the listener is
 	// 127.0.0.1 for certain (NewServer may fall back to [::1]).
@@ -207,16 +207,16 @@ func (s *Server) RegisterAPIKey(keyID string, pub *rsa.PublicKey) {
 // TrustIssuer makes ST$<jwt> keyIds acceptable when the JWT was minted by
 // is (checked with is.Verify) and has not expired on the server clock.
 // Trust follows the issuer's signing key, so trusting one NewIssuer trusts
-// them all (they share a key); use NewIssuerWithKey for an untrusted one.
+// them all (they share a key); use newIssuerWithKey for an untrusted one.
 func (s *Server) TrustIssuer(is *Issuer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.issuers = append(s.issuers, is)
 }
 
-// NewIssuerWithKey returns an issuer that signs with key, so that its tokens
+// newIssuerWithKey returns an issuer that signs with key, so that its tokens
 // are rejected by servers trusting only NewIssuer issuers.
-func NewIssuerWithKey(key *rsa.PrivateKey) *Issuer {
+func newIssuerWithKey(key *rsa.PrivateKey) *Issuer {
 	return &Issuer{key: key}
 }
 
@@ -238,16 +238,16 @@ func (s *Server) Namespace() string {
 	return s.namespace
 }
 
-// SetNamespace changes the namespace GET /n answers with.
-func (s *Server) SetNamespace(ns string) {
+// setNamespace changes the namespace GET /n answers with.
+func (s *Server) setNamespace(ns string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.namespace = ns
 }
 
-// SetHandlerBodyLimit caps the request bodies buffered for Handle()d
+// setHandlerBodyLimit caps the request bodies buffered for Handle()d
 // handlers; a larger body is answered 413 without calling the handler.
-func (s *Server) SetHandlerBodyLimit(n int64) {
+func (s *Server) setHandlerBodyLimit(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bodyLimit = n
@@ -257,7 +257,7 @@ func (s *Server) SetHandlerBodyLimit(n int64) {
 // with h, after the request has been verified, in place of the default
 // answers. The body is read, checked against x-content-sha256 and buffered
 // (up to the handler body limit) before h runs, so h reads it as usual;
-// CallerFrom(r.Context()) gives the verified identity. A request that fails
+// callerFrom(r.Context()) gives the verified identity. A request that fails
 // verification never reaches h. ServeMux's own redirects apply: with
 // "GET /n/" registered, GET /n is answered 301, not with the namespace.
 func (s *Server) Handle(pattern string, h http.Handler) {
@@ -384,7 +384,7 @@ type Echo struct {
 	KeyIDKind  KeyIDKind `json:"keyIdKind"`
 }
 
-func (s *Server) serveHandler(w http.ResponseWriter, r *http.Request, rec *Received, caller *Caller, pattern string, limit int64) {
+func (s *Server) serveHandler(w http.ResponseWriter, r *http.Request, rec *Received, caller *verifiedCaller, pattern string, limit int64) {
 	rec.Pattern = pattern
 	b, ok := s.verifyBody(w, r, rec, limit, false)
 	if !ok {
@@ -452,7 +452,7 @@ func (s *Server) now() time.Time {
 
 // verify authenticates r on its headers alone, so a rejected upload is
 // answered before its body is read, as OCI does.
-func (s *Server) verify(r *http.Request, rec *Received) (*Caller, *rejection) {
+func (s *Server) verify(r *http.Request, rec *Received) (*verifiedCaller, *rejection) {
 	sr, rej := parseSignedRequest(r, requiredSigned(r.Method, r.RequestURI), s.now())
 	if sr != nil {
 		rec.KeyID, rec.SignedHeaders = sr.keyID, sr.names
@@ -594,14 +594,14 @@ func buildSigningString(r *http.Request, names []string) (string, *rejection) {
 			v = r.Host
 		default:
 			if strings.HasPrefix(n, "(") {
-				return "", notAuthenticated(MsgRequiredInfo, "pseudo-header %s is not one OCI signs", n)
+				return "", notAuthenticated(msgRequiredInfo, "pseudo-header %s is not one OCI signs", n)
 			}
 			vals := r.Header.Values(n)
 			if len(vals) == 0 {
 				if n == "content-length" && len(r.TransferEncoding) > 0 {
-					return "", notAuthenticated(MsgRequiredInfo, "content-length is signed but the body came with Transfer-Encoding %v and no Content-Length", r.TransferEncoding)
+					return "", notAuthenticated(msgRequiredInfo, "content-length is signed but the body came with Transfer-Encoding %v and no Content-Length", r.TransferEncoding)
 				}
-				return "", notAuthenticated(MsgRequiredInfo, "signed header %q is not in the request", n)
+				return "", notAuthenticated(msgRequiredInfo, "signed header %q is not in the request", n)
 			}
 			// draft-cavage: several values of one header are joined by ", ".
 			v = strings.Join(vals, ", ")
@@ -626,18 +626,18 @@ func checkDate(r *http.Request, signed map[string]bool, now time.Time) *rejectio
 	}
 	raw := r.Header.Get(name)
 	if raw == "" {
-		return notAuthenticated(MsgRequiredInfo, "request has neither date nor x-date")
+		return notAuthenticated(msgRequiredInfo, "request has neither date nor x-date")
 	}
 	if !signed[name] {
-		return notAuthenticated(MsgRequiredInfo, "%s is what the date is judged by but it is not signed", name)
+		return notAuthenticated(msgRequiredInfo, "%s is what the date is judged by but it is not signed", name)
 	}
 	// time.Parse checks the weekday's spelling but not that it fits the date.
 	d, err := time.Parse(http.TimeFormat, raw)
 	if err != nil {
-		return notAuthenticated(MsgRequiredInfo, "%s %q is not an RFC 1123 GMT date", name, raw)
+		return notAuthenticated(msgRequiredInfo, "%s %q is not an RFC 1123 GMT date", name, raw)
 	}
 	now = now.UTC()
-	lo, hi := now.Add(-MaxClockSkew), now.Add(MaxClockSkew)
+	lo, hi := now.Add(-maxClockSkew), now.Add(maxClockSkew)
 	if d.Before(lo) || d.After(hi) {
 		msg := fmt.Sprintf("Date '%s' is not within allowed clock skew. Current '%s', valid datetime range: ['%s', '%s']",
 			d.Format(skewLayout), now.Format(skewLayout), lo.Format(skewLayout), hi.Format(skewLayout))
@@ -647,7 +647,7 @@ func checkDate(r *http.Request, signed map[string]bool, now time.Time) *rejectio
 }
 
 // resolveKey finds the public key a keyId stands for.
-func (s *Server) resolveKey(keyID string) (*Caller, *rejection) {
+func (s *Server) resolveKey(keyID string) (*verifiedCaller, *rejection) {
 	s.mu.RLock()
 	pub := s.apiKeys[keyID]
 	issuers := append([]*Issuer(nil), s.issuers...)
@@ -656,15 +656,15 @@ func (s *Server) resolveKey(keyID string) (*Caller, *rejection) {
 	raw, isSession := strings.CutPrefix(keyID, "ST$")
 	if !isSession {
 		if parts := strings.Split(keyID, "/"); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-			return nil, notAuthenticated(MsgRequiredInfo, "keyId %q is neither ST$<token> nor tenancy/user/fingerprint", keyID)
+			return nil, notAuthenticated(msgRequiredInfo, "keyId %q is neither ST$<token> nor tenancy/user/fingerprint", keyID)
 		}
 		if pub == nil {
-			return nil, notAuthenticated(MsgFailedSignature, "keyId %q is not a registered API key", keyID)
+			return nil, notAuthenticated(msgFailedSignature, "keyId %q is not a registered API key", keyID)
 		}
-		return &Caller{KeyID: keyID, Kind: KeyIDAPIKey, PublicKey: pub}, nil
+		return &verifiedCaller{KeyID: keyID, Kind: KeyIDAPIKey, PublicKey: pub}, nil
 	}
 	if len(issuers) == 0 {
-		return nil, notAuthenticated(MsgRequiredInfo, "ST$ keyId but the server trusts no issuer")
+		return nil, notAuthenticated(msgRequiredInfo, "ST$ keyId but the server trusts no issuer")
 	}
 	var errs []error
 	for _, is := range issuers {
@@ -674,11 +674,11 @@ func (s *Server) resolveKey(keyID string) (*Caller, *rejection) {
 			continue
 		}
 		if now := s.now(); !now.Before(tok.Expiry) {
-			return nil, notAuthenticated(MsgRequiredInfo, "session token expired at %s (server clock %s)", tok.Expiry.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			return nil, notAuthenticated(msgRequiredInfo, "session token expired at %s (server clock %s)", tok.Expiry.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
-		return &Caller{KeyID: keyID, Kind: KeyIDSession, PublicKey: pub, Token: tok}, nil
+		return &verifiedCaller{KeyID: keyID, Kind: KeyIDSession, PublicKey: pub, Token: tok}, nil
 	}
-	return nil, notAuthenticated(MsgRequiredInfo, "session token was not minted by a trusted issuer: %v", errors.Join(errs...))
+	return nil, notAuthenticated(msgRequiredInfo, "session token was not minted by a trusted issuer: %v", errors.Join(errs...))
 }
 
 // body is what was read of a request body.
@@ -709,7 +709,7 @@ func readBody(r *http.Request, limit int64, withMD5 bool) (body, *rejection) {
 	src := io.Reader(r.Body)
 	if limit >= 0 {
 		if r.ContentLength > limit {
-			return out, &rejection{status: http.StatusRequestEntityTooLarge, code: CodeRequestEntityTooLarge,
+			return out, &rejection{status: http.StatusRequestEntityTooLarge, code: codeRequestEntityTooLarge,
 				message: "The request body is too large for this endpoint.", reason: fmt.Sprintf("Content-Length %d exceeds the handler body limit %d", r.ContentLength, limit)}
 		}
 		keep = &bytes.Buffer{}
@@ -732,14 +732,14 @@ func readBody(r *http.Request, limit int64, withMD5 bool) (body, *rejection) {
 	}
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return out, &rejection{status: http.StatusBadRequest, code: CodeInvalidParameter,
+		return out, &rejection{status: http.StatusBadRequest, code: codeInvalidParameter,
 			message: fmt.Sprintf("The request body ended after %d bytes; Content-Length is %d.", n, r.ContentLength),
 			reason:  fmt.Sprintf("body shorter than Content-Length: got %d of %d bytes", n, r.ContentLength)}
 	case err != nil:
-		return out, &rejection{status: http.StatusBadRequest, code: CodeInvalidParameter,
+		return out, &rejection{status: http.StatusBadRequest, code: codeInvalidParameter,
 			message: "The request body could not be read.", reason: fmt.Sprintf("reading body after %d bytes: %v", n, err)}
 	case limit >= 0 && n > limit:
-		return out, &rejection{status: http.StatusRequestEntityTooLarge, code: CodeRequestEntityTooLarge,
+		return out, &rejection{status: http.StatusRequestEntityTooLarge, code: codeRequestEntityTooLarge,
 			message: "The request body is too large for this endpoint.", reason: fmt.Sprintf("body exceeds the handler body limit %d", limit)}
 	}
 	return out, nil
@@ -753,13 +753,13 @@ func readBody(r *http.Request, limit int64, withMD5 bool) (body, *rejection) {
 func checkBody(r *http.Request, b body) *rejection {
 	if v := r.Header.Values("x-content-sha256"); len(v) > 0 {
 		if got := b.sha256B64(); strings.Join(v, ", ") != got {
-			return notAuthenticated(MsgBodyHashMismatch, "x-content-sha256 %q but the %d bytes received hash to %q", strings.Join(v, ", "), b.n, got)
+			return notAuthenticated(msgBodyHashMismatch, "x-content-sha256 %q but the %d bytes received hash to %q", strings.Join(v, ", "), b.n, got)
 		}
 	}
 	if v := r.Header.Values("content-length"); len(v) > 0 {
 		want, err := strconv.ParseInt(v[0], 10, 64)
 		if err != nil || want != b.n {
-			return &rejection{status: http.StatusBadRequest, code: CodeInvalidParameter,
+			return &rejection{status: http.StatusBadRequest, code: codeInvalidParameter,
 				message: fmt.Sprintf("Content-Length %s does not match the %d bytes received.", v[0], b.n),
 				reason:  fmt.Sprintf("content-length %q but %d bytes received", v[0], b.n)}
 		}

@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"bufio"
@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // The tests produce requests with signer.Sign (the product's signer) or, for
@@ -204,8 +203,8 @@ func b64sha(b []byte) string {
 // fixture is a server on the fixed test clock that knows one API key and
 // trusts one issuer, with credentials for both.
 type fixture struct {
-	srv     *signertest.Server
-	issuer  *signertest.Issuer
+	srv     *Server
+	issuer  *Issuer
 	api     *signer.Credentials
 	session *signer.Credentials
 	token   string
@@ -213,22 +212,22 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{srv: signertest.NewServer(t), issuer: signertest.NewIssuer(t)}
+	f := &fixture{srv: NewServer(t), issuer: NewIssuer(t)}
 	f.srv.SetClock(func() time.Time { return testNow })
-	apiKey := signertest.Key(t, 0)
-	f.api = &signer.Credentials{KeyID: signertest.APIKeyID("T", &apiKey.PublicKey), Key: apiKey, Kind: signer.KindAPIKey}
+	apiKey := Key(t, 0)
+	f.api = &signer.Credentials{KeyID: APIKeyID("T", &apiKey.PublicKey), Key: apiKey, Kind: signer.KindAPIKey}
 	f.srv.RegisterAPIKey(f.api.KeyID, &apiKey.PublicKey)
 	f.srv.TrustIssuer(f.issuer)
-	f.token = f.issuer.Mint(t, &signertest.Key(t, 1).PublicKey, signertest.TokenOptions{IssuedAt: testNow.Add(-10 * time.Minute)})
+	f.token = f.issuer.Mint(t, &Key(t, 1).PublicKey, TokenOptions{IssuedAt: testNow.Add(-10 * time.Minute)})
 	var err error
-	if f.session, err = signer.NewSessionCredentials(f.token, signertest.Key(t, 1)); err != nil {
+	if f.session, err = signer.NewSessionCredentials(f.token, Key(t, 1)); err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
 // received finds the log entry of the response r.
-func (f *fixture) received(t *testing.T, r response) signertest.Received {
+func (f *fixture) received(t *testing.T, r response) Received {
 	t.Helper()
 	id := r.Header.Get("opc-request-id")
 	if id == "" {
@@ -240,7 +239,7 @@ func (f *fixture) received(t *testing.T, r response) signertest.Received {
 		}
 	}
 	t.Fatalf("no Received with RequestID %q", id)
-	return signertest.Received{}
+	return Received{}
 }
 
 type ociError struct {
@@ -250,7 +249,7 @@ type ociError struct {
 
 // wantRejected checks an OCI-shaped error answer and returns the server's
 // reason, for the test log.
-func (f *fixture) wantRejected(t *testing.T, r response, status int, code, message string) signertest.Received {
+func (f *fixture) wantRejected(t *testing.T, r response, status int, code, message string) Received {
 	t.Helper()
 	rec := f.received(t, r)
 	if r.Status != status {
@@ -273,7 +272,7 @@ func (f *fixture) wantRejected(t *testing.T, r response, status int, code, messa
 	return rec
 }
 
-func (f *fixture) wantOK(t *testing.T, r response) signertest.Received {
+func (f *fixture) wantOK(t *testing.T, r response) Received {
 	t.Helper()
 	rec := f.received(t, r)
 	if r.Status != http.StatusOK || !rec.OK {
@@ -287,7 +286,7 @@ func TestAcceptsCorrectlySignedRequests(t *testing.T) {
 	f := newFixture(t)
 	const api, session = "api", "session"
 	creds := map[string]*signer.Credentials{api: f.api, session: f.session}
-	kinds := map[string]signertest.KeyIDKind{api: signertest.KeyIDAPIKey, session: signertest.KeyIDSession}
+	kinds := map[string]KeyIDKind{api: KeyIDAPIKey, session: KeyIDSession}
 	const osHost = "objectstorage.us-ashburn-1.oraclecloud.com"
 	jsonBody := []byte(`{"displayName":"x","freeformTags":{"a":"b"}}`)
 
@@ -368,11 +367,11 @@ func TestAcceptsCorrectlySignedRequests(t *testing.T) {
 			}
 			switch {
 			case c.wantEcho:
-				var e signertest.Echo
+				var e Echo
 				if err := json.Unmarshal(r.Body, &e); err != nil {
 					t.Fatalf("echo %q: %v", r.Body, err)
 				}
-				want := signertest.Echo{Method: c.method, Path: c.target, Host: host, BodyLength: int64(len(c.body)), BodySHA256: b64sha(c.body), KeyIDKind: kinds[c.creds]}
+				want := Echo{Method: c.method, Path: c.target, Host: host, BodyLength: int64(len(c.body)), BodySHA256: b64sha(c.body), KeyIDKind: kinds[c.creds]}
 				if e != want {
 					t.Errorf("echo = %+v\nwant   %+v", e, want)
 				}
@@ -408,9 +407,9 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 	t.Parallel()
 	const (
 		unauthorized = http.StatusUnauthorized
-		notAuth      = signertest.CodeNotAuthenticated
-		required     = signertest.MsgRequiredInfo
-		failed       = signertest.MsgFailedSignature
+		notAuth      = CodeNotAuthenticated
+		required     = msgRequiredInfo
+		failed       = msgFailedSignature
 	)
 	body := []byte(`{"compartmentId":"ocid1.compartment.oc1..aaaa","name":"twenty+"}`)
 	target := "/20160918/vcns"
@@ -423,19 +422,19 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 		status     int
 		code, msg  string
 	}{
-		{name: "tampered body of the same length", status: unauthorized, code: notAuth, msg: signertest.MsgBodyHashMismatch,
+		{name: "tampered body of the same length", status: unauthorized, code: notAuth, msg: msgBodyHashMismatch,
 			req: func(t *testing.T, f *fixture) *wire {
 				w := signed(t, f.api, "POST", f.srv.Addr, target, body, testNow)
 				w.Body = bytes.Replace(body, []byte("twenty+"), []byte("twenty-"), 1)
 				return w
 			}},
-		{name: "tampered upload body with its x-content-sha256 present", status: unauthorized, code: notAuth, msg: signertest.MsgBodyHashMismatch,
+		{name: "tampered upload body with its x-content-sha256 present", status: unauthorized, code: notAuth, msg: msgBodyHashMismatch,
 			req: func(t *testing.T, f *fixture) *wire {
 				w := signed(t, f.api, "PUT", f.srv.Addr, "/n/ns/b/bk/o/x", []byte("hello"), testNow, field{"x-content-sha256", b64sha([]byte("hello"))})
 				w.Body = []byte("HELLO")
 				return w
 			}},
-		{name: "body shorter than the signed content-length", closeWrite: true, status: http.StatusBadRequest, code: signertest.CodeInvalidParameter,
+		{name: "body shorter than the signed content-length", closeWrite: true, status: http.StatusBadRequest, code: codeInvalidParameter,
 			msg: fmt.Sprintf("The request body ended after 10 bytes; Content-Length is %d.", len(body)),
 			req: func(t *testing.T, f *fixture) *wire {
 				w := signed(t, f.api, "POST", f.srv.Addr, target, body, testNow)
@@ -458,19 +457,19 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 		{name: "signature from another key", status: unauthorized, code: notAuth, msg: failed,
 			req: func(t *testing.T, f *fixture) *wire {
 				c := *f.api
-				c.Key = signertest.Key(t, 2)
+				c.Key = Key(t, 2)
 				return signed(t, &c, "GET", f.srv.Addr, target, nil, testNow)
 			}},
 		{name: "session token with another session key", status: unauthorized, code: notAuth, msg: failed,
 			req: func(t *testing.T, f *fixture) *wire {
 				c := *f.session
-				c.Key = signertest.Key(t, 2)
+				c.Key = Key(t, 2)
 				return signed(t, &c, "GET", f.srv.Addr, target, nil, testNow)
 			}},
 		{name: "unregistered keyId", status: unauthorized, code: notAuth, msg: failed,
 			req: func(t *testing.T, f *fixture) *wire {
 				c := *f.api
-				c.KeyID = signertest.APIKeyID("NOBODY", &c.Key.PublicKey)
+				c.KeyID = APIKeyID("NOBODY", &c.Key.PublicKey)
 				return signed(t, &c, "GET", f.srv.Addr, target, nil, testNow)
 			}},
 		{name: "keyId of neither form", status: unauthorized, code: notAuth, msg: required,
@@ -481,8 +480,8 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 			}},
 		{name: "expired session token", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *fixture) *wire {
-				tok := f.issuer.Mint(t, &signertest.Key(t, 1).PublicKey, signertest.TokenOptions{IssuedAt: testNow.Add(-61 * time.Minute), Lifetime: time.Hour})
-				c, err := signer.NewSessionCredentials(tok, signertest.Key(t, 1))
+				tok := f.issuer.Mint(t, &Key(t, 1).PublicKey, TokenOptions{IssuedAt: testNow.Add(-61 * time.Minute), Lifetime: time.Hour})
+				c, err := signer.NewSessionCredentials(tok, Key(t, 1))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -490,8 +489,8 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 			}},
 		{name: "token expiring exactly now", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *fixture) *wire {
-				tok := f.issuer.Mint(t, &signertest.Key(t, 1).PublicKey, signertest.TokenOptions{IssuedAt: testNow.Add(-time.Hour), Lifetime: time.Hour})
-				c, err := signer.NewSessionCredentials(tok, signertest.Key(t, 1))
+				tok := f.issuer.Mint(t, &Key(t, 1).PublicKey, TokenOptions{IssuedAt: testNow.Add(-time.Hour), Lifetime: time.Hour})
+				c, err := signer.NewSessionCredentials(tok, Key(t, 1))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -499,9 +498,9 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 			}},
 		{name: "token from an untrusted issuer", status: unauthorized, code: notAuth, msg: required,
 			req: func(t *testing.T, f *fixture) *wire {
-				rogue := signertest.NewIssuerWithKey(signertest.Key(t, 3))
-				tok := rogue.Mint(t, &signertest.Key(t, 1).PublicKey, signertest.TokenOptions{IssuedAt: testNow})
-				c, err := signer.NewSessionCredentials(tok, signertest.Key(t, 1))
+				rogue := newIssuerWithKey(Key(t, 3))
+				tok := rogue.Mint(t, &Key(t, 1).PublicKey, TokenOptions{IssuedAt: testNow})
+				c, err := signer.NewSessionCredentials(tok, Key(t, 1))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -638,7 +637,7 @@ func TestRejectsAsOCIDoes(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
 			if c.noTrust {
-				f.srv = signertest.NewServer(t)
+				f.srv = NewServer(t)
 				f.srv.SetClock(func() time.Time { return testNow })
 			}
 			r := do(t, f.srv.Addr, c.req(t, f), c.closeWrite)
@@ -728,7 +727,7 @@ func TestGoldenVectorsVerify(t *testing.T) {
 	if date.Weekday() != time.Sunday {
 		t.Fatalf("the vectors' date is a %s; this test's comment is stale", date.Weekday())
 	}
-	s := signertest.NewServer(t)
+	s := NewServer(t)
 	s.SetClock(func() time.Time { return date.Add(30 * time.Second) })
 	s.RegisterAPIKey(vf.KeyID, &key.PublicKey)
 	f := &fixture{srv: s}
@@ -760,7 +759,7 @@ func TestGoldenVectorsVerify(t *testing.T) {
 	}
 
 	t.Run("one minute past the skew window the same vector is rejected", func(t *testing.T) {
-		s2 := signertest.NewServer(t)
+		s2 := NewServer(t)
 		s2.SetClock(func() time.Time { return date.Add(6 * time.Minute) })
 		s2.RegisterAPIKey(vf.KeyID, &key.PublicKey)
 		v := vf.Vectors[0]
@@ -781,8 +780,8 @@ func TestHandlersAnswerVerifiedRequests(t *testing.T) {
 	var calls sync.Map // path -> count, to prove rejected requests never arrive
 	f.srv.Handle("POST /v1/authentication/refresh", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Store(r.URL.Path, true)
-		c, ok := signertest.CallerFrom(r.Context())
-		if !ok || c.Kind != signertest.KeyIDSession || c.Token == nil {
+		c, ok := callerFrom(r.Context())
+		if !ok || c.Kind != KeyIDSession || c.Token == nil {
 			http.Error(w, "no session caller", http.StatusInternalServerError)
 			return
 		}
@@ -798,7 +797,7 @@ func TestHandlersAnswerVerifiedRequests(t *testing.T) {
 	}))
 	f.srv.Handle("GET /n/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Store(r.URL.Path, true)
-		c, _ := signertest.CallerFrom(r.Context())
+		c, _ := callerFrom(r.Context())
 		fmt.Fprintf(w, `"custom-%s"`, c.Kind)
 	}))
 	authHost := "auth.us-phoenix-1.oraclecloud.com"
@@ -825,30 +824,30 @@ func TestHandlersAnswerVerifiedRequests(t *testing.T) {
 			req: func(t *testing.T) *wire {
 				return signed(t, f.session, "POST", authHost, "/v1/authentication/refresh", refreshBody, testNow)
 			},
-			limit: 16, status: http.StatusRequestEntityTooLarge, wantSub: signertest.CodeRequestEntityTooLarge, pattern: "POST /v1/authentication/refresh"},
+			limit: 16, status: http.StatusRequestEntityTooLarge, wantSub: codeRequestEntityTooLarge, pattern: "POST /v1/authentication/refresh"},
 		{name: "a request failing verification never reaches the handler",
 			req: func(t *testing.T) *wire {
 				c := *f.session
-				c.Key = signertest.Key(t, 2)
+				c.Key = Key(t, 2)
 				return signed(t, &c, "POST", authHost, "/v1/authentication/refresh", refreshBody, testNow)
 			},
-			status: http.StatusUnauthorized, wantSub: signertest.MsgFailedSignature},
+			status: http.StatusUnauthorized, wantSub: msgFailedSignature},
 		{name: "a tampered body never reaches the handler",
 			req: func(t *testing.T) *wire {
 				w := signed(t, f.session, "POST", authHost, "/v1/authentication/refresh", refreshBody, testNow)
 				w.Body = bytes.ToUpper(w.Body)
 				return w
 			},
-			status: http.StatusUnauthorized, wantSub: signertest.MsgBodyHashMismatch, pattern: "POST /v1/authentication/refresh"},
+			status: http.StatusUnauthorized, wantSub: msgBodyHashMismatch, pattern: "POST /v1/authentication/refresh"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			calls.Clear()
 			limit := c.limit
 			if limit == 0 {
-				limit = signertest.DefaultHandlerBodyLimit
+				limit = defaultHandlerBodyLimit
 			}
-			f.srv.SetHandlerBodyLimit(limit)
+			f.srv.setHandlerBodyLimit(limit)
 			r := do(t, f.srv.Addr, c.req(t), false)
 			rec := f.received(t, r)
 			if r.Status != c.status || !strings.Contains(string(r.Body), c.wantSub) {
@@ -869,10 +868,10 @@ func TestHandlersAnswerVerifiedRequests(t *testing.T) {
 func TestNamespaceAndRequestIDs(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	if got := f.srv.Namespace(); got != signertest.DefaultNamespace {
+	if got := f.srv.Namespace(); got != defaultNamespace {
 		t.Fatalf("default namespace %q", got)
 	}
-	f.srv.SetNamespace("tenancyns")
+	f.srv.setNamespace("tenancyns")
 	w := signed(t, f.api, "GET", "objectstorage.us-phoenix-1.oraclecloud.com", "/n", nil, testNow, field{"opc-request-id", "CLIENT123"})
 	r := do(t, f.srv.Addr, w, false)
 	f.wantOK(t, r)

@@ -63,22 +63,22 @@ import (
 // requests (oci-go-sdk's instance-principal variant), nor RPSTs
 // (urn:oci:token-type:oci-rpst).
 const (
-	TokenExchangePath = "/oauth2/v1/token"
+	tokenExchangePath = "/oauth2/v1/token"
 
-	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeUPST          = "urn:oci:token-type:oci-upst"
-	SubjectTokenTypeJWT    = "jwt"
+	grantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	tokenTypeUPST          = "urn:oci:token-type:oci-upst"
+	subjectTokenTypeJWT    = "jwt"
 )
 
 // OAuth 2.0 error codes (RFC 6749 section 5.2) the stand-in answers with.
 const (
-	OAuthInvalidRequest         = "invalid_request"
+	oAuthInvalidRequest         = "invalid_request"
 	OAuthInvalidClient          = "invalid_client"
 	OAuthInvalidGrant           = "invalid_grant"
 	OAuthUnauthorizedClient     = "unauthorized_client"
-	OAuthUnsupportedGrantType   = "unsupported_grant_type"
-	OAuthServerError            = "server_error"
-	OAuthTemporarilyUnavailable = "temporarily_unavailable"
+	oAuthUnsupportedGrantType   = "unsupported_grant_type"
+	oAuthServerError            = "server_error"
+	oAuthTemporarilyUnavailable = "temporarily_unavailable"
 )
 
 // Defaults of a new TokenExchange.
@@ -87,17 +87,17 @@ const (
 	DefaultExchangeClientSecret = "signertest-oauth-secret"
 	DefaultExchangeUser         = "ocid1.user.oc1..tokenexchange"
 	DefaultExchangeTenancy      = "ocid1.tenancy.oc1..tokenexchange"
-	DefaultUPSTLifetime         = time.Hour
-	// MinExchangeKeyBits is the smallest session key the stand-in takes;
+	defaultUPSTLifetime         = time.Hour
+	// minExchangeKeyBits is the smallest session key the stand-in takes;
 	// oci-go-sdk sends 3072-bit keys, the Python SDK 2048-bit ones.
-	MinExchangeKeyBits = 2048
+	minExchangeKeyBits = 2048
 )
 
 // Defaults of the subject tokens an IdP mints.
 const (
 	DefaultIdPSubject  = "workload@idp.example"
 	DefaultIdPAudience = "oci-token-exchange"
-	DefaultIdPLifetime = 10 * time.Minute
+	defaultIdPLifetime = 10 * time.Minute
 )
 
 // IdP is a test's trusted identity provider (Okta, Entra ID, a CI's OIDC
@@ -117,7 +117,7 @@ var (
 
 // NewIdP returns an IdP for issuer. All of a process's NewIdP share one
 // signing key (generating keys is slow) that neither Key(t, i) nor an
-// Issuer uses; NewIdPWithKey makes one a trust does not cover.
+// Issuer uses; newIdPWithKey makes one a trust does not cover.
 func NewIdP(t testing.TB, issuer string) *IdP {
 	t.Helper()
 	idpOnce.Do(func() {
@@ -127,11 +127,11 @@ func NewIdP(t testing.TB, issuer string) *IdP {
 		}
 		idpKey = k
 	})
-	return NewIdPWithKey(issuer, idpKey)
+	return newIdPWithKey(issuer, idpKey)
 }
 
-// NewIdPWithKey returns an IdP for issuer that signs with key.
-func NewIdPWithKey(issuer string, key *rsa.PrivateKey) *IdP {
+// newIdPWithKey returns an IdP for issuer that signs with key.
+func newIdPWithKey(issuer string, key *rsa.PrivateKey) *IdP {
 	return &IdP{Issuer: issuer, key: key, kid: signer.Fingerprint(&key.PublicKey)}
 }
 
@@ -168,7 +168,7 @@ func (p *IdP) Mint(t testing.TB, o SubjectTokenOptions) string {
 		o.IssuedAt = time.Now()
 	}
 	if o.Lifetime == 0 {
-		o.Lifetime = DefaultIdPLifetime
+		o.Lifetime = defaultIdPLifetime
 	}
 	claims := jwt.MapClaims{
 		"iss": o.Issuer,
@@ -250,15 +250,15 @@ func NewTokenExchange(t testing.TB, is *Issuer) *TokenExchange {
 	t.Helper()
 	x := &TokenExchange{is: is, clock: time.Now, set: exchangeSettings{
 		clients: map[string]string{DefaultExchangeClientID: DefaultExchangeClientSecret},
-		users:   map[string]string{}, tenancy: DefaultExchangeTenancy, lifetime: DefaultUPSTLifetime,
+		users:   map[string]string{}, tenancy: DefaultExchangeTenancy, lifetime: defaultUPSTLifetime,
 	}}
 	hs := startLoopback(t, x, nil)
 	x.URL, x.Addr = hs.URL, hs.Listener.Addr().String()
 	return x
 }
 
-// TokenURL is the endpoint, URL + TokenExchangePath.
-func (x *TokenExchange) TokenURL() string { return x.URL + TokenExchangePath }
+// tokenURL is the endpoint, URL + tokenExchangePath.
+func (x *TokenExchange) tokenURL() string { return x.URL + tokenExchangePath }
 
 // RegisterClient makes an OAuth client (a confidential application of the
 // domain) known, or changes its secret.
@@ -284,8 +284,8 @@ func (x *TokenExchange) MapSubject(sub, user string) {
 	x.set.users[sub] = user
 }
 
-// SetTenancy sets the tenant claim of the UPSTs issued.
-func (x *TokenExchange) SetTenancy(ocid string) {
+// setTenancy sets the tenant claim of the UPSTs issued.
+func (x *TokenExchange) setTenancy(ocid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.set.tenancy = ocid
@@ -294,7 +294,7 @@ func (x *TokenExchange) SetTenancy(ocid string) {
 // SetLifetime sets the lifetime of the UPSTs issued; zero restores the default.
 func (x *TokenExchange) SetLifetime(d time.Duration) {
 	if d <= 0 {
-		d = DefaultUPSTLifetime
+		d = defaultUPSTLifetime
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -381,9 +381,9 @@ func (x *TokenExchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer x.log.add(e)
 	if status, ok := x.fail.take(); ok {
 		e.Failed = true
-		code := OAuthServerError
+		code := oAuthServerError
 		if status == http.StatusServiceUnavailable {
-			code = OAuthTemporarilyUnavailable
+			code = oAuthTemporarilyUnavailable
 		}
 		x.answerError(w, e, &oauthError{status: status, code: code, description: "The service is not answering normally.", reason: fmt.Sprintf("FailNext: answering %d", status)})
 		return
@@ -415,11 +415,11 @@ func (x *TokenExchange) answerError(w http.ResponseWriter, e *Exchange, o *oauth
 // exchange checks the request in the order a token endpoint does (the
 // client, then the form, then the grant) and mints the UPST.
 func (x *TokenExchange) exchange(r *http.Request, e *Exchange) (string, *oauthError) {
-	if r.URL.Path != TokenExchangePath {
-		return "", &oauthError{status: http.StatusNotFound, code: OAuthInvalidRequest, description: "Not found.", reason: fmt.Sprintf("no endpoint %s", r.URL.Path)}
+	if r.URL.Path != tokenExchangePath {
+		return "", &oauthError{status: http.StatusNotFound, code: oAuthInvalidRequest, description: "Not found.", reason: fmt.Sprintf("no endpoint %s", r.URL.Path)}
 	}
 	if r.Method != http.MethodPost {
-		return "", &oauthError{status: http.StatusMethodNotAllowed, code: OAuthInvalidRequest,
+		return "", &oauthError{status: http.StatusMethodNotAllowed, code: oAuthInvalidRequest,
 			description: "The token endpoint takes POST.", reason: fmt.Sprintf("%s: only POST is answered", r.Method)}
 	}
 	st := x.settings()
@@ -438,40 +438,40 @@ func (x *TokenExchange) exchange(r *http.Request, e *Exchange) (string, *oauthEr
 	}
 
 	if mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return "", oauthErr(OAuthInvalidRequest, "The request must be form-encoded.", "Content-Type %q is not application/x-www-form-urlencoded", r.Header.Get("Content-Type"))
+		return "", oauthErr(oAuthInvalidRequest, "The request must be form-encoded.", "Content-Type %q is not application/x-www-form-urlencoded", r.Header.Get("Content-Type"))
 	} else if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return "", oauthErr(OAuthInvalidRequest, "The request must be UTF-8.", "charset %q is not utf-8", cs)
+		return "", oauthErr(oAuthInvalidRequest, "The request must be UTF-8.", "charset %q is not utf-8", cs)
 	}
 	b, rej := readBody(r, maxTokenRequestBody, false)
 	e.Body = b.buf
 	if rej != nil {
-		return "", oauthErr(OAuthInvalidRequest, "The request body could not be read.", "%s", rej.reason)
+		return "", oauthErr(oAuthInvalidRequest, "The request body could not be read.", "%s", rej.reason)
 	}
 	form, err := url.ParseQuery(string(b.buf))
 	if err != nil {
-		return "", oauthErr(OAuthInvalidRequest, "The request body is not a form.", "parsing the form: %v", err)
+		return "", oauthErr(oAuthInvalidRequest, "The request body is not a form.", "parsing the form: %v", err)
 	}
 	// RFC 6749 section 3.2: parameters must not be repeated.
 	for k, v := range form {
 		if len(v) != 1 {
-			return "", oauthErr(OAuthInvalidRequest, "A parameter is repeated.", "parameter %s given %d times", k, len(v))
+			return "", oauthErr(oAuthInvalidRequest, "A parameter is repeated.", "parameter %s given %d times", k, len(v))
 		}
 	}
 	if form.Has("client_secret") || form.Has("client_id") {
-		return "", oauthErr(OAuthInvalidRequest, "Use one client authentication method.", "client credentials in the body as well as in Authorization (the SDKs use Basic only)")
+		return "", oauthErr(oAuthInvalidRequest, "Use one client authentication method.", "client credentials in the body as well as in Authorization (the SDKs use Basic only)")
 	}
-	if g := form.Get("grant_type"); g != GrantTypeTokenExchange {
-		return "", oauthErr(OAuthUnsupportedGrantType, "The grant type is not supported.", "grant_type %q is not %s", g, GrantTypeTokenExchange)
+	if g := form.Get("grant_type"); g != grantTypeTokenExchange {
+		return "", oauthErr(oAuthUnsupportedGrantType, "The grant type is not supported.", "grant_type %q is not %s", g, grantTypeTokenExchange)
 	}
-	if rt := form.Get("requested_token_type"); rt != TokenTypeUPST {
-		return "", oauthErr(OAuthInvalidRequest, "The requested token type is not supported.", "requested_token_type %q is not %s", rt, TokenTypeUPST)
+	if rt := form.Get("requested_token_type"); rt != tokenTypeUPST {
+		return "", oauthErr(oAuthInvalidRequest, "The requested token type is not supported.", "requested_token_type %q is not %s", rt, tokenTypeUPST)
 	}
-	if stt := form.Get("subject_token_type"); stt != SubjectTokenTypeJWT {
-		return "", oauthErr(OAuthInvalidRequest, "The subject token type is not supported.", "subject_token_type %q is not %q", stt, SubjectTokenTypeJWT)
+	if stt := form.Get("subject_token_type"); stt != subjectTokenTypeJWT {
+		return "", oauthErr(oAuthInvalidRequest, "The subject token type is not supported.", "subject_token_type %q is not %q", stt, subjectTokenTypeJWT)
 	}
 	pub, why := parseExchangeKey(form.Get("public_key"))
 	if why != "" {
-		return "", oauthErr(OAuthInvalidRequest, "The public key is invalid.", "public_key: %s", why)
+		return "", oauthErr(oAuthInvalidRequest, "The public key is invalid.", "public_key: %s", why)
 	}
 	sub, oerr := verifySubjectToken(form.Get("subject_token"), st)
 	if oerr != nil {
@@ -499,7 +499,7 @@ func (x *TokenExchange) exchange(r *http.Request, e *Exchange) (string, *oauthEr
 	}
 	tok, err := x.is.mintClaims(claims)
 	if err != nil {
-		return "", &oauthError{status: http.StatusInternalServerError, code: OAuthServerError, description: "Internal error.", reason: fmt.Sprintf("minting the UPST: %v", err)}
+		return "", &oauthError{status: http.StatusInternalServerError, code: oAuthServerError, description: "Internal error.", reason: fmt.Sprintf("minting the UPST: %v", err)}
 	}
 	return tok, nil
 }
@@ -525,8 +525,8 @@ func parseExchangeKey(s string) (*rsa.PublicKey, string) {
 	if !ok {
 		return nil, fmt.Sprintf("a %T, not an RSA key", k)
 	}
-	if pub.N.BitLen() < MinExchangeKeyBits {
-		return nil, fmt.Sprintf("a %d-bit key; at least %d bits", pub.N.BitLen(), MinExchangeKeyBits)
+	if pub.N.BitLen() < minExchangeKeyBits {
+		return nil, fmt.Sprintf("a %d-bit key; at least %d bits", pub.N.BitLen(), minExchangeKeyBits)
 	}
 	return pub, ""
 }
@@ -538,7 +538,7 @@ func parseExchangeKey(s string) (*rsa.PublicKey, string) {
 func verifySubjectToken(raw string, st exchangeSettings) (string, *oauthError) {
 	const bad = "The subject token is invalid."
 	if raw == "" {
-		return "", oauthErr(OAuthInvalidRequest, "subject_token is required.", "subject_token is missing")
+		return "", oauthErr(oAuthInvalidRequest, "subject_token is required.", "subject_token is missing")
 	}
 	unverified := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, unverified); err != nil {
@@ -590,18 +590,18 @@ func claimTime(c jwt.MapClaims, name string) string {
 	return time.Unix(int64(v), 0).UTC().Format(time.RFC3339)
 }
 
-// ExchangeForm is the form of a JWT-to-UPST exchange as the SDKs send it,
+// exchangeForm is the form of a JWT-to-UPST exchange as the SDKs send it,
 // for tests that build requests by hand.
-func ExchangeForm(subjectToken string, pub *rsa.PublicKey) (url.Values, error) {
+func exchangeForm(subjectToken string, pub *rsa.PublicKey) (url.Values, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("signertest: marshalling the public key: %w", err)
 	}
 	return url.Values{
-		"grant_type":           {GrantTypeTokenExchange},
-		"requested_token_type": {TokenTypeUPST},
+		"grant_type":           {grantTypeTokenExchange},
+		"requested_token_type": {tokenTypeUPST},
 		"subject_token":        {subjectToken},
-		"subject_token_type":   {SubjectTokenTypeJWT},
+		"subject_token_type":   {subjectTokenTypeJWT},
 		"public_key":           {base64.StdEncoding.EncodeToString(der)},
 	}, nil
 }

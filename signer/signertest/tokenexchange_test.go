@@ -1,4 +1,4 @@
-package signertest_test
+package signertest
 
 import (
 	"crypto/ecdsa"
@@ -23,7 +23,6 @@ import (
 	sdkauth "github.com/oracle/oci-go-sdk/v65/common/auth"
 
 	"github.com/ocisigner/ocisigner/signer"
-	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 const idpIssuer = "https://idp.example/oauth2/default"
@@ -31,23 +30,23 @@ const idpIssuer = "https://idp.example/oauth2/default"
 // txFixture is a token endpoint on the fixed test clock that trusts one
 // IdP, and the session key a workload sends.
 type txFixture struct {
-	x      *signertest.TokenExchange
-	is     *signertest.Issuer
-	idp    *signertest.IdP
+	x      *TokenExchange
+	is     *Issuer
+	idp    *IdP
 	sess   *rsa.PrivateKey
 	client [2]string
 }
 
-func newTXFixture(t *testing.T, is *signertest.Issuer) *txFixture {
+func newTXFixture(t *testing.T, is *Issuer) *txFixture {
 	t.Helper()
-	f := &txFixture{x: signertest.NewTokenExchange(t, is), is: is, idp: signertest.NewIdP(t, idpIssuer), sess: signertest.Key(t, 2),
-		client: [2]string{signertest.DefaultExchangeClientID, signertest.DefaultExchangeClientSecret}}
+	f := &txFixture{x: NewTokenExchange(t, is), is: is, idp: NewIdP(t, idpIssuer), sess: Key(t, 2),
+		client: [2]string{DefaultExchangeClientID, DefaultExchangeClientSecret}}
 	f.x.SetClock(func() time.Time { return testNow })
-	f.x.TrustIdP(f.idp, signertest.DefaultIdPAudience)
+	f.x.TrustIdP(f.idp, DefaultIdPAudience)
 	return f
 }
 
-func (f *txFixture) subject(t *testing.T, o signertest.SubjectTokenOptions) string {
+func (f *txFixture) subject(t *testing.T, o SubjectTokenOptions) string {
 	t.Helper()
 	if o.IssuedAt.IsZero() {
 		o.IssuedAt = testNow.Add(-time.Minute)
@@ -57,7 +56,7 @@ func (f *txFixture) subject(t *testing.T, o signertest.SubjectTokenOptions) stri
 
 func (f *txFixture) form(t *testing.T, subjectToken string) url.Values {
 	t.Helper()
-	v, err := signertest.ExchangeForm(subjectToken, &f.sess.PublicKey)
+	v, err := exchangeForm(subjectToken, &f.sess.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +67,7 @@ func (f *txFixture) form(t *testing.T, subjectToken string) url.Values {
 // client authentication; edit changes the request first.
 func (f *txFixture) post(t *testing.T, body string, edit func(*http.Request)) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, f.x.TokenURL(), strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, f.x.tokenURL(), strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +96,9 @@ func TestTokenExchangeIssuesUPSTBoundToTheKeySent(t *testing.T) {
 	api := newFixture(t) // an OCI API stand-in trusting the same issuer
 	f := newTXFixture(t, api.issuer)
 	f.x.MapSubject("alice@idp.example", "ocid1.user.oc1..alice")
-	f.x.SetTenancy("ocid1.tenancy.oc1..acme")
+	f.x.setTenancy("ocid1.tenancy.oc1..acme")
 	f.x.SetLifetime(20 * time.Minute)
-	jwtIn := f.subject(t, signertest.SubjectTokenOptions{Subject: "alice@idp.example", Audience: []string{"other", signertest.DefaultIdPAudience}})
+	jwtIn := f.subject(t, SubjectTokenOptions{Subject: "alice@idp.example", Audience: []string{"other", DefaultIdPAudience}})
 	r := f.post(t, f.form(t, jwtIn).Encode(), nil)
 	upst := upstOf(t, r)
 	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
@@ -118,7 +117,7 @@ func TestTokenExchangeIssuesUPSTBoundToTheKeySent(t *testing.T) {
 		t.Errorf("UPST claims %+v", tok)
 	}
 	reqs := f.x.Requests()
-	if len(reqs) != 1 || reqs[0].Status != 200 || reqs[0].Token != upst || reqs[0].Path != signertest.TokenExchangePath {
+	if len(reqs) != 1 || reqs[0].Status != 200 || reqs[0].Token != upst || reqs[0].Path != tokenExchangePath {
 		t.Fatalf("recorded %+v", reqs)
 	}
 
@@ -130,8 +129,8 @@ func TestTokenExchangeIssuesUPSTBoundToTheKeySent(t *testing.T) {
 	api.wantOK(t, doClient(t, api.srv.Addr, signed(t, creds, "GET", api.srv.Addr, "/n/", nil, testNow)))
 
 	// An unmapped subject gets the default user.
-	upst = upstOf(t, f.post(t, f.form(t, f.subject(t, signertest.SubjectTokenOptions{})).Encode(), nil))
-	if _, tok, err := f.is.Verify(upst); err != nil || tok.Subject != signertest.DefaultExchangeUser {
+	upst = upstOf(t, f.post(t, f.form(t, f.subject(t, SubjectTokenOptions{})).Encode(), nil))
+	if _, tok, err := f.is.Verify(upst); err != nil || tok.Subject != DefaultExchangeUser {
 		t.Errorf("unmapped subject: %+v, %v", tok, err)
 	}
 }
@@ -139,24 +138,24 @@ func TestTokenExchangeIssuesUPSTBoundToTheKeySent(t *testing.T) {
 // The Python SDK sends the PEM's body with its lines and newlines removed;
 // that must be the very string the stand-in takes.
 func TestExchangeFormKeyIsThePythonSDKsStrippedPEM(t *testing.T) {
-	key := signertest.Key(t, 2)
+	key := Key(t, 2)
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	stripped := strings.NewReplacer("\n", "", "-----BEGIN PUBLIC KEY-----", "", "-----END PUBLIC KEY-----", "").Replace(p)
-	v, err := signertest.ExchangeForm("x", &key.PublicKey)
+	v, err := exchangeForm("x", &key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.Get("public_key") != stripped {
-		t.Errorf("ExchangeForm public_key %q, Python SDK sends %q", v.Get("public_key"), stripped)
+		t.Errorf("exchangeForm public_key %q, Python SDK sends %q", v.Get("public_key"), stripped)
 	}
 }
 
 func TestTokenExchangeRefuses(t *testing.T) {
-	is := signertest.NewIssuer(t)
+	is := NewIssuer(t)
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +172,7 @@ func TestTokenExchangeRefuses(t *testing.T) {
 		return base64.StdEncoding.EncodeToString(der)
 	}
 	hs256, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": idpIssuer, "sub": "x", "aud": signertest.DefaultIdPAudience, "iat": testNow.Unix(), "exp": testNow.Add(time.Hour).Unix(),
+		"iss": idpIssuer, "sub": "x", "aud": DefaultIdPAudience, "iat": testNow.Unix(), "exp": testNow.Add(time.Hour).Unix(),
 	}).SignedString([]byte("shared secret"))
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +182,7 @@ func TestTokenExchangeRefuses(t *testing.T) {
 		form func(f *txFixture, v url.Values) // changes the SDK-shaped form
 		req  func(r *http.Request)
 		set  func(f *txFixture)
-		subj *signertest.SubjectTokenOptions // the subject token minted by the trusted IdP
+		subj *SubjectTokenOptions // the subject token minted by the trusted IdP
 	}
 	for _, tc := range []struct {
 		name   string
@@ -192,55 +191,55 @@ func TestTokenExchangeRefuses(t *testing.T) {
 		code   string
 		reason string
 	}{
-		{"no client authentication", mutate{req: func(r *http.Request) { r.Header.Del("Authorization") }}, 401, signertest.OAuthInvalidClient, "got 0"},
-		{"Bearer instead of Basic", mutate{req: func(r *http.Request) { r.Header.Set("Authorization", "Bearer abc") }}, 401, signertest.OAuthInvalidClient, `scheme "Bearer"`},
-		{"wrong client secret", mutate{req: func(r *http.Request) { r.SetBasicAuth(signertest.DefaultExchangeClientID, "guess") }}, 401, signertest.OAuthInvalidClient, "secret"},
-		{"unknown client", mutate{req: func(r *http.Request) { r.SetBasicAuth("stranger", signertest.DefaultExchangeClientSecret) }}, 401, signertest.OAuthInvalidClient, `client "stranger"`},
-		{"JSON body", mutate{req: func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }}, 400, signertest.OAuthInvalidRequest, "not application/x-www-form-urlencoded"},
+		{"no client authentication", mutate{req: func(r *http.Request) { r.Header.Del("Authorization") }}, 401, OAuthInvalidClient, "got 0"},
+		{"Bearer instead of Basic", mutate{req: func(r *http.Request) { r.Header.Set("Authorization", "Bearer abc") }}, 401, OAuthInvalidClient, `scheme "Bearer"`},
+		{"wrong client secret", mutate{req: func(r *http.Request) { r.SetBasicAuth(DefaultExchangeClientID, "guess") }}, 401, OAuthInvalidClient, "secret"},
+		{"unknown client", mutate{req: func(r *http.Request) { r.SetBasicAuth("stranger", DefaultExchangeClientSecret) }}, 401, OAuthInvalidClient, `client "stranger"`},
+		{"JSON body", mutate{req: func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }}, 400, oAuthInvalidRequest, "not application/x-www-form-urlencoded"},
 		{"not UTF-8", mutate{req: func(r *http.Request) {
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=iso-8859-1")
-		}}, 400, signertest.OAuthInvalidRequest, "charset"},
-		{"repeated parameter", mutate{form: func(_ *txFixture, v url.Values) { v.Add("subject_token_type", "jwt") }}, 400, signertest.OAuthInvalidRequest, "given 2 times"},
-		{"client secret in the body too", mutate{form: func(_ *txFixture, v url.Values) { v.Set("client_secret", signertest.DefaultExchangeClientSecret) }}, 400, signertest.OAuthInvalidRequest, "in the body"},
-		{"other grant type", mutate{form: func(_ *txFixture, v url.Values) { v.Set("grant_type", "client_credentials") }}, 400, signertest.OAuthUnsupportedGrantType, "client_credentials"},
-		{"no grant type", mutate{form: func(_ *txFixture, v url.Values) { v.Del("grant_type") }}, 400, signertest.OAuthUnsupportedGrantType, `grant_type ""`},
-		{"RPST requested", mutate{form: func(_ *txFixture, v url.Values) { v.Set("requested_token_type", "urn:oci:token-type:oci-rpst") }}, 400, signertest.OAuthInvalidRequest, "oci-rpst"},
-		{"no requested token type", mutate{form: func(_ *txFixture, v url.Values) { v.Del("requested_token_type") }}, 400, signertest.OAuthInvalidRequest, `requested_token_type ""`},
-		{"RFC 8693 subject token type", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token_type", "urn:ietf:params:oauth:token-type:jwt") }}, 400, signertest.OAuthInvalidRequest, "subject_token_type"},
-		{"no public key", mutate{form: func(_ *txFixture, v url.Values) { v.Del("public_key") }}, 400, signertest.OAuthInvalidRequest, "public_key: missing"},
+		}}, 400, oAuthInvalidRequest, "charset"},
+		{"repeated parameter", mutate{form: func(_ *txFixture, v url.Values) { v.Add("subject_token_type", "jwt") }}, 400, oAuthInvalidRequest, "given 2 times"},
+		{"client secret in the body too", mutate{form: func(_ *txFixture, v url.Values) { v.Set("client_secret", DefaultExchangeClientSecret) }}, 400, oAuthInvalidRequest, "in the body"},
+		{"other grant type", mutate{form: func(_ *txFixture, v url.Values) { v.Set("grant_type", "client_credentials") }}, 400, oAuthUnsupportedGrantType, "client_credentials"},
+		{"no grant type", mutate{form: func(_ *txFixture, v url.Values) { v.Del("grant_type") }}, 400, oAuthUnsupportedGrantType, `grant_type ""`},
+		{"RPST requested", mutate{form: func(_ *txFixture, v url.Values) { v.Set("requested_token_type", "urn:oci:token-type:oci-rpst") }}, 400, oAuthInvalidRequest, "oci-rpst"},
+		{"no requested token type", mutate{form: func(_ *txFixture, v url.Values) { v.Del("requested_token_type") }}, 400, oAuthInvalidRequest, `requested_token_type ""`},
+		{"RFC 8693 subject token type", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token_type", "urn:ietf:params:oauth:token-type:jwt") }}, 400, oAuthInvalidRequest, "subject_token_type"},
+		{"no public key", mutate{form: func(_ *txFixture, v url.Values) { v.Del("public_key") }}, 400, oAuthInvalidRequest, "public_key: missing"},
 		{"public key as PEM", mutate{form: func(f *txFixture, v url.Values) {
 			v.Set("public_key", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(base64.StdEncoding.DecodeString(v.Get("public_key")))})))
-		}}, 400, signertest.OAuthInvalidRequest, "PEM"},
-		{"public key not base64", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", "not*base64") }}, 400, signertest.OAuthInvalidRequest, "not standard base64"},
+		}}, 400, oAuthInvalidRequest, "PEM"},
+		{"public key not base64", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", "not*base64") }}, 400, oAuthInvalidRequest, "not standard base64"},
 		{"public key URL-safe base64", mutate{form: func(_ *txFixture, v url.Values) {
 			v.Set("public_key", base64.RawURLEncoding.EncodeToString(must(base64.StdEncoding.DecodeString(v.Get("public_key")))))
-		}}, 400, signertest.OAuthInvalidRequest, "not standard base64"},
+		}}, 400, oAuthInvalidRequest, "not standard base64"},
 		{"PKCS#1 key, not SPKI", mutate{form: func(f *txFixture, v url.Values) {
 			v.Set("public_key", base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&f.sess.PublicKey)))
-		}}, 400, signertest.OAuthInvalidRequest, "not a DER SubjectPublicKeyInfo"},
-		{"EC key", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", b64DER(&ec.PublicKey)) }}, 400, signertest.OAuthInvalidRequest, "not an RSA key"},
-		{"1024-bit key", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", b64DER(&small.PublicKey)) }}, 400, signertest.OAuthInvalidRequest, "1024-bit"},
-		{"no subject token", mutate{form: func(_ *txFixture, v url.Values) { v.Del("subject_token") }}, 400, signertest.OAuthInvalidRequest, "subject_token is missing"},
-		{"subject token not a JWT", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token", "opaque-access-token") }}, 400, signertest.OAuthInvalidGrant, "not a JWT"},
-		{"untrusted issuer", mutate{subj: &signertest.SubjectTokenOptions{Issuer: "https://elsewhere.example"}}, 400, signertest.OAuthInvalidGrant, "no Identity Propagation Trust"},
+		}}, 400, oAuthInvalidRequest, "not a DER SubjectPublicKeyInfo"},
+		{"EC key", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", b64DER(&ec.PublicKey)) }}, 400, oAuthInvalidRequest, "not an RSA key"},
+		{"1024-bit key", mutate{form: func(_ *txFixture, v url.Values) { v.Set("public_key", b64DER(&small.PublicKey)) }}, 400, oAuthInvalidRequest, "1024-bit"},
+		{"no subject token", mutate{form: func(_ *txFixture, v url.Values) { v.Del("subject_token") }}, 400, oAuthInvalidRequest, "subject_token is missing"},
+		{"subject token not a JWT", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token", "opaque-access-token") }}, 400, OAuthInvalidGrant, "not a JWT"},
+		{"untrusted issuer", mutate{subj: &SubjectTokenOptions{Issuer: "https://elsewhere.example"}}, 400, OAuthInvalidGrant, "no Identity Propagation Trust"},
 		{"signed by another key", mutate{form: func(f *txFixture, v url.Values) {
-			v.Set("subject_token", signertest.NewIdPWithKey(idpIssuer, signertest.Key(t, 3)).Mint(t, signertest.SubjectTokenOptions{IssuedAt: testNow}))
-		}}, 400, signertest.OAuthInvalidGrant, "not signed by the trusted IdP's key"},
-		{"HS256 with a shared secret", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token", hs256) }}, 400, signertest.OAuthInvalidGrant, "RS256 only"},
-		{"other audience", mutate{subj: &signertest.SubjectTokenOptions{Audience: []string{"api://someone-else"}}}, 400, signertest.OAuthInvalidGrant, "does not hold the trust's audience"},
-		{"expired", mutate{subj: &signertest.SubjectTokenOptions{IssuedAt: testNow.Add(-time.Hour), Lifetime: time.Minute}}, 400, signertest.OAuthInvalidGrant, "expired"},
-		{"no exp", mutate{subj: &signertest.SubjectTokenOptions{Claims: map[string]any{"exp": nil}}}, 400, signertest.OAuthInvalidGrant, "required claim"},
-		{"not valid yet", mutate{subj: &signertest.SubjectTokenOptions{NotBefore: testNow.Add(time.Hour)}}, 400, signertest.OAuthInvalidGrant, "not valid yet"},
-		{"issued in the future", mutate{subj: &signertest.SubjectTokenOptions{IssuedAt: testNow.Add(time.Hour)}}, 400, signertest.OAuthInvalidGrant, "not valid yet"},
-		{"no sub", mutate{subj: &signertest.SubjectTokenOptions{Claims: map[string]any{"sub": nil}}}, 400, signertest.OAuthInvalidGrant, "no sub"},
-		{"refused by the domain", mutate{set: func(f *txFixture) { f.x.Refuse(signertest.OAuthUnauthorizedClient, "The user may not have a UPST.") }}, 400, signertest.OAuthUnauthorizedClient, "Refuse is on"},
+			v.Set("subject_token", newIdPWithKey(idpIssuer, Key(t, 3)).Mint(t, SubjectTokenOptions{IssuedAt: testNow}))
+		}}, 400, OAuthInvalidGrant, "not signed by the trusted IdP's key"},
+		{"HS256 with a shared secret", mutate{form: func(_ *txFixture, v url.Values) { v.Set("subject_token", hs256) }}, 400, OAuthInvalidGrant, "RS256 only"},
+		{"other audience", mutate{subj: &SubjectTokenOptions{Audience: []string{"api://someone-else"}}}, 400, OAuthInvalidGrant, "does not hold the trust's audience"},
+		{"expired", mutate{subj: &SubjectTokenOptions{IssuedAt: testNow.Add(-time.Hour), Lifetime: time.Minute}}, 400, OAuthInvalidGrant, "expired"},
+		{"no exp", mutate{subj: &SubjectTokenOptions{Claims: map[string]any{"exp": nil}}}, 400, OAuthInvalidGrant, "required claim"},
+		{"not valid yet", mutate{subj: &SubjectTokenOptions{NotBefore: testNow.Add(time.Hour)}}, 400, OAuthInvalidGrant, "not valid yet"},
+		{"issued in the future", mutate{subj: &SubjectTokenOptions{IssuedAt: testNow.Add(time.Hour)}}, 400, OAuthInvalidGrant, "not valid yet"},
+		{"no sub", mutate{subj: &SubjectTokenOptions{Claims: map[string]any{"sub": nil}}}, 400, OAuthInvalidGrant, "no sub"},
+		{"refused by the domain", mutate{set: func(f *txFixture) { f.x.Refuse(OAuthUnauthorizedClient, "The user may not have a UPST.") }}, 400, OAuthUnauthorizedClient, "Refuse is on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newTXFixture(t, is)
 			if tc.m.set != nil {
 				tc.m.set(f)
 			}
-			o := signertest.SubjectTokenOptions{}
+			o := SubjectTokenOptions{}
 			if tc.m.subj != nil {
 				o = *tc.m.subj
 			}
@@ -262,7 +261,7 @@ func must[T any](v T, err error) T {
 }
 
 // wantOAuthError checks an answer in OAuth's error shape and its record.
-func wantOAuthError(t *testing.T, x *signertest.TokenExchange, r response, status int, code, reason string) {
+func wantOAuthError(t *testing.T, x *TokenExchange, r response, status int, code, reason string) {
 	t.Helper()
 	reqs := x.Requests()
 	e := reqs[len(reqs)-1]
@@ -286,19 +285,19 @@ func wantOAuthError(t *testing.T, x *signertest.TokenExchange, r response, statu
 }
 
 func TestTokenExchangeAnswersOnlyItsEndpoint(t *testing.T) {
-	f := newTXFixture(t, signertest.NewIssuer(t))
-	r, err := http.Get(f.x.TokenURL())
-	wantOAuthError(t, f.x, readResponse(t, r, err), http.StatusMethodNotAllowed, signertest.OAuthInvalidRequest, "only POST")
+	f := newTXFixture(t, NewIssuer(t))
+	r, err := http.Get(f.x.tokenURL())
+	wantOAuthError(t, f.x, readResponse(t, r, err), http.StatusMethodNotAllowed, oAuthInvalidRequest, "only POST")
 	r, err = http.Post(f.x.URL+"/oauth2/v1/authorize", "application/x-www-form-urlencoded", strings.NewReader(""))
-	wantOAuthError(t, f.x, readResponse(t, r, err), http.StatusNotFound, signertest.OAuthInvalidRequest, "no endpoint")
+	wantOAuthError(t, f.x, readResponse(t, r, err), http.StatusNotFound, oAuthInvalidRequest, "no endpoint")
 }
 
 func TestTokenExchangeFailNextThenAnswers(t *testing.T) {
-	f := newTXFixture(t, signertest.NewIssuer(t))
+	f := newTXFixture(t, NewIssuer(t))
 	f.x.FailNext(2, http.StatusServiceUnavailable)
-	body := f.form(t, f.subject(t, signertest.SubjectTokenOptions{})).Encode()
+	body := f.form(t, f.subject(t, SubjectTokenOptions{})).Encode()
 	for i := 0; i < 2; i++ {
-		wantOAuthError(t, f.x, f.post(t, body, nil), http.StatusServiceUnavailable, signertest.OAuthTemporarilyUnavailable, "FailNext")
+		wantOAuthError(t, f.x, f.post(t, body, nil), http.StatusServiceUnavailable, oAuthTemporarilyUnavailable, "FailNext")
 	}
 	upstOf(t, f.post(t, body, nil))
 	reqs := f.x.Requests()
@@ -308,10 +307,10 @@ func TestTokenExchangeFailNextThenAnswers(t *testing.T) {
 }
 
 func TestIdPWriteTokenRotatesTheFile(t *testing.T) {
-	idp := signertest.NewIdP(t, idpIssuer)
+	idp := NewIdP(t, idpIssuer)
 	path := filepath.Join(t.TempDir(), "tokens", "oidc-token")
-	first := idp.WriteToken(t, path, signertest.SubjectTokenOptions{Subject: "first"})
-	second := idp.WriteToken(t, path, signertest.SubjectTokenOptions{Subject: "second"})
+	first := idp.WriteToken(t, path, SubjectTokenOptions{Subject: "first"})
+	second := idp.WriteToken(t, path, SubjectTokenOptions{Subject: "second"})
 	got, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -337,16 +336,16 @@ func TestIdPWriteTokenRotatesTheFile(t *testing.T) {
 // what the stand-in takes, and what it answers is what the SDK reads.
 func TestTokenExchangeThroughOCIGoSDK(t *testing.T) {
 	t.Parallel()
-	is := signertest.NewIssuer(t)
-	x := signertest.NewTokenExchange(t, is)
-	idp := signertest.NewIdP(t, idpIssuer)
+	is := NewIssuer(t)
+	x := NewTokenExchange(t, is)
+	idp := NewIdP(t, idpIssuer)
 	x.TrustIdP(idp, "oci")
 	x.MapSubject("repo:acme/app:ref:refs/heads/main", "ocid1.user.oc1..ci")
 	// Real time: the SDK judges the UPST's expiry by its own clock.
-	jwtIn := idp.Mint(t, signertest.SubjectTokenOptions{Subject: "repo:acme/app:ref:refs/heads/main", Audience: []string{"oci"}})
+	jwtIn := idp.Mint(t, SubjectTokenOptions{Subject: "repo:acme/app:ref:refs/heads/main", Audience: []string{"oci"}})
 	prov, err := sdkauth.TokenExchangeConfigurationProviderFromToken(jwtIn, sdkauth.TokenExchangeBuilder{
-		DomainUrl: x.URL, ClientId: signertest.DefaultExchangeClientID, ClientSecret: signertest.DefaultExchangeClientSecret,
-		Region: "us-ashburn-1", RequestedTokenType: signertest.TokenTypeUPST, SubjectTokenType: signertest.SubjectTokenTypeJWT,
+		DomainUrl: x.URL, ClientId: DefaultExchangeClientID, ClientSecret: DefaultExchangeClientSecret,
+		Region: "us-ashburn-1", RequestedTokenType: tokenTypeUPST, SubjectTokenType: subjectTokenTypeJWT,
 	})
 	if err != nil {
 		t.Fatal(err)
