@@ -10,7 +10,9 @@ import (
 // pump reads the downstream body in the background while the filter waits for the
 // processor, which is how Envoy keeps reading a connection while ext_proc holds the request
 // in BUFFERED mode (the data lands in the filter's buffer, with a 413 once it passes the
-// limit, also while the headers answer is pending).
+// limit, also while the headers answer is pending: ext_proc.cc Filter::onData returns
+// StopIterationAndBuffer, and filter_manager.cc ActiveStreamDecoderFilter::requestDataTooLarge
+// answers 413; filter.go says more).
 // It is only used for BUFFERED bodies; NONE bodies are copied straight to the upstream and
 // never pass through memory.
 type pump struct {

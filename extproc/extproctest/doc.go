@@ -60,8 +60,16 @@
 // What it does not do is said on Config: response bodies and trailers
 // are never sent to the processor, the STREAMED, BUFFERED_PARTIAL and FULL_DUPLEX_STREAMED
 // body modes are refused (ErrUnsupported, or a 500 local reply when a mode override asks for
-// them), there is no TLS on the listener itself, no HTTP/2 there and no retries, ext_proc on a
+// them), the listener's own TLS is the shared gateway's mTLS only (Config.DownstreamTLS:
+// Go's crypto/tls verifying, no SAN matchers or CRLs), no HTTP/2 there and no retries, ext_proc on a
 // CONNECT request is refused (a 500 local reply), response_attributes are not sent,
 // state-of-the-world SDS is not spoken, and on the internal listener proxy_100_continue is
 // reproduced for HTTP/1.1 only (net/http's HTTP/2 server answers 100-continue itself).
+//
+// Its scope is frozen: it models what ocisigner's Envoy configurations use, and a new
+// behaviour comes in only with the Envoy source it follows, cited (file and function) in
+// the file that models it. TestEveryFileCitesEnvoy holds every file to that, but for the
+// few that model no Envoy rule (noEnvoyRule says which and why). Whether it still matches
+// Envoy is checked where Envoy exists: extproc's end-to-end table runs against a real one
+// when OCISIGNER_ENVOY names it (docs/testing.md).
 package extproctest
