@@ -36,6 +36,7 @@ import (
 	"github.com/ocisigner/ocisigner/internal/opensslref"
 	"github.com/ocisigner/ocisigner/policy"
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
 )
 
 // BenchmarkService measures the CPU the ext_proc service spends per request
@@ -323,6 +324,7 @@ func TestMain(m *testing.M) {
 	if record := os.Getenv(fakeEnvoyEnv); record != "" {
 		os.Exit(fakeEnvoy(record))
 	}
+	credentialstest.UseFixedSessionKeys()
 	code := m.Run()
 	stopChild()
 	if leaked := leakedSecrets(); leaked != "" {

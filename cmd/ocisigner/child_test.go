@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ocisigner/ocisigner/signer/credentials/credentialstest"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -31,6 +33,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	credentialstest.UseFixedSessionKeys()
 	os.Exit(m.Run())
 }
 

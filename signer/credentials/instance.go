@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/ocisigner/ocisigner/signer"
+	"github.com/ocisigner/ocisigner/signer/credentials/internal/hook"
 )
 
 // newInstanceFetcher gets the credentials of the compute instance this runs
@@ -198,7 +199,11 @@ func colonHex(sum [sha256.Size]byte) string {
 // newSessionKey makes the in-memory RSA-2048 key a federated token is bound
 // to, with its public half as PEM for the request that asks for the token.
 func newSessionKey() (*rsa.PrivateKey, []byte, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	generate := generateSessionKey
+	if hook.SessionKey != nil {
+		generate = hook.SessionKey // tests: fixed keys
+	}
+	key, err := generate()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,6 +213,9 @@ func newSessionKey() (*rsa.PrivateKey, []byte, error) {
 	}
 	return key, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
+
+// generateSessionKey is a fresh in-memory RSA-2048 key.
+func generateSessionKey() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
 
 // bindToken reads a token a service issued for key, and refuses one issued
 // for another key: signing with it would only earn 401s.

@@ -305,9 +305,12 @@ var (
 // generating it the first time it is asked for. These keys are apart from
 // Key(t, i), so a test's own keys never double as an instance's.
 func leafKey(i int) (*rsa.PrivateKey, error) {
+	if i < leafKeysN {
+		return fixedKey(leafKeysAt + i)
+	}
 	leafKeyMu.Lock()
 	defer leafKeyMu.Unlock()
-	for len(leafKeys) <= i {
+	for len(leafKeys) <= i-leafKeysN {
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			return nil, fmt.Errorf("generating leaf key: %w", err)
@@ -315,7 +318,7 @@ func leafKey(i int) (*rsa.PrivateKey, error) {
 		k.Precompute()
 		leafKeys = append(leafKeys, k)
 	}
-	return leafKeys[i], nil
+	return leafKeys[i-leafKeysN], nil
 }
 
 // certAuthority is a CA of a stand-in. Its key is ECDSA P-256, fresh for

@@ -2,7 +2,6 @@ package signertest
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"sync"
@@ -34,7 +33,7 @@ var (
 // key (generating keys is slow), which no Key(t, i) returns.
 func NewIssuer(t testing.TB) *Issuer {
 	issuerOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		k, err := fixedKey(issuerKeyAt)
 		if err != nil {
 			panic(err)
 		}

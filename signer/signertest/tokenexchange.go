@@ -1,7 +1,6 @@
 package signertest
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -121,7 +120,7 @@ var (
 func NewIdP(t testing.TB, issuer string) *IdP {
 	t.Helper()
 	idpOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		k, err := fixedKey(idpKeyAt)
 		if err != nil {
 			panic(err)
 		}

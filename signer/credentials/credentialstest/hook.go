@@ -3,6 +3,7 @@ package credentialstest
 import (
 	"github.com/ocisigner/ocisigner/signer/credentials"
 	"github.com/ocisigner/ocisigner/signer/credentials/internal/hook"
+	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
 // SubjectTokenPollInterval is how often the token-exchange principal reads
@@ -17,3 +18,9 @@ const SubjectTokenPollInterval = hook.SubjectTokenPollInterval
 func WorkloadIdentity(endpoint, tokenPath, caPath string) credentials.Option {
 	return hook.WorkloadIdentity(endpoint, tokenPath, caPath).(credentials.Option)
 }
+
+// UseFixedSessionKeys makes every principal of the process bind its tokens
+// to signertest's fixed keys, a different one at each federation, instead
+// of generating RSA-2048 keys: seconds each under the race detector, for
+// nothing a test checks. Call it from TestMain, before any test runs.
+func UseFixedSessionKeys() { hook.SessionKey = signertest.SessionKeys() }
