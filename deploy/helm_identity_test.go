@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/policy"
 )
@@ -474,5 +475,62 @@ func TestHelmChartIdentitySchemaRejects(t *testing.T) {
 		case !strings.Contains(err.Error(), "schema") || !strings.Contains(err.Error(), "'"+tc.want):
 			t.Errorf("%s: refused, but not by the schema at %s: %v", tc.name, tc.want, err)
 		}
+	}
+}
+
+// TestHelmChartIdentityDocValues: the values docs/shared-gateway.md
+// ("## Kubernetes") and docs/kubernetes.md ("## A shared gateway that
+// knows its callers") show render with the identity on and pass every
+// check of the chart.
+func TestHelmChartIdentityDocValues(t *testing.T) {
+	t.Parallel()
+	files, refs := readChartFiles(t), loadKubeRefs(t)
+	for _, d := range []struct{ doc, heading string }{
+		{"shared-gateway.md", "## Kubernetes"},
+		{"kubernetes.md", "## A shared gateway that knows its callers"},
+	} {
+		block := docValuesBlock(t, d.doc, d.heading, "  identity:")
+		var values map[string]any
+		if err := yaml.Unmarshal([]byte(block), &values); err != nil {
+			t.Fatalf("%s: %v", d.doc, err)
+		}
+		r, err := loadChartCase(files, refs, chartCase{name: d.doc, release: "oci-gw", values: values})
+		if err != nil {
+			t.Fatalf("%s: %v", d.doc, err)
+		}
+		if r.identity == nil {
+			t.Fatalf("%s: the values do not turn the identity on", d.doc)
+		}
+		for _, c := range chartChecksFor(r) {
+			if err := c.fn(r); err != nil {
+				t.Errorf("%s: %s: %v", d.doc, c.name, err)
+			}
+		}
+	}
+}
+
+// docValuesBlock is the first "```yaml tested" block of docs/doc's section
+// heading that holds marker.
+func docValuesBlock(t *testing.T, doc, heading, marker string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("%s: no section %q", doc, heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	for rest := section; ; {
+		_, after, ok := strings.Cut(rest, "```yaml tested\n")
+		if !ok {
+			t.Fatalf("%s %q: no yaml tested block with %q", doc, heading, marker)
+		}
+		block, more, _ := strings.Cut(after, "```")
+		if strings.Contains(block, marker) {
+			return block
+		}
+		rest = more
 	}
 }
