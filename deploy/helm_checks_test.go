@@ -18,7 +18,7 @@ import (
 
 // chartChecks are the checks of the chart's pods and objects beyond
 // kubernetes_test.go's, each with the modes it applies to.
-var chartChecks = slices.Concat(chartPodChecks, istioChecks, egChecks, []modeCheck{chartPolicyCheck})
+var chartChecks = slices.Concat(chartPodChecks, istioChecks, egChecks, []modeCheck{chartPolicyCheck}, chartIdentityChecks)
 
 var chartPodChecks = []modeCheck{
 	{[]string{modeGateway}, namedCheck[*chartRender]{"gateway pod: the signer serves before Envoy starts", func(r *chartRender) error {
@@ -171,9 +171,9 @@ var chartPodChecks = []modeCheck{
 		return p.err()
 	}}},
 	{[]string{modeSidecar, modeGateway}, namedCheck[*chartRender]{"a changed envoy.yaml rolls the pods", func(r *chartRender) error {
-		sum := sha256.Sum256([]byte(r.refs.rootEnvoy))
+		sum := sha256.Sum256([]byte(r.envoyWant))
 		if got := r.deploy.Spec.Template.Annotations["checksum/envoy"]; got != hex.EncodeToString(sum[:]) {
-			return fmt.Errorf("pod annotation checksum/envoy = %q, want the SHA-256 of envoy.yaml", got)
+			return fmt.Errorf("pod annotation checksum/envoy = %q, want the SHA-256 of the envoy.yaml Envoy runs", got)
 		}
 		return nil
 	}}},

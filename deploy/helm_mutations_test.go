@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"maps"
+	"slices"
 	"testing"
 )
 
@@ -63,14 +64,14 @@ var chartMutations = []chartMutation{
 	// The chart's own checks.
 	{"templates/deployment.yaml", onGateway, mutation{"envoy a sidecar of nothing", replaceFirst(`{{- if eq $mode "sidecar" }}`+"\n        {{- include \"ocisigner.envoyContainer\"", `{{- if has $mode (list "sidecar" "gateway") }}`+"\n        {{- include \"ocisigner.envoyContainer\""), "gateway pod: the signer serves before Envoy starts"}},
 	{"templates/networkpolicy.yaml", onGateway, mutation{"every pod may call", replaceFirst("    - from:\n        {{- toYaml .Values.gateway.clients | nindent 8 }}\n      ports:", "    - ports:"), "gateway callers named"}},
-	{"templates/networkpolicy.yaml", onGateway, mutation{"signer gRPC let in", replaceFirst("          port: 10000", "          port: 10000\n        - protocol: TCP\n          port: 50051"), "gateway callers named"}},
+	{"templates/networkpolicy.yaml", onGateway, mutation{"signer gRPC let in", replaceFirst("          port: {{ include \"ocisigner.gatewayPort\" . }}", "          port: {{ include \"ocisigner.gatewayPort\" . }}\n        - protocol: TCP\n          port: 50051"), "gateway callers named"}},
 	{"templates/networkpolicy.yaml", onEG, mutation{"any pod of the namespace", replaceFirst("          podSelector:\n            matchLabels:\n              app.kubernetes.io/name: envoy\n              gateway.envoyproxy.io/owning-gateway-name: {{ .Values.envoyGateway.gateway.name }}\n              gateway.envoyproxy.io/owning-gateway-namespace: {{ .Values.envoyGateway.gateway.namespace }}\n", ""), "signer served to the Gateway's Envoy only"}},
 	{"templates/_helpers.tpl", onEG, mutation{"signer on loopback", replaceFirst(`{{ if include "ocisigner.signerShared" . }}":50051"`, `{{ if include "ocisigner.signerShared" . }}"127.0.0.1:50051"`), "signer served to the Gateway's Envoy only"}},
 	{"templates/service.yaml", onGateway, mutation{"admin published", replaceFirst("targetPort: gateway", "targetPort: 9901"), "service exposes only the entry point"}},
 	{"templates/service.yaml", onEG, mutation{"published on the nodes", replaceFirst("  type: {{ .Values.gateway.service.type }}", "  type: NodePort"), "service exposes only the entry point"}},
 	{"templates/pdb.yaml", onGateway, mutation{"no disruption allowed", replaceFirst("maxUnavailable: {{ .Values.gateway.podDisruptionBudget.maxUnavailable }}", "maxUnavailable: 0"), "autoscaling and disruption budget"}},
 	{"templates/deployment.yaml", onEG, mutation{"replicas beside the autoscaler", replaceFirst("{{- if not (and $shared .Values.gateway.autoscaling.enabled) }}", "{{- if true }}"), "autoscaling and disruption budget"}},
-	{"templates/deployment.yaml", onSidecar, mutation{"config change does not roll", replaceFirst("        checksum/envoy: {{ .Files.Get \"files/envoy.yaml\" | sha256sum }}\n", ""), "a changed envoy.yaml rolls the pods"}},
+	{"templates/deployment.yaml", onSidecar, mutation{"config change does not roll", replaceFirst("        checksum/envoy: {{ include \"ocisigner.envoyConfig\" . | sha256sum }}\n", ""), "a changed envoy.yaml rolls the pods"}},
 	{"templates/deployment.yaml", onIstio, mutation{"not injected", replaceFirst("        sidecar.istio.io/inject: \"true\"\n", ""), "istio pod: the signer beside the app, on loopback"}},
 
 	{"templates/policy.yaml", onPolicy, mutation{"a key in the keys Secret", replaceFirst("    {{- .Values.gateway.keys | nindent 4 }}", "    {{- .Values.gateway.keys | nindent 4 }}\n    leaked ocisk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "no Secret committed"}},
@@ -128,7 +129,7 @@ func TestHelmChartChecksCatchRegressions(t *testing.T) {
 		mustProve[c.name] = true
 	}
 	covered := map[string]bool{}
-	for _, m := range chartMutations {
+	for _, m := range slices.Concat(chartMutations, chartIdentityMutations) {
 		if m.want != "" && !known[m.want] {
 			t.Fatalf("mutation %q names unknown check %q", m.name, m.want)
 		}

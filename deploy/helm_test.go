@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -120,6 +121,12 @@ func chartMatrix() []chartCase {
 			"envoyGateway": map[string]any{"gateway": map[string]any{"sectionName": "http"}, "hostnames": []any{"*.oraclecloud.com", "*.oraclecloud.eu"}}}},
 		chartCase{"gateway with a policy and keys", "shared", map[string]any{"mode": modeGateway,
 			"gateway": map[string]any{"clients": exampleClients, "policy": examplePolicy, "keys": exampleKeys}}},
+		chartCase{"gateway with identity", "shared", map[string]any{"mode": modeGateway,
+			"gateway": map[string]any{"clients": exampleClients, "policy": exampleIdentityPolicy, "keys": exampleKeys, "identity": exampleIdentity()}}},
+		chartCase{"gateway with identity for another issuer", "oci-gw", map[string]any{"mode": modeGateway, "credentials": map[string]any{"type": "workloadIdentity"},
+			"gateway": map[string]any{"clients": exampleClients, "policy": exampleIdentityPolicy, "autoscaling": map[string]any{"enabled": false},
+				"identity": map[string]any{"mtls": map[string]any{"secretName": "oci-gw-tls"}, "serviceAccountTokens": map[string]any{
+					"jwksConfigMap": "cluster-jwks", "issuer": "https://oidc.example.com/clusters/prod", "audience": "oci-gateway"}}}}},
 		chartCase{"envoyGateway with a policy", "signer", map[string]any{"mode": modeEnvoyGateway, "credentials": map[string]any{"type": "workloadIdentity"},
 			"gateway": map[string]any{"policy": examplePolicy}}},
 		chartCase{"istio with three hosts", "batch", map[string]any{"mode": modeIstio, "istio": map[string]any{"hosts": []any{
@@ -169,6 +176,11 @@ type chartRender struct {
 	istio                  istioObjects
 	eg                     egObjects
 	sidecar                *patched // the Istio sidecar with the EnvoyFilter applied, once computed
+
+	// identity is gateway.identity when it is on; envoyWant is the
+	// envoy.yaml Envoy must run (the root file, or the shared-gateway file).
+	identity  *chartIdentity
+	envoyWant string
 }
 
 // parsedEnvoy parses envoy.yaml once per text: every render's checks compare
@@ -213,6 +225,16 @@ func loadChartCase(files map[string]string, refs kubeRefs, c chartCase) (*chartR
 	if g, ok := c.values["gateway"].(map[string]any); ok {
 		r.policy, _ = g["policy"].(string)
 		r.keys, _ = g["keys"].(string)
+	}
+	r.envoyWant = refs.rootEnvoy
+	if r.identity = identityOf(c.values); r.identity != nil {
+		file, err := sharedGatewayText()
+		if err != nil {
+			return nil, err
+		}
+		// Envoy runs the shared-gateway file: its listener is the one
+		// the kustomize checks and the chart's look for.
+		r.refs.listenerPort, r.envoyWant = sharedGatewayPort, r.identity.envoyYAML(file)
 	}
 	names := make([]string, 0, len(out))
 	for n := range out {
@@ -317,10 +339,13 @@ func chartChecksFor(r *chartRender) []namedCheck[*chartRender] {
 		if names != nil && !containsString(names, c.name) && !isTokenExchangeCheck(c.name) {
 			continue
 		}
+		if r.identity != nil && c.name == "envoy.yaml copy identical" {
+			continue // Envoy runs the shared-gateway file: "identity: Envoy runs the shared-gateway file"
+		}
 		out = append(out, namedCheck[*chartRender]{c.name, func(r *chartRender) error { return c.fn(r.kubeVariant) }})
 	}
 	for _, c := range chartChecks {
-		if containsString(c.modes, r.mode) {
+		if containsString(c.modes, r.mode) || (r.identity != nil && containsString(c.modes, modeGatewayIdentity)) {
 			out = append(out, c.check)
 		}
 	}
@@ -425,10 +450,15 @@ func TestHelmChartSidecarIsTheKustomizePod(t *testing.T) {
 func TestHelmChartLint(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(absRepoRoot(t), filepath.FromSlash(chartDir))
-	for _, m := range chartModes {
+	identity := map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": exampleClients,
+		"policy": exampleIdentityPolicy, "identity": exampleIdentity()}}
+	for _, m := range append(slices.Clone(chartModes), "gateway with identity") {
 		vals := map[string]any{"mode": m}
-		if m == modeGateway {
+		switch m {
+		case modeGateway:
 			vals["gateway"] = map[string]any{"clients": exampleClients}
+		case "gateway with identity":
+			vals = identity
 		}
 		res := lint.RunAll(dir, vals, "apps")
 		for _, msg := range res.Messages {

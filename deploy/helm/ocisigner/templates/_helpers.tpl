@@ -270,7 +270,8 @@ profile can sign: a restart never fixes credentials.
 {{- end -}}
 
 {{/*
-Envoy with the root envoy.yaml (files/envoy.yaml, a byte-for-byte copy). Its
+Envoy with the root envoy.yaml (files/envoy.yaml, a byte-for-byte copy), or
+the shared-gateway file (_identity.tpl). Its
 admin (127.0.0.1:9901) is unreachable for kubelet: the probes check the
 listener. As a native sidecar (mode sidecar) it starts after the signer.
 */}}
@@ -283,7 +284,7 @@ listener. As a native sidecar (mode sidecar) it starts after the signer.
   {{- end }}
   ports:
     - name: gateway
-      containerPort: 10000
+      containerPort: {{ include "ocisigner.gatewayPort" . }}
       protocol: TCP
   startupProbe:
     tcpSocket:
@@ -311,6 +312,7 @@ listener. As a native sidecar (mode sidecar) it starts after the signer.
     - name: envoy-config
       mountPath: /etc/envoy
       readOnly: true
+    {{- include "ocisigner.identityMounts" . | nindent 4 }}
     - name: envoy-tmp
       mountPath: /tmp
 {{- end -}}
