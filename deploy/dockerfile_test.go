@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -454,64 +454,49 @@ var recipeChecks = []namedCheck[*recipe]{
 
 var goDirective = regexp.MustCompile(`(?m)^go\s+1\.(\d+)`)
 
-// buildInputs lists go.mod, go.sum, every non-test Go source outside deploy/
-// and testdata, and the files they //go:embed: what `go build ./cmd/ocisigner`
-// may need from the build context.
+// buildInputs lists go.mod, go.sum, and every file of this module that
+// `go build ./cmd/ocisigner` reads (go list -deps, with and without cgo):
+// the Go and cgo sources of the packages the binary imports and the files
+// they //go:embed. Test-only packages (signertest, extproctest, ...) are
+// not among them, so their fixtures may stay out of the build context.
 func buildInputs(t *testing.T) []string {
 	t.Helper()
+	seen := map[string]bool{"go.mod": true, "go.sum": true}
 	files := []string{"go.mod", "go.sum"}
-	err := filepath.WalkDir(repoRoot, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(repoRoot, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == ".git" || rel == "deploy" || d.Name() == "testdata" || (strings.HasPrefix(d.Name(), ".") && rel != ".") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(rel, ".go") && !strings.HasSuffix(rel, "_test.go") {
-			files = append(files, rel)
-			embeds, err := embeddedFiles(p)
-			if err != nil {
-				return err
-			}
-			files = append(files, embeds...)
-		}
-		return nil
-	})
+	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files
-}
-
-var embedDirective = regexp.MustCompile(`(?m)^//go:embed\s+(.+)$`)
-
-// embeddedFiles returns the files a //go:embed in the Go file at p names,
-// relative to the repository root.
-func embeddedFiles(p string) ([]string, error) {
-	src, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, m := range embedDirective.FindAllStringSubmatch(string(src), -1) {
-		for _, pat := range strings.Fields(m[1]) {
-			pat = strings.TrimPrefix(strings.Trim(pat, "\"`"), "all:")
-			matches, err := filepath.Glob(filepath.Join(filepath.Dir(p), pat))
-			if err != nil || len(matches) == 0 {
-				return nil, fmt.Errorf("%s: //go:embed %s matches nothing (%v)", p, pat, err)
+	for _, cgo := range []string{"1", "0"} {
+		cmd := exec.Command("go", "list", "-deps", "-f",
+			`{{if not .Standard}}{{.Dir}}|{{join .GoFiles ","}},{{join .CgoFiles ","}},{{join .HFiles ","}},{{join .CFiles ","}}|{{join .EmbedFiles ","}}{{end}}`, "./cmd/ocisigner")
+		cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "CGO_ENABLED="+cgo)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./cmd/ocisigner: %v", err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			dir, rest, ok := strings.Cut(line, "|")
+			if !ok || !strings.HasPrefix(dir, root+string(filepath.Separator)) && dir != root {
+				continue // another module's package
 			}
-			for _, f := range matches {
-				rel, _ := filepath.Rel(repoRoot, f)
-				out = append(out, filepath.ToSlash(rel))
+			srcs, embeds, _ := strings.Cut(rest, "|")
+			for _, f := range append(strings.Split(srcs, ","), strings.Split(embeds, ",")...) {
+				if f == "" {
+					continue
+				}
+				rel, _ := filepath.Rel(root, filepath.Join(dir, f))
+				if rel = filepath.ToSlash(rel); !seen[rel] {
+					seen[rel] = true
+					files = append(files, rel)
+				}
 			}
 		}
 	}
-	return out, nil
+	if len(files) < 20 {
+		t.Fatalf("the binary builds from only %v", files)
+	}
+	return files
 }
 
 func loadRecipe(dockerfile, dockerignore, gomod string, files []string) (*recipe, error) {
