@@ -23,20 +23,22 @@ func TestDocsKubernetesCASecret(t *testing.T) {
 	var secretDir string
 	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
 		args := strings.Fields(line)
-		for i, a := range args {
-			if strings.HasPrefix(a, "ocisigner-ca") {
-				args[i] = filepath.Join(work, a)
-			}
-			if dir, ok := strings.CutPrefix(a, "--from-file=ocisigner-ca"); ok {
-				secretDir = filepath.Join(work, "ocisigner-ca"+dir)
-			}
-		}
 		switch {
 		case args[0] == "ocisigner":
+			for i, a := range args {
+				if strings.HasPrefix(a, "ocisigner-ca") {
+					args[i] = filepath.Join(work, a)
+				}
+			}
 			if code, _, errOut := runCmd(t, env, args[1:]...); code != exitOK {
 				t.Fatalf("%s: exit %d %s", line, code, errOut)
 			}
-		case strings.Join(args[:4], " ") == "kubectl create secret generic" && args[4] == "ocisigner-ca":
+		case len(args) == 6 && strings.Join(args[:5], " ") == "kubectl create secret generic ocisigner-ca":
+			dir, ok := strings.CutPrefix(args[5], "--from-file=")
+			if !ok {
+				t.Fatalf("docs/kubernetes.md: %q: want --from-file=DIR", line)
+			}
+			secretDir = filepath.Join(work, dir)
 		default:
 			t.Fatalf("docs/kubernetes.md: a line this test does not know: %q", line)
 		}
