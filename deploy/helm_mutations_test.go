@@ -27,6 +27,9 @@ const (
 	onEGPolicy = "envoyGateway with a policy"
 )
 
+// onIntercept is the matrix's intercepting sidecar (helm_test.go).
+const onIntercept = "sidecar intercepting"
+
 var chartMutations = []chartMutation{
 	// Must not render or decode.
 	{"templates/_helpers.tpl", onSidecar, mutation{"field in the wrong case", replaceFirst("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"), ""}},
@@ -104,7 +107,21 @@ var chartMutations = []chartMutation{
 	{"templates/envoygateway.yaml", onEG, mutation{"unverified upstream", replaceFirst("wellKnownCACertificates: System", "insecureSkipVerify: true"), "envoy gateway: TLS to the host that was signed"}},
 	{"templates/envoygateway.yaml", onEG, mutation{"fixed SNI", replaceFirst("wellKnownCACertificates: System", "wellKnownCACertificates: System\n    sni: objectstorage.us-ashburn-1.oraclecloud.com"), "envoy gateway: TLS to the host that was signed"}},
 	{"templates/envoygateway.yaml", onEG, mutation{"32 KiB", replaceFirst("limit: {{ .Values.envoyGateway.requestBufferLimit }}", "limit: 1Mi"), "envoy gateway: the route buffers what the signer signs"}},
+
+	// Interception (kubernetes_intercept_test.go's checks).
+	{"templates/_helpers.tpl", onIntercept, mutation{"interception off", replaceFirst("- name: OCISIGNER_INTERCEPT\n  value: \"true\"", "- name: OCISIGNER_INTERCEPT\n  value: \"false\""), "signer intercepts with the CA from a read-only Secret"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"CA key readable by all", replaceFirst("    secretName: {{ .Values.intercept.caSecret }}\n    defaultMode: 0400", "    secretName: {{ .Values.intercept.caSecret }}\n    defaultMode: 0444"), "signer intercepts with the CA from a read-only Secret"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"CA writable", replaceFirst("  mountPath: /etc/ocisigner/ca\n  readOnly: true\n", "  mountPath: /etc/ocisigner/ca\n"), "signer intercepts with the CA from a read-only Secret"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"proxy on the pod IP", replaceFirst("value: http://127.0.0.1:10000", `value: http://{{ include "ocisigner.fullname" . }}:10000`), "app proxies HTTPS through the pod's Envoy and trusts the CA"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"no REQUESTS_CA_BUNDLE", replaceFirst("- name: REQUESTS_CA_BUNDLE\n  value: /etc/ocisigner/ca/ca-bundle.pem\n", ""), "app proxies HTTPS through the pod's Envoy and trusts the CA"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"OCI bypasses the signer", replaceFirst(`".svc" ".cluster.local")`, `".svc" ".cluster.local" ".oraclecloud.com")`), "app proxies HTTPS through the pod's Envoy and trusts the CA"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"app mounts the signer's CA", replaceFirst(`"ocisigner-ca-public" | nindent 4`, `"ocisigner-ca" | nindent 4`), "CA key only in the signer"}},
+	{"templates/_helpers.tpl", onIntercept, mutation{"app's CA volume has every key", replaceLast("    items:\n      - key: ca.pem\n        path: ca.pem\n      - key: ca-bundle.pem\n        path: ca-bundle.pem\n", ""), "CA key only in the signer"}},
 }
+
+// testPEMKey has the shape of a private key (not a real one) for the
+// schema's refusals.
+const testPEMKey = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n"
 
 // TestHelmChartChecksCatchRegressions applies each mutation to the chart,
 // renders the install it names, and requires the named check (or the

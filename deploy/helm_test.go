@@ -135,6 +135,9 @@ func chartMatrix() []chartCase {
 		chartCase{"sidecar with extra settings", "web", map[string]any{"fullnameOverride": "web-signed", "replicas": 3,
 			"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_PROFILES", "value": "DEFAULT"}}},
 			"app":    map[string]any{"image": "registry.example/web:1.2.3", "command": []any{"/web"}, "args": []any{"--port", "8080"}, "runAsUser": 1000}}},
+		chartCase{onIntercept, "agent", map[string]any{"replicas": 2,
+			"intercept": map[string]any{"enabled": true, "caSecret": "agent-ca", "noProxy": []any{".corp.example", "10.0.0.0/8"}},
+			"app":       map[string]any{"env": []any{map[string]any{"name": "OCI_CLI_CONFIG_FILE", "value": "/workspace/.oci/config"}}}}},
 	)
 }
 
@@ -143,6 +146,12 @@ func chartMatrix() []chartCase {
 // templates executed in strict mode (a missing value is an error), as
 // `helm template` does.
 func renderChart(files map[string]string, c chartCase) (map[string]string, error) {
+	return renderChartSchema(files, c, false)
+}
+
+// renderChartSchema renders as `helm template`, or, with skipSchema, as
+// `helm template --skip-schema-validation`.
+func renderChartSchema(files map[string]string, c chartCase, skipSchema bool) (map[string]string, error) {
 	var bf []*archive.BufferedFile
 	for name, text := range files {
 		bf = append(bf, &archive.BufferedFile{Name: name, ModTime: time.Unix(0, 0), Data: []byte(text)})
@@ -155,7 +164,7 @@ func renderChart(files map[string]string, c chartCase) (map[string]string, error
 		return nil, fmt.Errorf("chart: %w", err)
 	}
 	vals, err := chartutil.ToRenderValuesWithSchemaValidation(ch, c.values,
-		common.ReleaseOptions{Name: c.release, Namespace: "apps", IsInstall: true}, nil, false)
+		common.ReleaseOptions{Name: c.release, Namespace: "apps", IsInstall: true}, nil, skipSchema)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +244,9 @@ func loadChartCase(files map[string]string, refs kubeRefs, c chartCase) (*chartR
 		// Envoy runs the shared-gateway file: its listener is the one
 		// the kustomize checks and the chart's look for.
 		r.refs.listenerPort, r.envoyWant = sharedGatewayPort, r.identity.envoyYAML(file)
+	}
+	if ic, ok := c.values["intercept"].(map[string]any); ok {
+		r.intercept, _ = ic["enabled"].(bool)
 	}
 	names := make([]string, 0, len(out))
 	for n := range out {
@@ -336,7 +348,7 @@ func chartChecksFor(r *chartRender) []namedCheck[*chartRender] {
 		kube = allTokenExchangeChecks()
 	}
 	for _, c := range kube {
-		if names != nil && !containsString(names, c.name) && !isTokenExchangeCheck(c.name) {
+		if names != nil && !containsString(names, c.name) && !isTokenExchangeCheck(c.name) && !isInterceptCheck(c.name) {
 			continue
 		}
 		if r.identity != nil && c.name == "envoy.yaml copy identical" {
@@ -359,6 +371,12 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// isInterceptCheck: interception's checks hold in every mode (where the
+// signer does not intercept they say nothing half-wires it).
+func isInterceptCheck(name string) bool {
+	return slices.ContainsFunc(kubeInterceptChecks, func(c namedCheck[*kubeVariant]) bool { return c.name == name })
 }
 
 func isTokenExchangeCheck(name string) bool {
@@ -412,34 +430,48 @@ func TestHelmChart(t *testing.T) {
 // TestHelmChartSidecarIsTheKustomizePod: for each credential source the
 // chart's sidecar pod is the kustomize variant's, field for field (the
 // ConfigMap's name aside: kustomize suffixes a hash, the chart rolls the
-// pods with an annotation). The kustomize folders stay the copy-and-paste
-// reference; this keeps the two from drifting.
+// pods with an annotation); with intercept.enabled, it is the intercept
+// overlay's over that variant. The kustomize folders stay the
+// copy-and-paste reference; this keeps the two from drifting.
 func TestHelmChartSidecarIsTheKustomizePod(t *testing.T) {
 	t.Parallel()
 	files, kfiles, refs := readChartFiles(t), readKubeFiles(t), loadKubeRefs(t)
-	for creds, variant := range chartCredentials {
-		r, err := loadChartCase(files, refs, chartCase{name: creds, release: "example-app",
-			values: map[string]any{"credentials": map[string]any{"type": creds}}})
-		if err != nil {
-			t.Fatal(err)
+	for _, intercepted := range []bool{false, true} {
+		for creds, variant := range chartCredentials {
+			sameSidecarPod(t, files, kfiles, refs, creds, variant, intercepted)
 		}
-		k, err := loadKubeVariant(kfiles, refs, variant)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chartPod, kubePod := r.deploy.Spec.Template.Spec.DeepCopy(), k.deploy.Spec.Template.Spec.DeepCopy()
-		for _, pod := range []*corev1.PodSpec{chartPod, kubePod} {
-			for i := range pod.Volumes {
-				if cm := pod.Volumes[i].ConfigMap; cm != nil {
-					cm.Name = "envoy-config"
-				}
+	}
+}
+
+func sameSidecarPod(t *testing.T, files, kfiles map[string]string, refs kubeRefs, creds, variant string, intercepted bool) {
+	t.Helper()
+	vals := map[string]any{"credentials": map[string]any{"type": creds}}
+	load := loadKubeVariant
+	if intercepted {
+		vals["intercept"] = map[string]any{"enabled": true}
+		load = loadKubeIntercepted
+		creds += " intercepting"
+	}
+	r, err := loadChartCase(files, refs, chartCase{name: creds, release: "example-app", values: vals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := load(kfiles, refs, variant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chartPod, kubePod := r.deploy.Spec.Template.Spec.DeepCopy(), k.deploy.Spec.Template.Spec.DeepCopy()
+	for _, pod := range []*corev1.PodSpec{chartPod, kubePod} {
+		for i := range pod.Volumes {
+			if cm := pod.Volumes[i].ConfigMap; cm != nil {
+				cm.Name = "envoy-config"
 			}
 		}
-		a, _ := yaml.Marshal(chartPod)
-		b, _ := yaml.Marshal(kubePod)
-		if string(a) != string(b) {
-			t.Errorf("%s: the chart's sidecar pod differs from deploy/kubernetes/%s:\n--- chart\n%s\n--- kustomize\n%s", creds, variant, a, b)
-		}
+	}
+	a, _ := yaml.Marshal(chartPod)
+	b, _ := yaml.Marshal(kubePod)
+	if string(a) != string(b) {
+		t.Errorf("%s: the chart's sidecar pod differs from deploy/kubernetes/%s (intercept overlay: %v):\n--- chart\n%s\n--- kustomize\n%s", creds, variant, intercepted, a, b)
 	}
 }
 
@@ -511,6 +543,18 @@ func TestHelmChartSchemaRejects(t *testing.T) {
 		{"a key itself in keys", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": exampleClients, "policy": examplePolicy,
 			"keys": "team-c-chat ocisk_" + strings.Repeat("A", 43) + "\n"}}},
 		{"policy file set beside the chart's", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_POLICY", "value": "/tmp/p.yaml"}}}}},
+		{"intercept in mode istio", map[string]any{"mode": modeIstio, "intercept": map[string]any{"enabled": true}}},
+		{"intercept in mode envoyGateway", map[string]any{"mode": modeEnvoyGateway, "intercept": map[string]any{"enabled": true}}},
+		{"intercept in mode gateway", map[string]any{"mode": modeGateway, "gateway": map[string]any{"clients": exampleClients}, "intercept": map[string]any{"enabled": true}}},
+		{"intercept switched on by extraEnv", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_INTERCEPT", "value": "true"}}}}},
+		{"CA key file by extraEnv", map[string]any{"signer": map[string]any{"extraEnv": []any{map[string]any{"name": "OCISIGNER_CA_KEY", "value": "/tmp/ca-key.pem"}}}}},
+		{"CA key inline in values", map[string]any{"intercept": map[string]any{"enabled": true, "caKey": testPEMKey}}},
+		{"a key in the app's environment", map[string]any{"app": map[string]any{"env": []any{map[string]any{"name": "CA_KEY", "value": testPEMKey}}}}},
+		{"the app's proxy overridden", map[string]any{"intercept": map[string]any{"enabled": true},
+			"app": map[string]any{"env": []any{map[string]any{"name": "HTTPS_PROXY", "value": "http://proxy.corp.example:3128"}}}}},
+		{"no proxy for anything", map[string]any{"intercept": map[string]any{"noProxy": []any{"*"}}}},
+		{"no proxy for a top-level domain", map[string]any{"intercept": map[string]any{"noProxy": []any{".com"}}}},
+		{"no proxy for OCI", map[string]any{"intercept": map[string]any{"noProxy": []any{".oraclecloud.com"}}}},
 	} {
 		_, err := renderChart(files, chartCase{name: tc.name, release: "example-app", values: tc.values})
 		if err == nil {
@@ -520,5 +564,25 @@ func TestHelmChartSchemaRejects(t *testing.T) {
 		if !strings.Contains(err.Error(), "schema") {
 			t.Errorf("%s: refused, but not by the schema: %v", tc.name, err)
 		}
+	}
+}
+
+// TestHelmChartInterceptNeedsSidecar: the template refuses interception
+// outside mode sidecar even when the schema is skipped (helm template
+// --skip-schema-validation), since no other mode's Envoy terminates
+// CONNECT.
+func TestHelmChartInterceptNeedsSidecar(t *testing.T) {
+	t.Parallel()
+	files := readChartFiles(t)
+	for _, m := range []string{modeGateway, modeIstio, modeEnvoyGateway} {
+		vals := map[string]any{"mode": m, "intercept": map[string]any{"enabled": true}, "gateway": map[string]any{"clients": exampleClients}}
+		_, err := renderChartSchema(files, chartCase{name: m, release: "example-app", values: vals}, true)
+		if err == nil || !strings.Contains(err.Error(), "intercept.enabled needs mode sidecar") {
+			t.Errorf("mode %s with interception, no schema: %v", m, err)
+		}
+	}
+	if _, err := renderChartSchema(files, chartCase{name: "sidecar", release: "example-app",
+		values: map[string]any{"intercept": map[string]any{"enabled": true}}}, true); err != nil {
+		t.Errorf("mode sidecar with interception, no schema: %v", err)
 	}
 }

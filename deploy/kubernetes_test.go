@@ -140,6 +140,11 @@ type kustomization struct {
 		Name  string   `json:"name"`
 		Files []string `json:"files"`
 	} `json:"configMapGenerator"`
+	// Patches: strategic merge patches from files only (no target, no
+	// inline patch, no JSON 6902), applied by applyPatch.
+	Patches []struct {
+		Path string `json:"path"`
+	} `json:"patches"`
 }
 
 // kubeVariant is one variant as `kubectl apply -k` would see it: every
@@ -155,20 +160,29 @@ type kubeVariant struct {
 	serviceAccounts map[string]*corev1.ServiceAccount
 	secrets         []*corev1.Secret
 	netpols         []*networkingv1.NetworkPolicy
+	// intercept: HTTPS interception is meant to be on (the intercept
+	// overlay, the chart's intercept.enabled).
+	intercept bool
 }
 
 func loadKubeVariant(files map[string]string, refs kubeRefs, name string) (*kubeVariant, error) {
+	return loadKubeVariantAt(files, refs, name, name)
+}
+
+// loadKubeVariantAt loads the kustomization in dir, whose credentials are
+// those of the variant name (an overlay names the variant it patches).
+func loadKubeVariantAt(files map[string]string, refs kubeRefs, dir, name string) (*kubeVariant, error) {
 	v := &kubeVariant{
 		name:            name,
 		refs:            refs,
 		configMaps:      map[string]map[string]string{},
 		serviceAccounts: map[string]*corev1.ServiceAccount{},
 	}
-	if err := v.loadKustomization(files, name, map[string]bool{}); err != nil {
+	if err := v.loadKustomization(files, dir, map[string]bool{}); err != nil {
 		return nil, err
 	}
 	if v.deploy == nil {
-		return nil, fmt.Errorf("%s: no Deployment", name)
+		return nil, fmt.Errorf("%s: no Deployment", dir)
 	}
 	return v, nil
 }
@@ -246,6 +260,20 @@ func (v *kubeVariant) loadKustomization(files map[string]string, dir string, see
 			data[key] = content
 		}
 		v.configMaps[g.Name] = data
+	}
+	for _, pt := range k.Patches {
+		p, err := inKubeTree(path.Join(dir, pt.Path))
+		if err != nil || !strings.HasPrefix(p, dir+"/") {
+			return fmt.Errorf("%s: patch %s must be inside %s", kpath, pt.Path, dir)
+		}
+		text, ok := files[p]
+		if !ok {
+			return fmt.Errorf("%s: patch %s does not exist", kpath, pt.Path)
+		}
+		used[p] = true
+		if err := v.applyPatch(p, text); err != nil {
+			return err
+		}
 	}
 	// A manifest in the folder that kustomize does not apply is a mistake
 	// (a forgotten ServiceAccount, a stale copy).
@@ -452,7 +480,11 @@ func kubeHTTPProbe(p *problems, c *corev1.Container, what string, pr *corev1.Pro
 
 // --- checks -------------------------------------------------------------------
 
-var kubeChecks = []namedCheck[*kubeVariant]{
+// kubeChecks: the pod's checks, and interception's
+// (kubernetes_intercept_test.go).
+var kubeChecks = slices.Concat(kubePodChecks, kubeInterceptChecks)
+
+var kubePodChecks = []namedCheck[*kubeVariant]{
 	{"signer image and command", func(v *kubeVariant) error {
 		var p problems
 		c, err := v.container(kubeSignerContainer)
@@ -989,23 +1021,39 @@ func cmpOr[T any](a, b *T) *T {
 	return b
 }
 
-// kubeResults loads every variant from files and runs every check. A failed
-// check is reported once, with the variant in the message.
-func kubeResults(t *testing.T, files map[string]string, refs kubeRefs, report bool) (map[string]error, error) {
+// kubeResults loads every variant from files, and the intercept overlay
+// over the variants given, and runs every check. A failed check is
+// reported once, with the variant in the message.
+func kubeResults(t *testing.T, files map[string]string, refs kubeRefs, intercepted []string, report bool) (map[string]error, error) {
 	t.Helper()
 	failed := map[string]error{}
+	loads := []func() (*kubeVariant, error){}
 	for _, name := range kubeVariants {
-		v, err := loadKubeVariant(files, refs, name)
+		loads = append(loads, func() (*kubeVariant, error) { return loadKubeVariant(files, refs, name) })
+	}
+	for _, name := range intercepted {
+		loads = append(loads, func() (*kubeVariant, error) { return loadKubeIntercepted(files, refs, name) })
+	}
+	for _, load := range loads {
+		v, err := load()
 		if err != nil {
-			return nil, fmt.Errorf("variant %s: %w", name, err)
+			return nil, err
 		}
-		for _, c := range kubeChecks {
+		where := v.name
+		if v.intercept {
+			where = kubeInterceptOverlay + " over " + v.name
+		}
+		checks := kubeChecks
+		if v.name == kubeTokenExchangeVariant {
+			checks = allTokenExchangeChecks()
+		}
+		for _, c := range checks {
 			if err := c.fn(v); err != nil {
 				if report {
-					t.Errorf("%s [%s]: %v", c.name, name, err)
+					t.Errorf("%s [%s]: %v", c.name, where, err)
 				}
 				if _, dup := failed[c.name]; !dup {
-					failed[c.name] = fmt.Errorf("[%s] %w", name, err)
+					failed[c.name] = fmt.Errorf("[%s] %w", where, err)
 				}
 			}
 		}
@@ -1013,10 +1061,11 @@ func kubeResults(t *testing.T, files map[string]string, refs kubeRefs, report bo
 	return failed, nil
 }
 
-// TestKubernetesManifests loads both variants and runs every check.
+// TestKubernetesManifests loads both variants, and the intercept overlay
+// over every variant, and runs every check.
 func TestKubernetesManifests(t *testing.T) {
 	t.Parallel()
-	if _, err := kubeResults(t, readKubeFiles(t), loadKubeRefs(t), true); err != nil {
+	if _, err := kubeResults(t, readKubeFiles(t), loadKubeRefs(t), kubeInterceptedVariants, true); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -1085,7 +1134,11 @@ func appendText(s string) func(string) (string, error) {
 	return func(orig string) (string, error) { return orig + s, nil }
 }
 
-var kubeMutations = []fileMutation{
+// kubeMutations: the pod's, and interception's
+// (kubernetes_intercept_test.go).
+var kubeMutations = slices.Concat(kubePodMutations, kubeInterceptMutations)
+
+var kubePodMutations = []fileMutation{
 	// Must not load.
 	{"session/deployment.yaml", mutation{"field in the wrong case", replaceFirst("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"), ""}},
 	{"session/deployment.yaml", mutation{"unknown field", replaceFirst("          restartPolicy: Always\n", "          restartPolicy: Always\n          restartPolicyy: Always\n"), ""}},
@@ -1096,7 +1149,7 @@ var kubeMutations = []fileMutation{
 	{"session/kustomization.yaml", mutation{"resource missing", replaceFirst("- deployment.yaml", "- deployments.yaml"), ""}},
 	{"session/kustomization.yaml", mutation{"resource outside the tree", replaceFirst("- ../base", "- ../../base"), ""}},
 	{"workload-identity/kustomization.yaml", mutation{"manifest not listed", replaceFirst("  - serviceaccount.yaml\n", ""), ""}},
-	{"base/kustomization.yaml", mutation{"patch the test cannot see", appendText("patches:\n  - path: patch.yaml\n"), ""}},
+	{"base/kustomization.yaml", mutation{"patch the test cannot see", appendText("patches:\n  - target:\n      kind: Deployment\n    patch: |-\n      - op: replace\n        path: /spec/replicas\n        value: 3\n"), ""}},
 	{"base/kustomization.yaml", mutation{"generator option", appendText("generatorOptions:\n  disableNameSuffixHash: true\n"), ""}},
 	{"base/kustomization.yaml", mutation{"generator file missing", replaceFirst("      - envoy.yaml", "      - envoy-config.yaml"), ""}},
 
@@ -1224,7 +1277,9 @@ func TestKubernetesChecksCatchRegressions(t *testing.T) {
 		mutations: kubeMutations,
 		known:     checkNamesUnique(t, kubeChecks),
 		load: func(t *testing.T, files map[string]string) (map[string]error, error) {
-			return kubeResults(t, files, refs, false)
+			// The overlay as shipped, over session: its checks are the same
+			// over every variant (TestKubernetesManifests runs them there).
+			return kubeResults(t, files, refs, []string{kubeSessionVariant}, false)
 		},
 	}.run(t)
 }

@@ -167,14 +167,16 @@ func parseCACert(data []byte) (*x509.Certificate, error) {
 }
 
 // readKey reads an unencrypted PEM private key, refusing a file that
-// others may read. Its errors never carry the file's bytes.
+// others may read (keyModeAllowed). Its errors never carry the file's
+// bytes.
 func readKey(path string) (crypto.Signer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("the key file has mode %04o; others may read it: chmod 600 it", fi.Mode().Perm())
+	owner, known := fileOwner(fi)
+	if err := keyModeAllowed(fi.Mode().Perm(), owner, known, os.Geteuid()); err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -216,6 +218,25 @@ func readKey(path string) (crypto.Signer, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("a %T CA key is not supported; use ECDSA P-256", key)
+}
+
+// keyModeAllowed is PostgreSQL's rule for its TLS key file: no access
+// but the owner's when the key is the process's own; when root owns it
+// and the process is not root, group read as well. The second is how a
+// non-root container reads a Kubernetes Secret: kubelet gives the files
+// to root and the pod's fsGroup, and turns defaultMode 0400 into 0440.
+// A group may read the key only by root's choice, never by the owner's
+// careless chmod.
+func keyModeAllowed(perm fs.FileMode, owner int, ownerKnown bool, euid int) error {
+	switch {
+	case perm&0o077 == 0:
+		return nil
+	case ownerKnown && owner == 0 && euid != 0 && perm&0o037 == 0:
+		return nil
+	case ownerKnown && owner == 0 && euid != 0:
+		return fmt.Errorf("the key file has mode %04o; beyond its owner (root), only its group may read it: chmod 440 it (a Kubernetes Secret: defaultMode 0400 with the pod's fsGroup)", perm)
+	}
+	return fmt.Errorf("the key file has mode %04o; others may read it: chmod 600 it", perm)
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

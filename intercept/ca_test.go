@@ -491,3 +491,58 @@ func TestLooksLikeOCIEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// The key file's mode: the owner's alone, unless root owns it and the
+// signer is not root, when group read is allowed too (a Kubernetes Secret
+// mounted with the pod's fsGroup: kubelet turns defaultMode 0400 into
+// 0440, owned by root).
+func TestCAKeyFileMode(t *testing.T) {
+	const signer, root = 65532, 0
+	for _, tc := range []struct {
+		name       string
+		perm       os.FileMode
+		owner      int
+		ownerKnown bool
+		euid       int
+		ok         bool
+	}{
+		{"own key 0600", 0o600, signer, true, signer, true},
+		{"own key 0400", 0o400, signer, true, signer, true},
+		{"own key group-readable", 0o640, signer, true, signer, false},
+		{"own key 0440", 0o440, signer, true, signer, false},
+		{"own key world-readable", 0o604, signer, true, signer, false},
+		{"Secret with fsGroup: root's, 0440", 0o440, root, true, signer, true},
+		{"root's, 0640", 0o640, root, true, signer, true},
+		{"root's, group-writable", 0o460, root, true, signer, false},
+		{"root's, world-readable", 0o444, root, true, signer, false},
+		{"root's, read by root itself", 0o440, root, true, root, false},
+		{"another user's, group-readable", 0o440, 1000, true, signer, false},
+		{"owner unknown, group-readable", 0o440, root, false, signer, false},
+		{"owner unknown, 0600", 0o600, root, false, signer, true},
+	} {
+		err := keyModeAllowed(tc.perm, tc.owner, tc.ownerKnown, tc.euid)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want allowed %v", tc.name, err, tc.ok)
+		}
+	}
+	// Through Load: the file is the test's own (whatever uid runs it), so
+	// group read is refused and 0400 is not.
+	certFile, keyFile := writeCA(t, &x509.Certificate{IsCA: true, PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains: []string{"oraclecloud.com"}, ExcludedIPRanges: allIPs()}, 0o440)
+	if _, err := Load(certFile, keyFile); err == nil || !errors.Is(err, ErrCA) || !strings.Contains(err.Error(), "0440") {
+		t.Errorf("own key 0440: %v, want refused naming the mode", err)
+	}
+	if err := os.Chmod(keyFile, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(certFile, keyFile); err != nil {
+		t.Errorf("own key 0400: %v", err)
+	}
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner, ok := fileOwner(fi); !ok || owner != os.Geteuid() {
+		t.Errorf("fileOwner = %d, %v; want the test's uid %d", owner, ok, os.Geteuid())
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ocisigner/ocisigner/intercept"
 	"github.com/ocisigner/ocisigner/signer"
@@ -25,21 +26,36 @@ import (
 const defaultSystemRoots = "/etc/ssl/certs/ca-certificates.crt"
 
 // runCA prints the interception CA's certificate, the bytes the admin
-// port's /ca.pem serves, or writes a bundle of the system roots and it. It
-// reads the certificate only: printing it needs no access to the key.
+// port's /ca.pem serves, or writes a bundle of the system roots and it.
+// Without --init it reads the certificate only: printing it needs no
+// access to the key.
 func runCA(_ context.Context, args []string, stdout, stderr io.Writer, getenv environ) int {
 	fs := flag.NewFlagSet("ca", flag.ContinueOnError)
 	var f caFlags
 	f.register(fs, false)
 	bundle := fs.String("bundle", "", "write the system roots and the CA to this file (mode 0644; - for stdout) instead of printing the CA: for clients whose trust store is a file that replaces the system's (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, curl --cacert)")
 	roots := fs.String("system-roots", defaultSystemRoots, "the system roots --bundle starts from")
-	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr); !ok {
+	initCA := fs.Bool("init", false, "first create the CA in --state-dir if it holds none, as serve --intercept would on its first start, without credentials or a server: for a CA made once and handed to every replica (serve --ca-cert/--ca-key, a Kubernetes Secret; docs/kubernetes.md)")
+	var allowHosts stringList
+	fs.Var(&allowHosts, "allow-host", "with --init: the serve --allow-host patterns the new CA's name constraints also cover, beyond the OCI realm domains; repeatable")
+	if _, exit, ok := parseCommand(fs, args, getenv, stdout, stderr, func() error {
+		if *initCA && f.caCert != "" {
+			return errors.New("--init creates the CA in --state-dir; --ca-cert names one that exists")
+		}
+		return nil
+	}); !ok {
 		return exit
 	}
 	path, err := f.certPath(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "ocisigner ca:", err)
 		return exitUsage
+	}
+	if *initCA {
+		if err := initStateCA(f, allowHosts, getenv, stderr); err != nil {
+			fmt.Fprintln(stderr, "ocisigner ca:", err)
+			return exitConfig
+		}
 	}
 	certPEM, err := readCACert(path)
 	if err != nil {
@@ -65,6 +81,22 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer, getenv en
 	}
 	fmt.Fprintf(stderr, "wrote %s: %s and the interception CA %s\n", *bundle, *roots, path)
 	return exitOK
+}
+
+// initStateCA loads or creates the CA in the state directory, as serve
+// --intercept does, and says where it is (never the key itself).
+func initStateCA(f caFlags, allowHosts []string, getenv environ, stderr io.Writer) error {
+	dir, err := f.dir(getenv)
+	if err != nil {
+		return err
+	}
+	ca, err := intercept.LoadOrCreate(dir, interceptPatterns(allowHosts), time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "the interception CA is in %s (%s; %s, mode 0600, is its key): %v\n",
+		dir, intercept.CertFileName, intercept.KeyFileName, ca)
+	return nil
 }
 
 // readCACert reads a CA certificate file and returns its certificate,

@@ -83,11 +83,11 @@ func init() {
 				"ocisigner keys revoke team-c-chat --keys /etc/ocisigner/keys",
 			},
 			exits: []int{exitOK, exitUsage, exitConfig}, args: 2, run: runKeys},
-		{name: "ca", purpose: "print the HTTPS interception CA's certificate, or write a bundle of the system roots and it",
+		{name: "ca", purpose: "print the HTTPS interception CA's certificate, or write a bundle of the system roots and it; --init creates the CA first",
 			usage: "ocisigner ca [flags]",
 			examples: [2]string{
 				"ocisigner ca --state-dir /var/lib/ocisigner > ocisigner-ca.pem",
-				"ocisigner ca --bundle ca-bundle.pem",
+				"ocisigner ca --init --state-dir ./ocisigner-ca --bundle ./ocisigner-ca/ca-bundle.pem",
 			},
 			exits: []int{exitOK, exitFailure, exitUsage, exitConfig}, run: runCA},
 		{name: "client-config", purpose: "write a throwaway-key OCI config, with the gateway's region, for SDKs that insist on one behind interception",

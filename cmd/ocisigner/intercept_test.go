@@ -1,9 +1,20 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocisigner/ocisigner/extproc"
 	"github.com/ocisigner/ocisigner/intercept"
@@ -68,4 +79,65 @@ func TestInterceptCAFlagErrors(t *testing.T) {
 	if code, _, errOut := runCmd(t, env, "ca", "--state-dir", t.TempDir()); code != exitConfig {
 		t.Errorf("ca without a CA: exit %d %s", code, errOut)
 	}
+}
+
+// ca --init makes the CA serve --intercept would make on its first start,
+// without credentials or a server: the pair serve --ca-cert/--ca-key
+// loads, the key 0600 and never printed, and the bundle for clients. A
+// second run keeps it; the constraints cover --allow-host; --init with
+// --ca-cert is a usage error.
+func TestCAInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ocisigner-ca")
+	env := map[string]string{"OCISIGNER_SYSTEM_ROOTS": testSystemRoots(t)}
+	code, out, errOut := runCmd(t, env, "ca", "--init", "--state-dir", dir, "--allow-host", "*.corp.example")
+	if code != exitOK {
+		t.Fatalf("ca --init: exit %d %s", code, errOut)
+	}
+	ca, err := intercept.Load(filepath.Join(dir, intercept.CertFileName), filepath.Join(dir, intercept.KeyFileName))
+	if err != nil {
+		t.Fatalf("the pair ca --init wrote does not load as --ca-cert/--ca-key: %v", err)
+	}
+	if string(ca.CertPEM()) != out {
+		t.Errorf("ca --init printed another certificate than the one it wrote")
+	}
+	if err := ca.Covers([]string{"*.corp.example"}); err != nil {
+		t.Error(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, intercept.KeyFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the key file: %v, %v; want mode 0600", fi, err)
+	}
+	key, _ := os.ReadFile(filepath.Join(dir, intercept.KeyFileName))
+	if strings.Contains(out+errOut, "PRIVATE KEY") || strings.Contains(out+errOut, strings.Split(string(key), "\n")[1]) {
+		t.Errorf("ca --init printed the key:\n%s%s", out, errOut)
+	}
+	if code, again, errOut := runCmd(t, env, "ca", "--init", "--state-dir", dir); code != exitOK || again != out {
+		t.Errorf("a second ca --init: exit %d %s; same certificate %v", code, errOut, again == out)
+	}
+	if code, _, errOut := runCmd(t, env, "ca", "--init", "--state-dir", dir, "--allow-host", "*.other.example"); code != exitConfig {
+		t.Errorf("ca --init for a host the CA does not cover: exit %d %s, want %d", code, errOut, exitConfig)
+	}
+	if code, _, errOut := runCmd(t, env, "ca", "--init", "--ca-cert", filepath.Join(dir, intercept.CertFileName)); code != exitUsage {
+		t.Errorf("ca --init --ca-cert: exit %d %s, want %d", code, errOut, exitUsage)
+	}
+}
+
+// testSystemRoots writes a stand-in for the system roots a bundle starts
+// from, so that no test depends on the machine's.
+func testSystemRoots(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test system root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -82,6 +82,89 @@ without a restart. No subPath: a subPath mount never changes.
 {{- end }}
 {{- end -}}
 
+{{/*
+HTTPS interception (intercept.enabled), in mode sidecar only: the signer
+mints certificates for the OCI hosts from the CA in intercept.caSecret, and
+the app sends its HTTPS through the pod's Envoy trusting that CA. The CA
+key is mounted into the signer alone (ocisigner-ca); the app gets the CA and
+the bundle (ocisigner-ca-public). The same pod as deploy/kubernetes/intercept.
+*/}}
+{{- define "ocisigner.intercept" -}}
+{{- if .Values.intercept.enabled }}
+{{- if ne .Values.mode "sidecar" }}
+{{- fail "intercept.enabled needs mode sidecar: the other modes' Envoy does not terminate CONNECT (docs/intercept.md)" }}
+{{- end }}true
+{{- end -}}
+{{- end -}}
+
+{{- define "ocisigner.interceptSignerEnv" -}}
+{{- if include "ocisigner.intercept" . }}
+- name: OCISIGNER_INTERCEPT
+  value: "true"
+- name: OCISIGNER_CA_CERT
+  value: /etc/ocisigner/ca/ca.pem
+- name: OCISIGNER_CA_KEY
+  value: /etc/ocisigner/ca/ca-key.pem
+{{- end }}
+{{- end -}}
+
+{{/* The CA's mount: the volume as the argument (ocisigner-ca or ocisigner-ca-public). */}}
+{{- define "ocisigner.interceptMount" -}}
+- name: {{ . }}
+  mountPath: /etc/ocisigner/ca
+  readOnly: true
+{{- end -}}
+
+{{- define "ocisigner.interceptVolumes" -}}
+{{- if include "ocisigner.intercept" . }}
+- name: ocisigner-ca
+  secret:
+    secretName: {{ .Values.intercept.caSecret }}
+    defaultMode: 0400
+    items:
+      - key: ca.pem
+        path: ca.pem
+      - key: ca-key.pem
+        path: ca-key.pem
+- name: ocisigner-ca-public
+  secret:
+    secretName: {{ .Values.intercept.caSecret }}
+    defaultMode: 0444
+    items:
+      - key: ca.pem
+        path: ca.pem
+      - key: ca-bundle.pem
+        path: ca-bundle.pem
+{{- end }}
+{{- end -}}
+
+{{/*
+The app's environment: interception's variables first (each client family
+reads its own: docs/intercept.md), then app.env.
+*/}}
+{{- define "ocisigner.appEnv" -}}
+{{- if include "ocisigner.intercept" . }}
+- name: HTTPS_PROXY
+  value: http://127.0.0.1:10000
+- name: NO_PROXY
+  value: {{ concat (list "localhost" "127.0.0.1" "::1" ".svc" ".cluster.local") .Values.intercept.noProxy | join "," | quote }}
+- name: SSL_CERT_FILE
+  value: /etc/ocisigner/ca/ca-bundle.pem
+- name: REQUESTS_CA_BUNDLE
+  value: /etc/ocisigner/ca/ca-bundle.pem
+- name: CURL_CA_BUNDLE
+  value: /etc/ocisigner/ca/ca-bundle.pem
+- name: NODE_EXTRA_CA_CERTS
+  value: /etc/ocisigner/ca/ca.pem
+- name: NODE_USE_ENV_PROXY
+  value: "1"
+{{- end }}
+{{- range .Values.app.env }}
+- name: {{ .name }}
+  value: {{ .value | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* A container's security context: uid and gid as the first two arguments. */}}
 {{- define "ocisigner.containerSecurity" -}}
 runAsUser: {{ index . 0 }}
@@ -102,6 +185,7 @@ Service, and the NetworkPolicy is what keeps everyone else out.
 */}}
 {{- define "ocisigner.signerEnv" -}}
 {{- $c := .Values.credentials -}}
+{{- include "ocisigner.interceptSignerEnv" . }}
 {{- if eq $c.type "session" }}
 - name: OCI_CLI_CONFIG_FILE
   value: /oci/config
@@ -263,6 +347,9 @@ profile can sign: a restart never fixes credentials.
   securityContext:
     {{- include "ocisigner.containerSecurity" (list 65532 65532) | nindent 4 }}
   volumeMounts:
+    {{- if include "ocisigner.intercept" . }}
+    {{- include "ocisigner.interceptMount" "ocisigner-ca" | nindent 4 }}
+    {{- end }}
     {{- include "ocisigner.credentialMount" . | nindent 4 }}
     {{- include "ocisigner.policyMounts" . | nindent 4 }}
     - name: ocisigner-tmp
@@ -326,11 +413,18 @@ listener. As a native sidecar (mode sidecar) it starts after the signer.
   {{- with .Values.app.args }}
   args: {{ toJson . }}
   {{- end }}
+  {{- with include "ocisigner.appEnv" . }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
   resources:
     {{- toYaml .Values.app.resources | nindent 4 }}
   securityContext:
     {{- include "ocisigner.containerSecurity" (list .Values.app.runAsUser .Values.app.runAsUser) | nindent 4 }}
   volumeMounts:
+    {{- if include "ocisigner.intercept" . }}
+    {{- include "ocisigner.interceptMount" "ocisigner-ca-public" | nindent 4 }}
+    {{- end }}
     - name: app-tmp
       mountPath: /tmp
 {{- end -}}
