@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -224,10 +225,12 @@ func TestResponsesStreamThroughTheGatewayEventByEvent(t *testing.T) {
 		}
 		got++
 	}
+	// The stand-in marks the hold after flushing the event before it, so
+	// the client may read that event first: wait for the mark.
 	select {
 	case <-gate.Reached():
-	default:
-		t.Fatal("the client read events the stand-in had not reached")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stand-in never reached its held event")
 	}
 	if got != total-1 || gate.Written() != total-1 {
 		t.Fatalf("the client had %d events while the stand-in held its last (%d written): the stream is buffered", got, gate.Written())
@@ -370,7 +373,11 @@ func TestHostileGenAIHeadersThroughTheGateway(t *testing.T) {
 		_, err := s.sdk("/genai/openai/v1", tc.opts...).Responses.New(context.Background(), hello())
 		var apiErr *openai.Error
 		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Response.Header.Get(extproc.HeaderRefused) != extproc.CodeInvalidHeader {
-			t.Errorf("%s: err = %v, want 400 %s", tc.name, err, extproc.CodeInvalidHeader)
+			got := ""
+			if apiErr != nil {
+				got = apiErr.Response.Header.Get(extproc.HeaderRefused)
+			}
+			t.Errorf("%s: err = %v (refused: %q), want 400 %s", tc.name, err, got, extproc.CodeInvalidHeader)
 		}
 		if len(s.oci.Requests()) != before {
 			t.Errorf("%s: the request reached OCI", tc.name)

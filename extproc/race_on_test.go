@@ -11,5 +11,5 @@ const (
 	// 32 MiB buffer limit.
 	uploadSize = 128 << 20
 	// concurrentStreams is how many requests run at once.
-	concurrentStreams = 300
+	concurrentStreams = 200
 )

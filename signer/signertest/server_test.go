@@ -913,7 +913,7 @@ func (p *patternReader) Read(b []byte) (int, error) {
 // tests push 1 GiB through it. Allocation is counted process-wide, so this
 // test is not parallel (parallel tests wait until sequential ones finish).
 func TestStreamsUploadsWithoutBuffering(t *testing.T) {
-	const size = 256 << 20
+	const size = streamedUpload
 	f := newFixture(t)
 	target := "/n/ns/b/bk/o/big.bin"
 	w := signed(t, f.api, "PUT", f.srv.Addr, target, nil, testNow)
@@ -962,7 +962,7 @@ func TestStreamsUploadsWithoutBuffering(t *testing.T) {
 // run under -race this proves the server's state is guarded.
 func TestThousandConcurrentRequests(t *testing.T) {
 	t.Parallel()
-	const n = 1000
+	const n = concurrentRequests
 	f := newFixture(t)
 	// Signing is the slow part; a handful of signed requests, each sent
 	// many times, keep the test about the server. OCI does not reject
