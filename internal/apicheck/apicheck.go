@@ -22,22 +22,27 @@ import (
 // non-test files), and Type.Method for the exported methods of exported
 // types.
 func Exported(dir string) ([]string, string, error) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		return nil, "", err
 	}
-	if len(pkgs) != 1 {
-		return nil, "", fmt.Errorf("%s: want one package, found %d", dir, len(pkgs))
-	}
+	fset := token.NewFileSet()
 	var names []string
 	var pkg string
-	for name, p := range pkgs {
-		pkg = name
-		for _, f := range p.Files {
-			for _, d := range f.Decls {
-				names = append(names, declared(d)...)
-			}
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return nil, "", err
+		}
+		if pkg != "" && f.Name.Name != pkg {
+			return nil, "", fmt.Errorf("%s: packages %s and %s", dir, pkg, f.Name.Name)
+		}
+		pkg = f.Name.Name
+		for _, d := range f.Decls {
+			names = append(names, declared(d)...)
 		}
 	}
 	sort.Strings(names)

@@ -155,21 +155,11 @@ func (m *MetadataService) Root() *x509.Certificate { return m.root.cert }
 // /identity/intermediate.pem serves.
 func (m *MetadataService) intermediateCert() *x509.Certificate { return m.inter.cert }
 
-// intermediatePEM is what /identity/intermediate.pem serves.
-func (m *MetadataService) intermediatePEM() []byte { return certPEM(m.inter.cert) }
-
 // Leaf returns the current leaf certificate and its private key.
 func (m *MetadataService) Leaf() (*x509.Certificate, *rsa.PrivateKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.leaf, m.leafKey
-}
-
-// leafPEMs returns what /identity/cert.pem and /identity/key.pem serve now.
-func (m *MetadataService) leafPEMs() (cert, key []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]byte(nil), m.leafPEM...), append([]byte(nil), m.leafKeyPEM...)
 }
 
 // RotateLeaf issues a new leaf certificate with a new key, dated by the
