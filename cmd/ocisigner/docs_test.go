@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocisigner/ocisigner/extproc"
+	"github.com/ocisigner/ocisigner/policy"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -189,4 +191,18 @@ func testCorpus(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// Every refusal code a gateway can answer with, the signer's and the
+// policy's, has its row in docs/troubleshooting.md.
+func TestDocsTroubleshootingHasEveryRefusal(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "troubleshooting.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range append(append([]string{}, extproc.Codes...), policy.Codes...) {
+		if !strings.Contains(string(data), "`"+code+"`") {
+			t.Errorf("docs/troubleshooting.md does not explain refusal %s", code)
+		}
+	}
 }
