@@ -55,11 +55,13 @@ func (goRSA) signSHA256(key *rsa.PrivateKey, digest *[sha256.Size]byte) ([]byte,
 	return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
 }
 
+// prepare checks the key as crypto/rsa will when it signs (a key that
+// fails here fails every signature).
 func (goRSA) prepare(key *rsa.PrivateKey) error {
 	if key == nil {
 		return errNilKey
 	}
-	return nil
+	return key.Validate()
 }
 
 // active is the backend Sign uses; a process-wide choice, like GODEBUG.
