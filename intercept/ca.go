@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ocisigner/ocisigner/internal/atomicfile"
 )
 
 // Files of a CA in a state directory.
@@ -300,27 +302,7 @@ func create(dir string, want names, now time.Time) (*CA, error) {
 // placeFile writes data to dir/name with mode perm, failing with
 // fs.ErrExist (wrapped) if the file is already there.
 func placeFile(dir, name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCA, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("%w: %w", ErrCA, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("%w: writing %s: %w", ErrCA, name, err)
-	}
-	if err := os.Link(tmp, filepath.Join(dir, name)); err != nil {
+	if err := atomicfile.Place(filepath.Join(dir, name), data, perm); err != nil {
 		return fmt.Errorf("%w: placing %s: %w", ErrCA, name, err)
 	}
 	return nil

@@ -6,8 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/ocisigner/ocisigner/internal/atomicfile"
 )
 
 // Load reads and parses a policy file.
@@ -98,7 +99,7 @@ func AddKey(path, name string) (Key, error) {
 		data = append(data, '\n')
 	}
 	data = append(data, hashLine(name, k)...)
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return Key{}, fmt.Errorf("cannot write keys file %s: %w", path, err)
 	}
 	return k, nil
@@ -127,35 +128,8 @@ func RevokeKey(path, name string) error {
 	if !found {
 		return fmt.Errorf("%w: %s in %s", ErrKeyNameMissing, echo(name), path)
 	}
-	if err := writeFileAtomic(path, []byte(strings.Join(kept, ""))); err != nil {
+	if err := atomicfile.Write(path, []byte(strings.Join(kept, "")), 0o600); err != nil {
 		return fmt.Errorf("cannot write keys file %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data, mode 0600: a reader sees the
-// old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op once renamed
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ocisigner/ocisigner/intercept"
+	"github.com/ocisigner/ocisigner/internal/atomicfile"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -75,7 +76,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer, getenv en
 		_, _ = stdout.Write(intercept.Bundle(sys, certPEM))
 		return exitOK
 	}
-	if err := writeFileAtomic(*bundle, intercept.Bundle(sys, certPEM), 0o644); err != nil {
+	if err := atomicfile.Write(*bundle, intercept.Bundle(sys, certPEM), 0o644); err != nil {
 		fmt.Fprintln(stderr, "ocisigner ca:", err)
 		return exitFailure
 	}
@@ -121,29 +122,6 @@ func readCACert(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is not a CA certificate", path)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in its
-// folder, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // Names in a throwaway config.
@@ -206,7 +184,7 @@ func writeClientConfig(dir string, region signer.Region) (string, error) {
 		return "", err
 	}
 	keyPath := filepath.Join(abs, throwawayKeyFile)
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return "", err
 	}
 	var b bytes.Buffer
@@ -216,7 +194,7 @@ func writeClientConfig(dir string, region signer.Region) (string, error) {
 	fmt.Fprintf(&b, "[DEFAULT]\nuser=%s\nfingerprint=%s\ntenancy=%s\nregion=%s\nkey_file=%s\n",
 		throwawayOCID("user", region.Realm), fingerprint(pub), throwawayOCID("tenancy", region.Realm), region.ID, keyPath)
 	path := filepath.Join(abs, throwawayConfig)
-	return path, writeFileAtomic(path, b.Bytes(), 0o600)
+	return path, atomicfile.Write(path, b.Bytes(), 0o600)
 }
 
 // throwawayOCID is an OCID of the right shape that names no one.

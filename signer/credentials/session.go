@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocisigner/ocisigner/internal/atomicfile"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -193,7 +194,7 @@ func (f *sessionFetcher) refresh(ctx context.Context, c *signer.Credentials) (*s
 	f.mem = &next
 	f.o.log.Info("session token refreshed", "profile", f.p.Name, "expires", tok.Expiry.UTC(), "session_end", tok.SessionEnd.UTC())
 	if f.o.writeBack && f.tokenPath != "" {
-		if err := writeFileAtomic(f.tokenPath, []byte(tok.Raw)); err != nil {
+		if err := atomicfile.Write(f.tokenPath, []byte(tok.Raw), 0o600); err != nil {
 			f.o.log.Warn("cannot write the refreshed token back; it is used from memory", "profile", f.p.Name, "path", f.tokenPath, "error", err.Error())
 		}
 	}
