@@ -102,31 +102,14 @@ type Proxymux struct {
 // NewProxymux starts a proxymux minting with is; t.Cleanup closes it.
 func NewProxymux(t testing.TB, is *Issuer) *Proxymux {
 	t.Helper()
-	ca, err := newCA("signertest proxymux CA", nil)
-	if err != nil {
-		t.Fatalf("signertest: %v", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("signertest: generating proxymux key: %v", err)
-	}
+	ca, cert := serverCertificate(t, "signertest proxymux CA", x509.Certificate{
+		Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	now := time.Now()
-	cert, err := ca.issue(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.AddDate(1, 0, 0),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, &key.PublicKey)
-	if err != nil {
-		t.Fatalf("signertest: proxymux certificate: %v", err)
-	}
-	p := &Proxymux{is: is, ca: ca.cert, caPEM: certPEM(ca.cert), clock: time.Now,
+	p := &Proxymux{is: is, ca: ca, caPEM: certPEM(ca), clock: time.Now,
 		saToken:  NewServiceAccountToken(t, "default", "default", now.Add(24*time.Hour)),
 		lifetime: defaultWorkloadLifetime, subject: defaultWorkloadSubject, tenancy: defaultWorkloadTenancy}
 	hs := startLoopback(t, p, func(hs *httptest.Server) {
-		hs.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}
+		hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 		// A client that does not trust the CA fails its handshake; that is
 		// the test's to report, not the server log's.
 		hs.Config.ErrorLog = log.New(io.Discard, "", 0)

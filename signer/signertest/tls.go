@@ -18,7 +18,20 @@ import (
 // request's connection. t.Cleanup closes it.
 func NewTLSServer(t testing.TB, hosts ...string) *Server {
 	t.Helper()
-	ca, err := newCA("signertest OCI CA", nil)
+	ca, cert := serverCertificate(t, "signertest OCI CA", x509.Certificate{
+		Subject: pkix.Name{CommonName: "signertest OCI endpoint"}, DNSNames: hosts})
+	s := newServer(t, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	s.pool = x509.NewCertPool()
+	s.pool.AddCert(ca)
+	return s
+}
+
+// serverCertificate makes a CA of its own named caName and a server
+// certificate it issues, valid for a year, with the subject and names of
+// leaf (an ECDSA P-256 key).
+func serverCertificate(t testing.TB, caName string, leaf x509.Certificate) (*x509.Certificate, tls.Certificate) {
+	t.Helper()
+	ca, err := newCA(caName, nil)
 	if err != nil {
 		t.Fatalf("signertest: %v", err)
 	}
@@ -27,24 +40,13 @@ func NewTLSServer(t testing.TB, hosts ...string) *Server {
 		t.Fatalf("signertest: server key: %v", err)
 	}
 	now := time.Now()
-	cert, err := ca.issue(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: "signertest OCI endpoint"},
-		DNSNames:    hosts,
-		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.AddDate(1, 0, 0),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, &key.PublicKey)
+	leaf.NotBefore, leaf.NotAfter = now.Add(-time.Hour), now.AddDate(1, 0, 0)
+	leaf.KeyUsage, leaf.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	cert, err := ca.issue(&leaf, &key.PublicKey)
 	if err != nil {
 		t.Fatalf("signertest: server certificate: %v", err)
 	}
-	s := newServer(t, &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
-	})
-	s.pool = x509.NewCertPool()
-	s.pool.AddCert(ca.cert)
-	return s
+	return ca.cert, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
 }
 
 // CertPool holds the CA of a NewTLSServer's certificate (nil for NewServer).
