@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -67,24 +65,7 @@ var exampleClients = []any{map[string]any{
 // readChartFiles returns the chart's files by slash path relative to the chart.
 func readChartFiles(t *testing.T) map[string]string {
 	t.Helper()
-	dir := filepath.Join(repoRoot, filepath.FromSlash(chartDir))
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		files[filepath.ToSlash(rel)] = string(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
+	return readTree(t, chartDir)
 }
 
 // chartCase is one install: a release name and the values given with -f/--set.

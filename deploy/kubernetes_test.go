@@ -107,7 +107,14 @@ func loadKubeRefs(t *testing.T) kubeRefs {
 // relative to that folder (base/envoy.yaml, session/deployment.yaml, ...).
 func readKubeFiles(t *testing.T) map[string]string {
 	t.Helper()
-	dir := filepath.Join(repoRoot, filepath.FromSlash(kubeDir))
+	return readTree(t, kubeDir)
+}
+
+// readTree returns every file under the repository folder dir (a slash
+// path) by its slash path relative to dir.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	dir = filepath.Join(repoRoot, filepath.FromSlash(dir))
 	files := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
