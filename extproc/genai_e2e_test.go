@@ -375,9 +375,9 @@ func TestHostileGenAIHeadersThroughTheGateway(t *testing.T) {
 		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Response.Header.Get(extproc.HeaderRefused) != extproc.CodeInvalidHeader {
 			got := ""
 			if apiErr != nil {
-				got = apiErr.Response.Header.Get(extproc.HeaderRefused)
+				got = fmt.Sprintf("%v %s", apiErr.Response.Header, apiErr.RawJSON())
 			}
-			t.Errorf("%s: err = %v (refused: %q), want 400 %s", tc.name, err, got, extproc.CodeInvalidHeader)
+			t.Errorf("%s: err = %v (got %s), want 400 %s", tc.name, err, got, extproc.CodeInvalidHeader)
 		}
 		if len(s.oci.Requests()) != before {
 			t.Errorf("%s: the request reached OCI", tc.name)

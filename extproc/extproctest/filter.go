@@ -64,6 +64,8 @@ type filter struct {
 	upstreamCalled bool
 	wrote          bool
 	abort          bool // the relayed response broke off: reset the client connection
+
+	readInterrupted bool // a read of the client's body was cut off (stopBodyReads)
 }
 
 // proc is one ext_proc filter's part of a request: its stream, its callback state and
@@ -162,6 +164,17 @@ func (f *filter) serve() {
 	}
 }
 
+// stopBodyReads makes later reads of the client's body fail and interrupts one in progress.
+func (f *filter) stopBodyReads() {
+	if f.dsBody.stop() {
+		_ = f.rc.SetReadDeadline(time.Now())
+		f.readInterrupted = true
+	}
+}
+
+// delayedCloseTimeout is the connection manager's delayed_close_timeout default (1000 ms).
+const delayedCloseTimeout = time.Second
+
 // cleanup is Filter::onDestroy plus releasing what net/http must not see used after
 // ServeHTTP returns.
 func (f *filter) cleanup() {
@@ -176,11 +189,18 @@ func (f *filter) cleanup() {
 	if f.pump != nil {
 		f.pump.abandon()
 	}
-	if f.dsBody.stop() {
-		_ = f.rc.SetReadDeadline(time.Now()) // interrupt a read blocked on the client
-	}
+	f.stopBodyReads()
 	if f.pump != nil {
 		<-f.pump.done
+	}
+	if f.readInterrupted {
+		// Nothing reads the body any more (the pump is done, the upstream writer was waited
+		// for). The response said connection: close (closesConnection); Envoy closes with
+		// FlushWriteAndDelay (ConnectionManagerImpl::checkForDeferredClose, connection_impl.cc
+		// ConnectionImpl::close) and waits up to delayed_close_timeout for the client to
+		// close first, so the client reads the response rather than a reset. net/http's
+		// closing of the body after ServeHTTP reads and drops the rest meanwhile.
+		_ = f.rc.SetReadDeadline(time.Now().Add(delayedCloseTimeout))
 	}
 	f.stop()
 	if f.cfg.AccessLog != nil {

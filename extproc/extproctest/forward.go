@@ -278,9 +278,7 @@ func (f *filter) finishExchange() {
 	default:
 		// The upstream answered before taking the whole request: give up on the rest.
 		x.abandon()
-		if f.dsBody.stop() {
-			_ = f.rc.SetReadDeadline(time.Now())
-		}
+		f.stopBodyReads()
 	}
 	x.finish()
 }
@@ -348,7 +346,7 @@ func (f *filter) encodeHeaders(x *exchange, upstreamTime time.Duration) {
 	// Nothing more can come from the processor that matters for this response.
 	f.closeStreamMaybeGraceful()
 
-	finishResponseHeaders(f.respHeaders)
+	finishResponseHeaders(f.respHeaders, f.closesConnection(f.respHeaders))
 	f.logRespHeaders = f.respHeaders
 	f.status = writeResponseHeaders(f.w, f.respHeaders)
 	f.wrote = true

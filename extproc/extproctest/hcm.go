@@ -277,8 +277,9 @@ func uuid4() string {
 }
 
 // finishResponseHeaders is ActiveStream::encodeHeaders plus mutateResponseHeaders: a date if
-// there is none, server: envoy, and no hop-by-hop headers.
-func finishResponseHeaders(h *headerList) {
+// there is none, server: envoy, no hop-by-hop headers, and connection: close when the
+// connection is to be closed after this response (filter.closesConnection).
+func finishResponseHeaders(h *headerList, closing bool) {
 	if !h.has("date") {
 		h.add("date", time.Now().UTC().Format(http.TimeFormat))
 	}
@@ -287,6 +288,36 @@ func finishResponseHeaders(h *headerList) {
 	h.remove("transfer-encoding")
 	h.remove("keep-alive")
 	h.remove("proxy-connection")
+	if closing {
+		// net/http closes the connection after a response that says so.
+		h.set("connection", "close")
+	}
+}
+
+// closesConnection is ActiveStream::encodeHeaders (conn_manager_impl.cc) for a response
+// encoded before the request is complete (!filter_manager_.remoteDecodeComplete()): on a
+// connection without multiplexing (protocol < Http2) it sets drain_state_ Closing, so the
+// response carries connection: close (unless it opens a tunnel, isConnectResponse) and the
+// connection is closed after it; Envoy does not wait for the rest of the request, and the
+// client's next request goes on a new connection rather than after an unread body. A CONNECT
+// is never complete: the HTTP/1 codec hands the rest of the connection to the stream.
+func (f *filter) closesConnection(resp *headerList) bool {
+	if f.r.ProtoMajor >= 2 {
+		return false
+	}
+	if f.r.Method == http.MethodConnect {
+		status, _ := resp.get(":status")
+		return status != "200" // HeaderUtility::isConnectResponse
+	}
+	if !f.hasBody {
+		return false
+	}
+	select {
+	case <-f.dsBody.eof:
+		return false
+	default:
+		return true
+	}
 }
 
 // writeResponseHeaders copies a response header map to net/http. Names are written in Go's

@@ -42,7 +42,7 @@ func (f *filter) sendLocalReply() {
 		h.set(strings.ToLower(k), v) // OVERWRITE_IF_EXISTS_OR_ADD
 	}
 	f.observeResponse(h, len(lr.body) == 0)
-	finishResponseHeaders(h)
+	finishResponseHeaders(h, f.closesConnection(h))
 	f.logRespHeaders = h
 	f.status = writeResponseHeaders(f.w, h)
 	f.wrote = true
