@@ -24,7 +24,6 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -257,8 +256,8 @@ func (r *chartRender) addRendered(file, text string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
-		var tm *metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
+		tm, err := typeMetaOf(doc)
+		if err != nil {
 			return fmt.Errorf("%s document %d: %w", file, n, err)
 		}
 		if tm == nil {

@@ -15,11 +15,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ocisigner/ocisigner/intercept"
 	"github.com/ocisigner/ocisigner/signer"
@@ -88,9 +86,12 @@ func (v *kubeVariant) applyPatch(file, text string) error {
 	if _, err := r.Read(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: one document per patch file", file)
 	}
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(doc, &tm); err != nil {
+	tm, err := typeMetaOf(doc)
+	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
+	}
+	if tm == nil {
+		return fmt.Errorf("%s: holds no object", file)
 	}
 	if tm.APIVersion != "apps/v1" || tm.Kind != "Deployment" {
 		return fmt.Errorf("%s: patches %s %s; only the Deployment is patched", file, tm.APIVersion, tm.Kind)
@@ -106,7 +107,7 @@ func (v *kubeVariant) applyPatch(file, text string) error {
 	if err != nil {
 		return err
 	}
-	patchJSON, err := yaml.YAMLToJSONStrict(doc)
+	patchJSON, err := yamlToJSON(doc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}

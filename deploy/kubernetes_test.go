@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -297,7 +298,7 @@ func (v *kubeVariant) loadKustomization(files map[string]string, dir string, see
 // names in the wrong case are errors (encoding/json would match `readonly`
 // to readOnly).
 func kubeDecodeStrict(doc []byte, obj any) error {
-	js, err := yaml.YAMLToJSONStrict(doc)
+	js, err := yamlToJSON(doc)
 	if err != nil {
 		return err
 	}
@@ -306,6 +307,42 @@ func kubeDecodeStrict(doc []byte, obj any) error {
 		return err
 	}
 	return errors.Join(strict...)
+}
+
+// yamlToJSON is yaml.YAMLToJSONStrict (a duplicate key is an error),
+// converted once per distinct document: the chart's matrix, its mutations
+// and the kustomize variants decode the same documents many times, and
+// under -race the YAML parser was most of this package's time. Callers
+// must not modify the bytes returned.
+func yamlToJSON(doc []byte) ([]byte, error) {
+	if v, ok := yamlJSONs.Load(string(doc)); ok {
+		r := v.(yamlJSONResult)
+		return r.js, r.err
+	}
+	js, err := yaml.YAMLToJSONStrict(doc)
+	yamlJSONs.Store(string(doc), yamlJSONResult{js, err})
+	return js, err
+}
+
+type yamlJSONResult struct {
+	js  []byte
+	err error
+}
+
+var yamlJSONs sync.Map
+
+// typeMetaOf reads a document's apiVersion and kind; nil is a document of
+// comments only.
+func typeMetaOf(doc []byte) (*metav1.TypeMeta, error) {
+	js, err := yamlToJSON(doc)
+	if err != nil {
+		return nil, err
+	}
+	var tm *metav1.TypeMeta
+	if err := json.Unmarshal(js, &tm); err != nil {
+		return nil, err
+	}
+	return tm, nil
 }
 
 // addManifests decodes every YAML document of a file strictly into the API
@@ -320,8 +357,8 @@ func (v *kubeVariant) addManifests(file, text string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
-		var tm *metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
+		tm, err := typeMetaOf(doc)
+		if err != nil {
 			return fmt.Errorf("%s document %d: %w", file, n, err)
 		}
 		if tm == nil {
