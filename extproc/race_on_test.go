@@ -7,9 +7,9 @@ package extproc_test
 // these sizes, and .ci/run also runs the suite without the race detector,
 // at full size.
 const (
-	// uploadSize is each PutObject of the upload tests: far above Envoy's
-	// 32 MiB buffer limit.
-	uploadSize = 128 << 20
+	// uploadSize is each PutObject of the upload tests: twice Envoy's
+	// 32 MiB buffer limit, so a body Envoy buffered would get its 413.
+	uploadSize = 64 << 20
 	// concurrentStreams is how many requests run at once.
 	concurrentStreams = 200
 )

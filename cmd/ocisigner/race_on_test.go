@@ -6,7 +6,7 @@ package main
 // more costly: the bounds the tests check hold at these volumes, and
 // .ci/run also runs the suite without the race detector, at full volume.
 const (
-	idleStreams        = 4000
+	idleStreams        = 2000
 	envoyShapedStreams = 500
 	metricNamesViaGRPC = 200
 )
