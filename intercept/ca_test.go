@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ocisigner/ocisigner/signer"
 )
@@ -544,5 +545,23 @@ func TestCAKeyFileMode(t *testing.T) {
 	}
 	if owner, ok := fileOwner(fi); !ok || owner != os.Geteuid() {
 		t.Errorf("fileOwner = %d, %v; want the test's uid %d", owner, ok, os.Geteuid())
+	}
+}
+
+// A hostile name is echoed in logs and in the observer's events (and from
+// there in metrics) as capName shortens it: cut at byte 256 in the middle
+// of a multi-byte character, it would put invalid UTF-8 there. (Errors
+// quote it with %q, which escapes such bytes anyway.)
+func TestHostileNamesAreEchoedWhole(t *testing.T) {
+	name := "a" + strings.Repeat("é", 300) + ".oraclecloud.com" // "é" is two bytes: byte 256 falls inside one
+	got := capName(name)
+	if !utf8.ValidString(got) {
+		t.Errorf("capName cut a character in half: %q", got)
+	}
+	if !strings.HasSuffix(got, "…") || len(got) > 256+len("…") || len(got) < 250 {
+		t.Errorf("capName gave %d bytes: %q", len(got), got)
+	}
+	if short := "objectstorage.us-ashburn-1.oraclecloud.com"; capName(short) != short {
+		t.Errorf("capName changed a short name: %q", capName(short))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocisigner/ocisigner/internal/text"
 	"github.com/ocisigner/ocisigner/signer"
 )
 
@@ -98,11 +99,9 @@ func (c *CA) checkName(name string) error {
 	return nil
 }
 
-// capName shortens a hostile name before it is quoted in an error.
-func capName(s string) string {
-	const n = 256
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
+// capName shortens a hostile name before it is quoted in an error, a log
+// or an event, at a character boundary.
+func capName(s string) string { return text.Cut(s, maxEchoedName) }
+
+// maxEchoedName is how much of a name a client chose is echoed.
+const maxEchoedName = 256
