@@ -51,8 +51,8 @@ func (s *Server) onAddress(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		return s.refused(st, r)
 	}
 	st.phase = final
-	if s.hosts.Allowed(a) {
-		return headersAnswer(nil, false)
+	if s.authorize(a) == nil {
+		return headersAnswer(nil, false) // addressed to a host it signs for: the signing filter's
 	}
 	g, r := splitGateway(st.h.path)
 	if g == nil && r == nil {

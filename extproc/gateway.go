@@ -98,7 +98,7 @@ func (s *Server) resolveGateway(g *gatewayTarget, creds func() (*signer.Credenti
 		return &resolved{authority: host, target: a.Target(g.rest), alias: a}, nil
 	}
 	a, err := signer.ParseAuthority(g.seg)
-	if !strings.ContainsAny(g.seg, ".:[") && (err != nil || !s.hosts.Allowed(a)) {
+	if !strings.ContainsAny(g.seg, ".:[") && (err != nil || s.authorize(a) != nil) {
 		// A single word that is no alias: a host only when the operator
 		// allowed it by that name (--allow-host myhost).
 		return nil, s.notAddressed(g)
@@ -129,9 +129,11 @@ func (s *Server) aliasHost(a signer.Alias, c *signer.Credentials) (string, *refu
 		return "", refuse(http.StatusBadRequest, CodeGatewayPath, err.Error())
 	}
 	ha, err := signer.ParseAuthority(host)
-	if err != nil || !s.hosts.Allowed(ha) {
-		return "", refuse(http.StatusForbidden, CodeHostNotAllowed,
-			fmt.Sprintf("the alias %s resolves to %q, which ocisigner does not sign for; its operator allows it with --allow-host %s", a.Name, host, host))
+	if err != nil {
+		return "", refuse(http.StatusBadRequest, CodeGatewayPath, fmt.Sprintf("the alias %s resolves to %q: %v", a.Name, host, err))
+	}
+	if r := s.authorize(ha); r != nil {
+		return "", r.within(fmt.Sprintf("the alias %s resolves to %s", a.Name, ha))
 	}
 	return ha.String(), nil
 }

@@ -65,6 +65,13 @@ func refuse(status int, code, message string) *refusal {
 	return &refusal{status: status, code: code, message: text.CutCounted(message, maxMessage)}
 }
 
+// within puts what the client asked for in front of a refusal of what it
+// led to ("the alias genai resolves to ...: ...").
+func (r *refusal) within(context string) *refusal {
+	r.message = text.CutCounted(context+": "+r.message, maxMessage)
+	return r
+}
+
 // capEcho shortens a client-chosen value before it is quoted anywhere: a
 // 100 KB header must not come back three times in a refusal or fill a log.
 func capEcho(s string) string { return text.CutCounted(s, maxEcho) }
