@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -204,5 +205,38 @@ func TestDocsTroubleshootingHasEveryRefusal(t *testing.T) {
 		if !strings.Contains(string(data), "`"+code+"`") {
 			t.Errorf("docs/troubleshooting.md does not explain refusal %s", code)
 		}
+	}
+}
+
+// README.md fits a screen and opens with what a first run needs: the two
+// commands, the uid and the profile, within its first 40 lines, and at
+// most 150 lines in all (the rest lives in docs/). .ci/run runs the test
+// command the README gives, as it is written there.
+func TestDocsReadmeFitsAScreen(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 150 {
+		t.Errorf("README.md has %d lines; at most 150 (move the detail to docs/)", len(lines))
+	}
+	const (
+		run   = "docker compose up gateway"
+		tests = "go test -race -count=1 ./..."
+	)
+	top := strings.Join(lines[:min(40, len(lines))], "\n")
+	for _, want := range []string{"```sh illustration\n" + run + "\n```", "```sh tested\n" + tests + "\n```",
+		"OCISIGNER_UID", "OCISIGNER_GID", "OCI_CLI_PROFILE", "OCI_CONFIG_DIR"} {
+		if !strings.Contains(top, want) {
+			t.Errorf("README.md's first 40 lines lack %q", want)
+		}
+	}
+	ci, err := os.ReadFile(filepath.Join(repoRoot, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Split(string(ci), "\n"), tests) {
+		t.Errorf(".ci/run does not run the README's test command %q as it is written", tests)
 	}
 }
