@@ -137,3 +137,35 @@ func Unused(dir string, users ...string) ([]string, error) {
 	}
 	return unused, nil
 }
+
+// LongFunctions lists the functions of shipped code under root longer than
+// max lines, as "path:line name N lines": every .go file but tests, outside
+// test-double folders (names ending in "test"), testdata and dot folders.
+func LongFunctions(root string, max int) ([]string, error) {
+	fset := token.NewFileSet()
+	var long []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && p != root && (strings.HasSuffix(d.Name(), "test") || strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata"):
+			return filepath.SkipDir
+		case d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go"):
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
+				start, end := fset.Position(fd.Pos()).Line, fset.Position(fd.End()).Line
+				if n := end - start + 1; n > max {
+					long = append(long, fmt.Sprintf("%s:%d %s %d lines", p, start, fd.Name.Name, n))
+				}
+			}
+		}
+		return nil
+	})
+	return long, err
+}
