@@ -345,8 +345,14 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		p.src = creds.Source(p.profile)
 	} else if cf.region == "" && endpoint.value == "" {
 		// Through a gateway the local credentials are not needed, only the
-		// profile's region, when the config is at hand.
-		p.region, _ = credentials.ProfileRegion(cf.configPath(getenv), p.profile)
+		// profile's region, when the config is at hand; a region that is
+		// not one is said as such, not as a missing one.
+		region, err := credentials.ProfileRegion(cf.configPath(getenv), p.profile)
+		if errors.Is(err, signer.ErrInvalidRegion) {
+			res := probeResult{Profile: p.profile, Error: err.Error(), exit: credentialExit(err), At: time.Now().UTC()}
+			return printProbe(stdout, res, asJSON)
+		}
+		p.region = region
 	}
 	return printProbe(stdout, probe(ctx, p), asJSON)
 }
