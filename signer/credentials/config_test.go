@@ -424,12 +424,10 @@ func TestIncompleteProfilesSayWhatIsMissing(t *testing.T) {
 // child process as an unprivileged user, so the case is real either way.
 func TestPermissionDenied(t *testing.T) {
 	if path := os.Getenv("OCISIGNER_TEST_UNREADABLE"); path != "" {
-		_, err := credentialsOf(t, path, "P")
-		if !errors.Is(err, signer.ErrPermission) || !strings.Contains(err.Error(), "not readable by uid") {
-			t.Fatalf("err = %v", err)
-		}
+		checkUnreadable(t, path) // the child, as uid 65534
 		return
 	}
+	t.Parallel() // the child's wait overlaps the other parallel tests
 	// Not t.TempDir: its parent is 0700, which the unprivileged child cannot enter.
 	dir, err := os.MkdirTemp("", "ocisigner-perm")
 	if err != nil {
@@ -450,11 +448,20 @@ func TestPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Geteuid() != 0 {
-		t.Setenv("OCISIGNER_TEST_UNREADABLE", cfgPath)
-		TestPermissionDenied(t)
+		checkUnreadable(t, cfgPath) // this user is already one the key is not readable by
 		return
 	}
 	runAsNobody(t, dir, "TestPermissionDenied", "OCISIGNER_TEST_UNREADABLE="+cfgPath)
+}
+
+// checkUnreadable: a key file this process may not read is ErrPermission,
+// naming the uid it runs as.
+func checkUnreadable(t *testing.T, configPath string) {
+	t.Helper()
+	_, err := credentialsOf(t, configPath, "P")
+	if !errors.Is(err, signer.ErrPermission) || !strings.Contains(err.Error(), "not readable by uid") {
+		t.Fatalf("err = %v", err)
+	}
 }
 
 func TestConcurrentFirstUseLoadsOnce(t *testing.T) {

@@ -205,6 +205,7 @@ func TestConfigChangesWithoutRestart(t *testing.T) {
 // signature must come from a consistent pair. The check is the one OCI
 // makes: the signature verifies with the public key in the token's jwk.
 func TestRotationUnderConcurrentSigning(t *testing.T) {
+	t.Parallel()
 	keys := []*rsa.PrivateKey{signertest.Key(t, 2), signertest.Key(t, 3), signertest.Key(t, 4)}
 	is := signertest.NewIssuer(t)
 	f := signertest.NewFolder(t)
