@@ -45,10 +45,26 @@ func renderShipped(t testing.TB, e envoyconfig.Endpoints) *bootstrapv3.Bootstrap
 // settings a real Envoy would load.
 func shippedConfig(t testing.TB, signer, upstream string) extproctest.Config {
 	t.Helper()
-	r := renderShipped(t, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream})
+	r, err := shippedRendered()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := extproctest.FromBootstrap(r, map[string]string{envoyconfig.SignerCluster: signer, envoyconfig.OCICluster: upstream})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
+
+// shippedRendered is the shipped envoy.yaml rendered and validated by
+// ForTest once for all the stand-in's stacks: the stand-in takes each
+// stack's signer and OCI addresses from FromBootstrap's cluster map, not
+// from the rendered endpoints, so one rendering serves them all (a real
+// Envoy gets its own, with its addresses: renderShipped).
+var shippedRendered = sync.OnceValues(func() (*bootstrapv3.Bootstrap, error) {
+	bs, err := shipped()
+	if err != nil {
+		return nil, err
+	}
+	return envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: "127.0.0.1:3", Upstream: "127.0.0.1:4"})
+})
