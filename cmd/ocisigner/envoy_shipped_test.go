@@ -3,7 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 
 	"github.com/ocisigner/ocisigner/extproc/extproctest"
 	"github.com/ocisigner/ocisigner/internal/envoyconfig"
@@ -14,15 +17,7 @@ import (
 // at upstream.
 func shippedEnvoyConfig(t *testing.T, signer, upstream string) extproctest.Config {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "envoy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := envoyconfig.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: signer, Upstream: upstream})
+	r, err := shippedRendered()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,3 +30,18 @@ func shippedEnvoyConfig(t *testing.T, signer, upstream string) extproctest.Confi
 	}
 	return c
 }
+
+// shippedRendered is envoy.yaml loaded, rendered and validated once: the
+// stand-in takes each gateway's addresses from FromBootstrap's cluster
+// map, not from the rendered endpoints.
+var shippedRendered = sync.OnceValues(func() (*bootstrapv3.Bootstrap, error) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "envoy.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	bs, err := envoyconfig.Load(data)
+	if err != nil {
+		return nil, err
+	}
+	return envoyconfig.ForTest(bs, envoyconfig.Endpoints{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Signer: "127.0.0.1:3", Upstream: "127.0.0.1:4"})
+})
