@@ -430,7 +430,9 @@ func TestInterceptRefusals(t *testing.T) {
 // listener's connect timeout ends its handshake: no hang. The timeout is
 // shortened from envoy.yaml's 5 s to keep the test quick.
 func TestInterceptSDSDown(t *testing.T) {
-	g := newICGateway(t, nil, func(c *extproctest.Config) { c.Intercept.TransportSocketConnectTimeout = 300 * time.Millisecond })
+	// The timeout bounds the cached name's whole handshake too: a second
+	// leaves it room on two busy cores under the race detector.
+	g := newICGateway(t, nil, func(c *extproctest.Config) { c.Intercept.TransportSocketConnectTimeout = time.Second })
 	cfg := func(sni string) *tls.Config {
 		return &tls.Config{RootCAs: g.pool, ServerName: sni, NextProtos: []string{"http/1.1"}}
 	}

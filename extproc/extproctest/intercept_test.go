@@ -469,7 +469,7 @@ func TestInterceptWithoutConnectTimeoutWaitsForSDS(t *testing.T) {
 // subscription keeps it), while a new name waits until the connect timeout.
 func TestInterceptSDSDownKeepsFetchedNames(t *testing.T) {
 	h := newIntercept(t, mintAll, func(c *extproctest.Config) {
-		c.Intercept.TransportSocketConnectTimeout = 500 * time.Millisecond
+		c.Intercept.TransportSocketConnectTimeout = time.Second // bounds the fetched name's handshake too
 	})
 	if _, err := h.handshake(t, ociHost, h.clientTLS(ociHost)); err != nil {
 		t.Fatal(err)
