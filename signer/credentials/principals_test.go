@@ -495,14 +495,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	is := signertest.NewIssuer(t)
 	pm := signertest.NewProxymux(t, is)
 	pm.SetClock(tm.clock.Now)
-	dir := t.TempDir()
-	saPath, caPath := filepath.Join(dir, "token"), filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caPath, pm.CAPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(saPath, []byte(pm.ServiceAccountToken()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	saPath, caPath := workloadFiles(t, pm)
 	env := map[string]string{"OCI_RESOURCE_PRINCIPAL_REGION": "us-ashburn-1"}
 	src, err := credentials.WorkloadIdentity(tm.opts(credentials.WithWorkloadIdentity(pm.URL(), saPath, caPath),
 		credentials.WithGetenv(func(k string) string { return env[k] }))...)
@@ -581,4 +574,19 @@ func TestInstancePrincipalRenewalRetries(t *testing.T) {
 	if failed != 2 {
 		t.Fatalf("%d failed federation requests, want 2", failed)
 	}
+}
+
+// workloadFiles writes the proxymux's CA certificate and the pod's
+// service-account token where WithWorkloadIdentity reads them.
+func workloadFiles(t *testing.T, pm *signertest.Proxymux) (saPath, caPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	saPath, caPath = filepath.Join(dir, "token"), filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caPath, pm.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(saPath, []byte(pm.ServiceAccountToken()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return saPath, caPath
 }
