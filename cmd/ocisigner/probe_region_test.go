@@ -2,45 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ocisigner/ocisigner/signer"
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
-
-// connTrap is a loopback listener that counts the connections made to it
-// and closes each at once. A probe that dials it fails only once the trap
-// has counted the connection, so a count read after the command returned
-// holds every probe the command sent there.
-type connTrap struct {
-	addr string
-	hits atomic.Int64
-}
-
-func newConnTrap(t *testing.T) *connTrap {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &connTrap{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tr.hits.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return tr
-}
 
 // `ocisigner probe` with a session profile whose region is not a region
 // but names another host (x@127.0.0.1:PORT/ makes
@@ -53,15 +21,15 @@ func newConnTrap(t *testing.T) *connTrap {
 // gateway either.
 func TestProbeRefusesAHostileProfileRegion(t *testing.T) {
 	fx := newFixture(t)
-	trap := newConnTrap(t)
-	gateway := newConnTrap(t) // stands for a gateway at --via
+	trap := signertest.NewTrap(t)
+	gateway := signertest.NewTrap(t) // stands for a gateway at --via
 	key := signertest.Key(t, 2)
 	// Four minutes left: inside the refresh margin from the start.
 	tok := fx.issuer.Mint(t, &key.PublicKey, signertest.TokenOptions{IssuedAt: time.Now().Add(4*time.Minute - time.Hour)})
 	hostile := map[string]string{
-		"HOSTILE_PATH":     "x@" + trap.addr + "/",
-		"HOSTILE_FRAGMENT": "x@" + trap.addr + "#",
-		"HOSTILE_QUERY":    "x@" + trap.addr + "?",
+		"HOSTILE_PATH":     "x@" + trap.Addr + "/",
+		"HOSTILE_FRAGMENT": "x@" + trap.Addr + "#",
+		"HOSTILE_QUERY":    "x@" + trap.Addr + "?",
 	}
 	for name, region := range hostile {
 		fx.folder.Write("sessions/"+name+"/oci_api_key.pem", signertest.EncodeKey(t, key, signertest.PKCS1, ""))
@@ -97,22 +65,22 @@ func TestProbeRefusesAHostileProfileRegion(t *testing.T) {
 		{"--json", env, []string{"--profile", "HOSTILE_PATH", "--json"}, exitConfig, nil, true},
 		// Through a gateway the probe needs only the profile's region: a
 		// hostile one is refused as such, and nothing is sent.
-		{"--via a gateway", env, []string{"--profile", "HOSTILE_PATH", "--via", "http://" + gateway.addr}, exitConfig,
+		{"--via a gateway", env, []string{"--profile", "HOSTILE_PATH", "--via", "http://" + gateway.Addr}, exitConfig,
 			[]string{"profile HOSTILE_PATH", "invalid region"}, false},
 		// The profile's region is hostile too: were the setting ignored, the
 		// probe would still go to the trap, never to a real OCI endpoint.
-		{"--region", env, []string{"--profile", "HOSTILE_PATH", "--region", "x@" + trap.addr + "/"}, exitUsage,
+		{"--region", env, []string{"--profile", "HOSTILE_PATH", "--region", "x@" + trap.Addr + "/"}, exitUsage,
 			[]string{"-region", "invalid region"}, false},
-		{"OCI_CLI_REGION", withEnv("OCI_CLI_REGION", "x@"+trap.addr+"/"), []string{"--profile", "HOSTILE_PATH"}, exitUsage,
+		{"OCI_CLI_REGION", withEnv("OCI_CLI_REGION", "x@"+trap.Addr+"/"), []string{"--profile", "HOSTILE_PATH"}, exitUsage,
 			[]string{"OCI_CLI_REGION", "invalid region"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before, beforeGateway := trap.hits.Load(), gateway.hits.Load()
+			before, beforeGateway := trap.Hits(), gateway.Hits()
 			code, out, errOut := runCmd(t, tc.env, append([]string{"probe", "--timeout", "5s"}, tc.args...)...)
-			if n := trap.hits.Load() - before; n != 0 {
+			if n := trap.Hits() - before; n != 0 {
 				t.Errorf("%d connections reached the host the region names", n)
 			}
-			if n := gateway.hits.Load() - beforeGateway; n != 0 {
+			if n := gateway.Hits() - beforeGateway; n != 0 {
 				t.Errorf("%d connections reached the gateway", n)
 			}
 			if code != tc.exit {
@@ -139,7 +107,7 @@ func TestProbeRefusesAHostileProfileRegion(t *testing.T) {
 	}
 	// Counted over the whole test as well: a connection that landed after
 	// its subtest's check (a refresh still under way) is not missed.
-	if n := trap.hits.Load() + gateway.hits.Load(); n != 0 {
+	if n := trap.Hits() + gateway.Hits(); n != 0 {
 		t.Fatalf("%d connections in all reached the trap or the gateway", n)
 	}
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,49 +17,21 @@ import (
 	"github.com/ocisigner/ocisigner/signer/signertest"
 )
 
-// trap is a loopback listener that counts the connections made to it: a
-// hostile region such as "x@127.0.0.1:PORT/" would point a session refresh
-// (the token in its keyId and body) or a federation at it.
-type trap struct {
-	addr string
-	hits atomic.Int64
-}
-
-func newTrap(t *testing.T) *trap {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &trap{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tr.hits.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return tr
-}
-
 // hostileRegions are regions that would name another host if a URL were
 // built from them as written.
-func (tr *trap) hostileRegions() []string {
-	return []string{"x@" + tr.addr + "/", tr.addr, "us-ashburn-1." + tr.addr, "us-ashburn-1/@" + tr.addr, "us-ashburn-1#"}
+func hostileRegions(tr *signertest.Trap) []string {
+	return []string{"x@" + tr.Addr + "/", tr.Addr, "us-ashburn-1." + tr.Addr, "us-ashburn-1/@" + tr.Addr, "us-ashburn-1#"}
 }
 
 // A region is validated where it enters, and a profile, a principal or a
 // setting with one that is not a region identifier does not work at all:
 // no refresh, federation or exchange is sent anywhere.
 func TestHostileRegionIsRefusedWhereItEnters(t *testing.T) {
-	tr := newTrap(t)
+	tr := signertest.NewTrap(t)
 	tm := newTimed()
 	key := signertest.Key(t, 2)
 	is := signertest.NewIssuer(t)
-	for _, region := range tr.hostileRegions() {
+	for _, region := range hostileRegions(tr) {
 		t.Run(region, func(t *testing.T) {
 			check := func(where string, err error) {
 				t.Helper()
@@ -112,7 +82,7 @@ func TestHostileRegionIsRefusedWhereItEnters(t *testing.T) {
 			}
 		})
 	}
-	if n := tr.hits.Load(); n != 0 {
+	if n := tr.Hits(); n != 0 {
 		t.Fatalf("%d connections reached the host a hostile region names", n)
 	}
 }
