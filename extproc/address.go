@@ -51,7 +51,9 @@ func (s *Server) onAddress(ctx context.Context, st *stream, m *extprocv3.HttpHea
 		return s.refused(st, r)
 	}
 	st.phase = final
-	if s.authorize(a) == nil {
+	// A routing decision, not a refusal: asking authorize would format a
+	// refusal for every gateway-addressed request only to drop it.
+	if s.hosts.Allowed(a) {
 		return headersAnswer(nil, false) // addressed to a host it signs for: the signing filter's
 	}
 	g, r := splitGateway(st.h.path)

@@ -98,7 +98,7 @@ func (s *Server) resolveGateway(g *gatewayTarget, creds func() (*signer.Credenti
 		return &resolved{authority: host, target: a.Target(g.rest), alias: a}, nil
 	}
 	a, err := signer.ParseAuthority(g.seg)
-	if !strings.ContainsAny(g.seg, ".:[") && (err != nil || s.authorize(a) != nil) {
+	if !strings.ContainsAny(g.seg, ".:[") && (err != nil || !s.hosts.Allowed(a)) {
 		// A single word that is no alias: a host only when the operator
 		// allowed it by that name (--allow-host myhost).
 		return nil, s.notAddressed(g)

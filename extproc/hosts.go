@@ -91,7 +91,7 @@ func (p *HostPolicy) Allowed(a signer.Authority) bool {
 	return false
 }
 
-// authorize is the one host check of the service: a request is signed, or
+// authorize is the one host refusal of the service: a request is signed, or
 // re-addressed, only for a host the policy allows. The refusal says what the
 // client can do about it, and names --allow-host only for a host that could
 // be an OCI endpoint under another name (a private endpoint, a test server):
